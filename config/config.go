@@ -1,0 +1,200 @@
+// Package config owns emergentd's configuration: the TOML schema, its defaults, and validation
+// that reports file:line for every mistake. It does no network I/O; secrets are read from files
+// or the environment at load time and are never printed.
+package config
+
+import (
+	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+)
+
+// Kinds of anomaly a rule can detect.
+const (
+	KindSelfGenerated = "self_generated_traffic"
+	KindFlushStorm    = "flush_storm"
+)
+
+// Relations between a work signal and inbound traffic.
+const (
+	RelationProportional = "proportional"
+	RelationBounded      = "bounded"
+)
+
+// Receiver types.
+const (
+	ReceiverSlack        = "slack"
+	ReceiverAlertmanager = "alertmanager"
+	ReceiverWebhook      = "webhook"
+)
+
+// Config is the whole emergentd configuration, as decoded from rules.toml.
+type Config struct {
+	Global     Global     `toml:"global" json:"global"`
+	Prometheus Prometheus `toml:"prometheus" json:"prometheus"`
+	Rules      []Rule     `toml:"rules" json:"rules"`
+	Receivers  []Receiver `toml:"receivers" json:"receivers"`
+	Routes     []Route    `toml:"routes" json:"routes"`
+
+	// File is the path the configuration was loaded from.
+	File string `toml:"-" json:"-"`
+}
+
+// Global holds evaluation timing shared by every rule.
+type Global struct {
+	// EvaluationInterval is the step between evaluations; steps are aligned to multiples of it
+	// so that replicas evaluate the same timestamps.
+	EvaluationInterval model.Duration `toml:"evaluation_interval" json:"evaluation_interval"`
+	// History is how far back baselines are learned from at start-up.
+	History model.Duration `toml:"history" json:"history"`
+	// BaselineStep is the resolution of the stored history used for baselines.
+	BaselineStep model.Duration `toml:"baseline_step" json:"baseline_step"`
+	// Replay is the window re-evaluated at start-up to reconstruct episodes already under way.
+	Replay model.Duration `toml:"replay" json:"replay"`
+	// ResendDelay is how often a firing alert is re-sent to Alertmanager.
+	ResendDelay model.Duration `toml:"resend_delay" json:"resend_delay"`
+	// ResolvedRetention is how long a resolved alert keeps being re-sent to Alertmanager.
+	ResolvedRetention model.Duration `toml:"resolved_retention" json:"resolved_retention"`
+	// BlindAfter is how long a rule may be unable to see its data before the meta-alert fires.
+	BlindAfter model.Duration `toml:"blind_after" json:"blind_after"`
+	// ExternalLabels are added to every alert (e.g. cluster = "eu-1").
+	ExternalLabels map[string]string `toml:"external_labels" json:"external_labels,omitempty"`
+}
+
+// Prometheus says where series come from.
+type Prometheus struct {
+	URL string `toml:"url" json:"url"`
+	// GraphURL is the Prometheus URL users open in alerts' graph links; defaults to URL.
+	GraphURL string         `toml:"graph_url" json:"graph_url,omitempty"`
+	Timeout  model.Duration `toml:"timeout" json:"timeout"`
+	// HTTPConfigFile is a YAML file in Prometheus's http_config format (basic auth, bearer,
+	// TLS, OAuth2, proxy), relative to the config file.
+	HTTPConfigFile       string `toml:"http_config_file" json:"http_config_file,omitempty"`
+	MaxConcurrentQueries int    `toml:"max_concurrent_queries" json:"max_concurrent_queries"`
+
+	// HTTPClient is loaded from HTTPConfigFile (or defaults) during Load.
+	HTTPClient commoncfg.HTTPClientConfig `toml:"-" json:"-"`
+}
+
+// Rule is one detector: a kind, the queries it watches and its thresholds.
+type Rule struct {
+	Name     string            `toml:"name" json:"name"`
+	Kind     string            `toml:"kind" json:"kind"`
+	Severity string            `toml:"severity" json:"severity"`
+	GroupBy  []string          `toml:"group_by" json:"group_by"`
+	Labels   map[string]string `toml:"labels" json:"labels,omitempty"`
+	// Inbound is the PromQL for inbound request rate per group.
+	Inbound string `toml:"inbound" json:"inbound"`
+
+	For        model.Duration `toml:"for" json:"for"`
+	ResolveFor model.Duration `toml:"resolve_for" json:"resolve_for"`
+	// Hysteresis scales the thresholds a firing episode must fall under to resolve (0..1].
+	Hysteresis float64 `toml:"hysteresis" json:"hysteresis"`
+
+	// Self-generated traffic.
+	Signals             []Signal `toml:"signals" json:"signals,omitempty"`
+	MinUnexplainedShare float64  `toml:"min_unexplained_share" json:"min_unexplained_share,omitempty"`
+	MinUnexplainedRate  float64  `toml:"min_unexplained_rate" json:"min_unexplained_rate,omitempty"`
+	// IdleInbound is the inbound rate (per second) under which a group counts as idle.
+	IdleInbound float64 `toml:"idle_inbound" json:"idle_inbound,omitempty"`
+	// Instances returns one series per instance doing the work (group labels + InstanceLabel).
+	Instances     string `toml:"instances" json:"instances,omitempty"`
+	InstanceLabel string `toml:"instance_label" json:"instance_label,omitempty"`
+
+	// Flush storm.
+	Flushes          string         `toml:"flushes" json:"flushes,omitempty"`
+	Keys             string         `toml:"keys" json:"keys,omitempty"`
+	Commands         string         `toml:"commands" json:"commands,omitempty"`
+	Writes           string         `toml:"writes" json:"writes,omitempty"`
+	MinFlushes       int            `toml:"min_flushes" json:"min_flushes,omitempty"`
+	Window           model.Duration `toml:"window" json:"window,omitempty"`
+	CollapseFraction float64        `toml:"collapse_fraction" json:"collapse_fraction,omitempty"`
+	MinKeys          float64        `toml:"min_keys" json:"min_keys,omitempty"`
+
+	// Remedy overrides the remedy text of the diagnosis.
+	Remedy string `toml:"remedy" json:"remedy,omitempty"`
+}
+
+// Signal is one work signal of a self-generated-traffic rule.
+type Signal struct {
+	Name     string `toml:"name" json:"name"`
+	Query    string `toml:"query" json:"query"`
+	Relation string `toml:"relation" json:"relation"`
+	// Ceiling is the most a bounded signal may do, per second, whatever inbound does.
+	Ceiling float64 `toml:"ceiling" json:"ceiling,omitempty"`
+	// MaxRatio caps the learned work-per-request ratio of a proportional signal, so history
+	// that already holds the bug cannot teach the detector that the bug is normal.
+	MaxRatio float64 `toml:"max_ratio" json:"max_ratio,omitempty"`
+	// MaxFloor caps the learned floor (work per second with no inbound).
+	MaxFloor float64 `toml:"max_floor" json:"max_floor,omitempty"`
+	// Unit names what the signal counts, for messages ("token mints").
+	Unit string `toml:"unit" json:"unit,omitempty"`
+}
+
+// Receiver is somewhere alerts go.
+type Receiver struct {
+	Name string `toml:"name" json:"name"`
+	Type string `toml:"type" json:"type"`
+
+	// Slack: an incoming webhook, or a bot token with a channel.
+	WebhookURL     commoncfg.Secret `toml:"webhook_url" json:"webhook_url,omitempty"`
+	WebhookURLFile string           `toml:"webhook_url_file" json:"webhook_url_file,omitempty"`
+	WebhookURLEnv  string           `toml:"webhook_url_env" json:"webhook_url_env,omitempty"`
+	Token          commoncfg.Secret `toml:"token" json:"token,omitempty"`
+	TokenFile      string           `toml:"token_file" json:"token_file,omitempty"`
+	TokenEnv       string           `toml:"token_env" json:"token_env,omitempty"`
+	Channel        string           `toml:"channel" json:"channel,omitempty"`
+	// APIURL overrides Slack's API base URL (tests, proxies, Slack-compatible servers).
+	APIURL string `toml:"api_url" json:"api_url,omitempty"`
+	// StateFile optionally persists which episodes were posted (and their message ids) so a
+	// restart neither pages twice nor loses the thread.
+	StateFile string `toml:"state_file" json:"state_file,omitempty"`
+
+	// Alertmanager: every URL gets every alert.
+	URLs []string `toml:"urls" json:"urls,omitempty"`
+
+	// Webhook (Alertmanager webhook format, version 4).
+	URL     commoncfg.Secret `toml:"url" json:"url,omitempty"`
+	URLFile string           `toml:"url_file" json:"url_file,omitempty"`
+	URLEnv  string           `toml:"url_env" json:"url_env,omitempty"`
+
+	// Common to HTTP receivers.
+	Timeout        model.Duration `toml:"timeout" json:"timeout"`
+	HTTPConfigFile string         `toml:"http_config_file" json:"http_config_file,omitempty"`
+	QueueSize      int            `toml:"queue_size" json:"queue_size"`
+
+	// HTTPClient is loaded from HTTPConfigFile (or defaults) during Load.
+	HTTPClient commoncfg.HTTPClientConfig `toml:"-" json:"-"`
+}
+
+// Route sends the alerts it matches to a receiver. Every matching route is used.
+type Route struct {
+	Receiver   string            `toml:"receiver" json:"receiver"`
+	Kinds      []string          `toml:"kinds" json:"kinds,omitempty"`
+	Severities []string          `toml:"severities" json:"severities,omitempty"`
+	Match      map[string]string `toml:"match" json:"match,omitempty"`
+}
+
+// Matches reports whether the route takes an alert with these labels.
+func (r Route) Matches(labels map[string]string) bool {
+	if len(r.Kinds) > 0 && !contains(r.Kinds, labels["kind"]) {
+		return false
+	}
+	if len(r.Severities) > 0 && !contains(r.Severities, labels["severity"]) {
+		return false
+	}
+	for k, v := range r.Match {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,153 @@
+package detector
+
+import (
+	"math"
+	"time"
+)
+
+// history is a fixed ring of coarse samples (one per baseline step) for one group. Columns are
+// float32: baselines need three significant digits, and the ring is most of the memory a group
+// costs.
+type history struct {
+	stepSec int64
+	stamp   []int64     // step number held by each slot; -1 when empty
+	cols    [][]float32 // one column per input series
+}
+
+func newHistory(length, step time.Duration, columns int) *history {
+	n := int(length/step) + 1
+	h := &history{stepSec: int64(step / time.Second), stamp: make([]int64, n), cols: make([][]float32, columns)}
+	for i := range h.stamp {
+		h.stamp[i] = -1
+	}
+	for c := range h.cols {
+		h.cols[c] = make([]float32, n)
+	}
+	return h
+}
+
+func (h *history) slot(unix int64) (int, int64) {
+	k := unix / h.stepSec
+	return int(k % int64(len(h.stamp))), k
+}
+
+// put stores vals at unix time t (NaN marks a value that must not be learned from).
+func (h *history) put(unix int64, vals []float64) {
+	i, k := h.slot(unix)
+	h.stamp[i] = k
+	for c, v := range vals {
+		h.cols[c][i] = float32(v)
+	}
+}
+
+// get returns column c at unix time t, if stored.
+func (h *history) get(unix int64, c int) (float64, bool) {
+	i, k := h.slot(unix)
+	if h.stamp[i] != k {
+		return math.NaN(), false
+	}
+	v := float64(h.cols[c][i])
+	return v, isNum(v)
+}
+
+// each calls fn for every stored slot with its column values.
+func (h *history) each(fn func(i int)) {
+	for i, k := range h.stamp {
+		if k >= 0 {
+			fn(i)
+		}
+	}
+}
+
+// seasonal is the usual level of a series at a time of day: the median and spread of the same
+// time on past days, or of the last hour when fewer than three past days are stored.
+type seasonal struct {
+	Usual, Sigma float64
+	Days         int // past days used; 0 means the recent-history fallback
+}
+
+const (
+	minSeasonalDays = 3
+	maxSeasonalDays = 14
+	recentPoints    = 12
+)
+
+func (h *history) seasonalAt(unix int64, c int) seasonal {
+	unix -= unix % h.stepSec
+	var xs []float64
+	for d := int64(1); d <= maxSeasonalDays; d++ {
+		if v, ok := h.get(unix-d*86400, c); ok {
+			xs = append(xs, v)
+		}
+	}
+	if len(xs) >= minSeasonalDays {
+		med, sigma := medianMAD(xs)
+		return seasonal{Usual: med, Sigma: sigma, Days: len(xs)}
+	}
+	xs = xs[:0]
+	for k := int64(1); k <= recentPoints; k++ {
+		if v, ok := h.get(unix-k*h.stepSec, c); ok {
+			xs = append(xs, v)
+		}
+	}
+	med, sigma := medianMAD(xs)
+	return seasonal{Usual: med, Sigma: sigma}
+}
+
+// proportionalFit is work ≈ Ratio·inbound + Floor, learned robustly from history.
+type proportionalFit struct {
+	Ratio, Floor float64
+	Sigma        float64 // spread of the residuals
+	Points       int
+}
+
+// minFitPoints is the least history (in baseline steps) a learned ratio is trusted from.
+const minFitPoints = 12
+
+// fitRounds is how many floor/ratio refinements fitProportional makes.
+const fitRounds = 8
+
+// fitProportional learns Ratio and Floor with medians, so a minority of anomalous history (an
+// earlier incident) does not move them. The ratio is taken where inbound is at or above its
+// median, where the floor matters least; the floor is the median of what the ratio leaves.
+func fitProportional(inbound, work []float64) (proportionalFit, bool) {
+	n := len(inbound)
+	if n < minFitPoints {
+		return proportionalFit{Points: n}, false
+	}
+	inMed := median(append([]float64(nil), inbound...))
+	var ratios []float64
+	for i, in := range inbound {
+		if in > 0 && in >= inMed {
+			ratios = append(ratios, work[i]/in)
+		}
+	}
+	fit := proportionalFit{Points: n}
+	if len(ratios) == 0 { // inbound never seen: everything is floor
+		fit.Floor, fit.Sigma = medianMAD(append([]float64(nil), work...))
+		return fit, true
+	}
+	// Alternate floor and ratio: the ratio taken with floor 0 is biased up by floor/inbound, and a
+	// few rounds of medians converge on both without giving outliers a say.
+	ratio, floor := median(ratios), 0.0
+	resid := make([]float64, n)
+	for range fitRounds {
+		for i := range inbound {
+			resid[i] = work[i] - ratio*inbound[i]
+		}
+		floor = math.Max(0, median(resid))
+		ratios = ratios[:0]
+		for i, in := range inbound {
+			if in > 0 && in >= inMed {
+				ratios = append(ratios, (work[i]-floor)/in)
+			}
+		}
+		ratio = math.Max(0, median(ratios))
+	}
+	fit.Ratio, fit.Floor = ratio, floor
+	for i := range inbound {
+		resid[i] = work[i] - fit.Ratio*inbound[i] - fit.Floor
+	}
+	_, fit.Sigma = medianMAD(resid)
+	return fit, true
+}

@@ -1,0 +1,82 @@
+package detector
+
+import "time"
+
+// State is where a group's episode lifecycle stands.
+type State int
+
+// States of a group, as exported in emergent_group_state.
+const (
+	StateUnknown  State = -1 // data missing or bad: nothing fires or resolves
+	StateInactive State = 0
+	StatePending  State = 1
+	StateFiring   State = 2
+)
+
+func (s State) String() string {
+	switch s {
+	case StateUnknown:
+		return "unknown"
+	case StatePending:
+		return "pending"
+	case StateFiring:
+		return "firing"
+	}
+	return "inactive"
+}
+
+// lifecycle is the pending → firing → resolved machine of one group. Every time it holds comes
+// from step timestamps, so replaying the same data gives the same start and end.
+type lifecycle struct {
+	state        State
+	pendingSince time.Time
+	firingSince  time.Time
+	clearSince   time.Time // first non-breaching step while firing; zero while breaching
+}
+
+type transition int
+
+const (
+	noChange transition = iota
+	fired
+	resolved
+)
+
+// step advances the machine with one known observation. breach is evaluated with the firing
+// thresholds when inactive or pending and with the hysteresis thresholds when firing.
+func (l *lifecycle) step(t time.Time, breach bool, forDur, resolveFor time.Duration) transition {
+	switch l.state {
+	case StateInactive, StateUnknown:
+		if !breach {
+			l.state = StateInactive
+			return noChange
+		}
+		l.state, l.pendingSince = StatePending, t
+		if forDur == 0 {
+			l.state, l.firingSince = StateFiring, t
+			return fired
+		}
+	case StatePending:
+		if !breach {
+			l.state = StateInactive
+			return noChange
+		}
+		if t.Sub(l.pendingSince) >= forDur {
+			l.state, l.firingSince, l.clearSince = StateFiring, t, time.Time{}
+			return fired
+		}
+	case StateFiring:
+		if breach {
+			l.clearSince = time.Time{}
+			return noChange
+		}
+		if l.clearSince.IsZero() {
+			l.clearSince = t
+		}
+		if t.Sub(l.clearSince) >= resolveFor {
+			l.state = StateInactive
+			return resolved
+		}
+	}
+	return noChange
+}

@@ -1,0 +1,137 @@
+package detector
+
+import (
+	"math"
+	"time"
+)
+
+// flushState follows one group's flush-command counters and keyspace between steps.
+type flushState struct {
+	counters  map[string]counterSeen // by series key
+	flushes   []timedCount           // flush increments within the window
+	collapses []timedCount           // keyspace collapses within the window
+	writes    []timedCount           // writes per step within the window
+	keys      float64                // keyspace size at the last step; NaN if unknown
+	keysFrom  float64                // keyspace size before the latest collapse
+	seen      bool                   // the group had a known step before
+}
+
+type counterSeen struct {
+	value float64
+	at    time.Time
+}
+
+type timedCount struct {
+	at time.Time
+	n  float64
+}
+
+func newFlushState() *flushState {
+	return &flushState{counters: map[string]counterSeen{}, keys: math.NaN(), keysFrom: math.NaN()}
+}
+
+// counterMemory is how long a vanished counter's last value is kept: a Redis that comes back
+// within it is compared with what it had, not counted as new flushes.
+const counterMemory = 24 * time.Hour
+
+// observeFlushes returns how many flushes happened since the last step. Redis lists a command
+// only after its first call, so a counter series that appears for a known group counts from 0;
+// a counter that went down was reset (Redis restarted) and counts from 0 too.
+func (f *flushState) observeFlushes(t time.Time, series Values) float64 {
+	total := 0.0
+	for id, v := range series {
+		if !isNum(v) {
+			continue
+		}
+		prev, ok := f.counters[id]
+		switch {
+		case ok && v >= prev.value:
+			total += v - prev.value
+		case ok: // reset
+			total += v
+		case f.seen: // a series born after we started watching: its first flush(es)
+			total += v
+		}
+		f.counters[id] = counterSeen{value: v, at: t}
+	}
+	for id, c := range f.counters {
+		if t.Sub(c.at) > counterMemory {
+			delete(f.counters, id)
+		}
+	}
+	return total
+}
+
+func prune(xs []timedCount, since time.Time) []timedCount {
+	i := 0
+	for i < len(xs) && !xs[i].at.After(since) {
+		i++
+	}
+	return xs[i:]
+}
+
+func sum(xs []timedCount) float64 {
+	s := 0.0
+	for _, x := range xs {
+		s += x.n
+	}
+	return s
+}
+
+// evalFlush counts flushes and keyspace collapses within the window. One flush or one restart
+// is an event; min_flushes of them within the window is a storm.
+func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex Explanation) {
+	f, t := g.flush, in.Time
+	window := time.Duration(r.cfg.Window)
+	series, haveFlushes := in.Flushes[key]
+	keys := value(in.Keys, key)
+	switch {
+	case r.cfg.Keys != "" && isNum(keys):
+	case r.cfg.Keys == "" && r.cfg.Flushes != "" && haveFlushes:
+	default:
+		// Redis, its exporter or the scrape is gone: a missing keyspace is not a flush.
+		return false, false, ex
+	}
+
+	if n := f.observeFlushes(t, series); n > 0 {
+		f.flushes = append(f.flushes, timedCount{t, n})
+	}
+	if isNum(keys) {
+		if isNum(f.keys) && f.keys >= r.cfg.MinKeys && keys <= (1-r.cfg.CollapseFraction)*f.keys {
+			f.collapses = append(f.collapses, timedCount{t, 1})
+			f.keysFrom = f.keys
+		}
+		f.keys = keys
+	}
+	if w := value(in.Writes, key); isNum(w) && w > 0 {
+		f.writes = append(f.writes, timedCount{t, w * r.interval.Seconds()})
+	}
+	f.seen = true
+	since := t.Add(-window)
+	f.flushes, f.collapses, f.writes = prune(f.flushes, since), prune(f.collapses, since), prune(f.writes, since)
+
+	ex.Flushes, ex.Collapses = sum(f.flushes), sum(f.collapses)
+	ex.Observed = math.Max(ex.Flushes, ex.Collapses)
+	ex.Expected = float64(r.cfg.MinFlushes)
+	ex.Window = window
+	ex.KeysNow, ex.KeysBefore = keys, f.keysFrom
+	ex.Inbound = value(in.Inbound, key)
+	ex.Writes = sum(f.writes)
+	ex.FlushesPerWrite = math.NaN()
+	if ex.Writes > 0 && ex.Flushes > 0 {
+		ex.FlushesPerWrite = ex.Flushes / ex.Writes
+	}
+	ex.CommandsPerRequest = math.NaN()
+	if c := value(in.Commands, key); isNum(c) && isNum(ex.Inbound) && ex.Inbound > 0 {
+		ex.CommandsPerRequest = c / ex.Inbound
+	}
+	ex.UsualCommandsPerRequest = g.cmdPer
+
+	need := float64(r.cfg.MinFlushes)
+	if g.life.state == StateFiring {
+		need = math.Max(1, math.Floor(need*r.cfg.Hysteresis))
+	}
+	breach = ex.Observed >= need
+	r.explainFlush(&ex, g.labels)
+	return breach, true, ex
+}

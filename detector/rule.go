@@ -1,0 +1,280 @@
+// Package detector finds self-generated traffic and flush storms in series it is fed. It owns
+// baselines, the detectors, the episode lifecycle and the explanations. It does no I/O: the
+// engine queries, this package decides.
+package detector
+
+import (
+	"math"
+	"sort"
+	"time"
+
+	"github.com/emergent-sh/emergent/config"
+)
+
+// Values maps a group key to the value of one query at one step.
+type Values map[string]float64
+
+// Input is what one evaluation step of one rule sees, for every group, as the engine queried it.
+type Input struct {
+	Time time.Time
+	// Failed is set when a query of the rule errored or came back partial: every group is
+	// unknown at this step.
+	Failed bool
+	// Groups maps each group key seen in any query to its group labels.
+	Groups map[string]map[string]string
+
+	Inbound Values
+	Signals []Values // in the rule's signal order
+	// Instances holds, per group, the value of the breakdown query per instance.
+	Instances map[string]Values
+	// Flushes holds, per group, raw flush-command counters per series.
+	Flushes  map[string]Values
+	Keys     Values
+	Commands Values
+	Writes   Values
+}
+
+// Episode is one anomaly of one group, from the step it fired to the step it resolved.
+type Episode struct {
+	Kind     string
+	Rule     string
+	Severity string
+	Labels   map[string]string // the rule's group labels
+	Start    time.Time
+	End      time.Time // zero while active
+	Summary  string
+	// Explanation holds the numbers at the latest evaluated step.
+	Explanation Explanation
+}
+
+// Active reports whether the episode has not resolved.
+func (e *Episode) Active() bool { return e.End.IsZero() }
+
+// Event is a change in an episode.
+type Event struct {
+	Resolved bool // false: the episode fired
+	Episode  Episode
+}
+
+// GroupStatus is a group's state at the latest step, for metrics and the web UI.
+type GroupStatus struct {
+	Labels      map[string]string
+	State       State
+	Explanation Explanation
+}
+
+// Rule evaluates one configured rule over every group it sees.
+type Rule struct {
+	cfg          config.Rule
+	interval     time.Duration
+	baselineStep time.Duration
+	historyLen   time.Duration
+	groups       map[string]*group
+	keys         []string // sorted group keys, so events come out in a stable order
+}
+
+type group struct {
+	labels  map[string]string
+	hist    *history
+	learned int64 // hour (unix/3600) of the last learning
+	fits    []proportionalFit
+	fitOK   []bool
+	cmdPer  float64 // usual Redis commands per inbound request; NaN if unknown
+	life    lifecycle
+	unknown bool
+	episode *Episode // the active episode
+	// signalSeen is when each signal last had a value, to tell "never existed" (zero work)
+	// from "disappeared" (unknown).
+	signalSeen []time.Time
+	flush      *flushState
+	last       Explanation
+}
+
+// signalGone is how long a work series may be absent before it counts as zero rather than as
+// missing data: a counter that existed and vanished is a scrape problem until proven otherwise.
+const signalGone = time.Hour
+
+// NewRule prepares a rule for evaluation. interval is the evaluation step; g gives the
+// baseline step and history length.
+func NewRule(cfg config.Rule, g config.Global) *Rule {
+	return &Rule{
+		cfg:          cfg,
+		interval:     time.Duration(g.EvaluationInterval),
+		baselineStep: time.Duration(g.BaselineStep),
+		historyLen:   time.Duration(g.History),
+		groups:       map[string]*group{},
+	}
+}
+
+// Config returns the rule's configuration.
+func (r *Rule) Config() config.Rule { return r.cfg }
+
+func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
+	if g, ok := r.groups[key]; ok {
+		return g, false
+	}
+	g := &group{
+		labels:     labels,
+		hist:       newHistory(r.historyLen, r.baselineStep, 2+len(r.cfg.Signals)),
+		learned:    -1,
+		cmdPer:     math.NaN(),
+		signalSeen: make([]time.Time, len(r.cfg.Signals)),
+	}
+	if r.cfg.Kind == config.KindFlushStorm {
+		g.flush = newFlushState()
+	}
+	r.groups[key] = g
+	i := sort.SearchStrings(r.keys, key)
+	r.keys = append(r.keys, "")
+	copy(r.keys[i+1:], r.keys[i:])
+	r.keys[i] = key
+	return g, true
+}
+
+// Column layout of a group's history: inbound, then each signal, then Redis commands.
+func (r *Rule) historyRow(in Input, key string, learnable bool) []float64 {
+	row := make([]float64, 2+len(r.cfg.Signals))
+	row[0] = value(in.Inbound, key)
+	for i := range r.cfg.Signals {
+		row[1+i] = math.NaN()
+		if learnable && i < len(in.Signals) {
+			row[1+i] = value(in.Signals[i], key)
+		}
+	}
+	row[len(row)-1] = math.NaN()
+	if learnable {
+		row[len(row)-1] = value(in.Commands, key)
+	}
+	return row
+}
+
+func value(vs Values, key string) float64 {
+	if v, ok := vs[key]; ok {
+		return v
+	}
+	return math.NaN()
+}
+
+// AddHistory stores one past step in the groups' baselines without evaluating it; the engine
+// feeds the history it fetched at start-up through here, at the baseline step.
+func (r *Rule) AddHistory(in Input) {
+	if in.Failed {
+		return
+	}
+	for key, labels := range in.Groups {
+		g, _ := r.group(key, labels)
+		g.hist.put(in.Time.Unix(), r.historyRow(in, key, true))
+	}
+}
+
+// Eval evaluates one step and returns the episodes that fired or resolved at it, in group order.
+func (r *Rule) Eval(in Input) []Event {
+	t := in.Time
+	var events []Event
+	for key, labels := range in.Groups {
+		r.group(key, labels)
+	}
+	for _, key := range r.keys {
+		g := r.groups[key]
+		if in.Failed {
+			g.unknown = true
+			continue
+		}
+		g.relearn(r, t)
+		var breach, known bool
+		var ex Explanation
+		switch r.cfg.Kind {
+		case config.KindFlushStorm:
+			breach, known, ex = r.evalFlush(g, key, in)
+		default:
+			breach, known, ex = r.evalSelfGenerated(g, key, in)
+		}
+		g.unknown = !known
+		if t.Unix()%int64(r.baselineStep/time.Second) == 0 {
+			learnable := known && g.life.state == StateInactive && !breach
+			g.hist.put(t.Unix(), r.historyRow(in, key, learnable))
+		}
+		if !known {
+			continue
+		}
+		g.last = ex
+		switch g.life.step(t, breach, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor)) {
+		case fired:
+			g.episode = &Episode{
+				Kind: r.cfg.Kind, Rule: r.cfg.Name, Severity: r.cfg.Severity,
+				Labels: g.labels, Start: t, Summary: ex.Summary, Explanation: ex,
+			}
+			events = append(events, Event{Episode: *g.episode})
+		case resolved:
+			if g.episode != nil {
+				g.episode.End = t
+				events = append(events, Event{Resolved: true, Episode: *g.episode})
+				g.episode = nil
+			}
+		default:
+			if g.episode != nil {
+				g.episode.Explanation = ex
+			}
+		}
+	}
+	return events
+}
+
+// relearn refits a group's baselines once per hour of data time, so every replica that sees the
+// same data learns the same numbers at the same step.
+func (g *group) relearn(r *Rule, t time.Time) {
+	hour := t.Unix() / 3600
+	if hour == g.learned {
+		return
+	}
+	g.learned = hour
+	n := len(r.cfg.Signals)
+	g.fits, g.fitOK = make([]proportionalFit, n), make([]bool, n)
+	for s := range n {
+		var in, work []float64
+		g.hist.each(func(i int) {
+			x, w := float64(g.hist.cols[0][i]), float64(g.hist.cols[1+s][i])
+			if isNum(x) && isNum(w) {
+				in, work = append(in, x), append(work, w)
+			}
+		})
+		g.fits[s], g.fitOK[s] = fitProportional(in, work)
+	}
+	var per []float64
+	cmdCol := len(g.hist.cols) - 1
+	g.hist.each(func(i int) {
+		x, c := float64(g.hist.cols[0][i]), float64(g.hist.cols[cmdCol][i])
+		if isNum(x) && isNum(c) && x > 0 {
+			per = append(per, c/x)
+		}
+	})
+	g.cmdPer = math.NaN()
+	if len(per) >= minFitPoints {
+		g.cmdPer = median(per)
+	}
+}
+
+// Status returns every group's state at the latest step, in group order.
+func (r *Rule) Status() []GroupStatus {
+	out := make([]GroupStatus, 0, len(r.keys))
+	for _, key := range r.keys {
+		g := r.groups[key]
+		st := g.life.state
+		if g.unknown {
+			st = StateUnknown
+		}
+		out = append(out, GroupStatus{Labels: g.labels, State: st, Explanation: g.last})
+	}
+	return out
+}
+
+// Active returns the active episodes, in group order.
+func (r *Rule) Active() []Episode {
+	var out []Episode
+	for _, key := range r.keys {
+		if ep := r.groups[key].episode; ep != nil {
+			out = append(out, *ep)
+		}
+	}
+	return out
+}

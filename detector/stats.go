@@ -1,0 +1,47 @@
+package detector
+
+import (
+	"math"
+	"slices"
+)
+
+// madScale turns a median absolute deviation into a standard-deviation estimate for normal data.
+const madScale = 1.4826
+
+// median returns the median of xs (NaN for none). xs is reordered.
+func median(xs []float64) float64 {
+	n := len(xs)
+	if n == 0 {
+		return math.NaN()
+	}
+	slices.Sort(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+// medianMAD returns the median and the scaled median absolute deviation of xs (reordered).
+func medianMAD(xs []float64) (med, sigma float64) {
+	med = median(xs)
+	if math.IsNaN(med) {
+		return med, math.NaN()
+	}
+	dev := make([]float64, len(xs))
+	for i, x := range xs {
+		dev[i] = math.Abs(x - med)
+	}
+	return med, madScale * median(dev)
+}
+
+// quantile returns the q-quantile (0..1) of xs by nearest rank (xs is reordered).
+func quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(xs)
+	i := int(math.Ceil(q*float64(len(xs)))) - 1
+	return xs[max(0, min(i, len(xs)-1))]
+}
+
+func isNum(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
