@@ -44,6 +44,9 @@ type Global struct {
 	// EvaluationInterval is the step between evaluations; steps are aligned to multiples of it
 	// so that replicas evaluate the same timestamps.
 	EvaluationInterval model.Duration `toml:"evaluation_interval" json:"evaluation_interval"`
+	// EvaluationDelay is how long after a step's time it is evaluated, so late scrapes have
+	// landed and every replica reads the same samples for the same step.
+	EvaluationDelay model.Duration `toml:"evaluation_delay" json:"evaluation_delay"`
 	// History is how far back baselines are learned from at start-up.
 	History model.Duration `toml:"history" json:"history"`
 	// BaselineStep is the resolution of the stored history used for baselines.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 // Defaults applied to keys left out of the file.
 const (
 	DefaultEvaluationInterval = model.Duration(30 * time.Second)
+	DefaultEvaluationDelay    = model.Duration(15 * time.Second)
 	DefaultHistory            = model.Duration(7 * 24 * time.Hour)
 	DefaultBaselineStep       = model.Duration(5 * time.Minute)
 	DefaultReplay             = model.Duration(6 * time.Hour)
@@ -80,6 +82,11 @@ func Load(data []byte, file string) (*Config, error) {
 			}
 			return nil, Errors{{File: file, Line: perr.Position.Line, Msg: msg}}
 		}
+		// Type mismatches come back as plain errors: "toml: line N (last key "k"): msg".
+		if m := tomlLineErr.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, Errors{{File: file, Line: line, Msg: m[2] + ": " + m[3]}}
+		}
 		return nil, Errors{{File: file, Msg: err.Error()}}
 	}
 	v := &validator{file: file, dir: filepath.Dir(file), lines: indexLines(data)}
@@ -126,6 +133,12 @@ func (v *validator) written(path string) bool {
 func (v *validator) config(c *Config) {
 	g := &c.Global
 	v.positive("global.evaluation_interval", &g.EvaluationInterval, DefaultEvaluationInterval)
+	switch {
+	case g.EvaluationDelay == 0 && !v.written("global.evaluation_delay"):
+		g.EvaluationDelay = DefaultEvaluationDelay
+	case g.EvaluationDelay < 0:
+		v.errf("global.evaluation_delay", "must not be negative, got %q", g.EvaluationDelay.String())
+	}
 	v.positive("global.history", &g.History, DefaultHistory)
 	v.positive("global.baseline_step", &g.BaselineStep, DefaultBaselineStep)
 	v.positive("global.replay", &g.Replay, DefaultReplay)
@@ -196,6 +209,8 @@ func (v *validator) prometheus(p *Prometheus) {
 	}
 	p.HTTPClient = v.httpConfig("prometheus.http_config_file", p.HTTPConfigFile)
 }
+
+var tomlLineErr = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
 
 var ruleName = regexp.MustCompile(`^[A-Za-z0-9_\-]+$`)
 
@@ -476,22 +491,32 @@ func (v *validator) receiver(path string, r *Receiver) {
 func (c *Config) Queries() []string {
 	seen := map[string]bool{}
 	var out []string
-	add := func(q string) {
-		if q != "" && !seen[q] {
-			seen[q] = true
+	for _, r := range c.Rules {
+		for _, q := range r.Queries() {
+			if !seen[q] {
+				seen[q] = true
+				out = append(out, q)
+			}
+		}
+	}
+	return out
+}
+
+// Queries lists the rule's PromQL queries, each once.
+func (r Rule) Queries() []string {
+	var out []string
+	for _, q := range append([]string{r.Inbound, r.Instances, r.Flushes, r.Keys, r.Commands, r.Writes}, r.signalQueries()...) {
+		if q != "" && !contains(out, q) {
 			out = append(out, q)
 		}
 	}
-	for _, r := range c.Rules {
-		add(r.Inbound)
-		for _, s := range r.Signals {
-			add(s.Query)
-		}
-		add(r.Instances)
-		add(r.Flushes)
-		add(r.Keys)
-		add(r.Commands)
-		add(r.Writes)
+	return out
+}
+
+func (r Rule) signalQueries() []string {
+	out := make([]string, len(r.Signals))
+	for i, s := range r.Signals {
+		out[i] = s.Query
 	}
 	return out
 }

@@ -1,0 +1,125 @@
+package config
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestShippedRulesLoad(t *testing.T) {
+	cfg, err := LoadFile(filepath.Join("..", "rules.toml"))
+	if err != nil {
+		t.Fatalf("shipped rules.toml: %v", err)
+	}
+	if len(cfg.Rules) != 2 {
+		t.Fatalf("want 2 rules, got %d", len(cfg.Rules))
+	}
+	if got := time.Duration(cfg.Global.EvaluationInterval); got != 30*time.Second {
+		t.Errorf("evaluation_interval = %s", got)
+	}
+	if cfg.Rules[1].MinFlushes != 3 || cfg.Rules[0].Hysteresis != 0.8 {
+		t.Errorf("defaults not applied: %+v", cfg.Rules[1])
+	}
+}
+
+func TestInvalidConfigs(t *testing.T) {
+	tests := []struct {
+		file string
+		want string // expected "file:line: message" fragment
+	}{
+		{"invalid-syntax.toml", "invalid-syntax.toml:2: "},
+		{"invalid-unknown-key.toml", `invalid-unknown-key.toml:9: unknown key "rules.windw"`},
+		{"invalid-wrong-type.toml", "invalid-wrong-type.toml:6: "},
+		{"invalid-zero-interval.toml", `invalid-zero-interval.toml:2: global.evaluation_interval: must be a positive duration`},
+		{"invalid-negative-for.toml", `invalid-negative-for.toml:6: `},
+		{"invalid-bad-duration.toml", `invalid-bad-duration.toml:2: `},
+		{"invalid-promql.toml", `invalid-promql.toml:11: rules[0].signals[0].query: invalid PromQL`},
+		{"invalid-duplicate-rule.toml", `invalid-duplicate-rule.toml:8: rules[1].name: duplicate rule name "storm"`},
+		{"invalid-missing-secret-file.toml", `invalid-missing-secret-file.toml:4: receivers[0].webhook_url_file: read secret`},
+		{"invalid-no-routes.toml", `no [[routes]] sends alerts to them`},
+		{"invalid-route-receiver.toml", `invalid-route-receiver.toml:7: routes[0].receiver: no receiver named "alertmanger"`},
+		{"invalid-bounded-no-ceiling.toml", `invalid-bounded-no-ceiling.toml:7: rules[0].signals[0]: a bounded signal needs ceiling > 0`},
+		{"invalid-secret-url.toml", `invalid-secret-url.toml:4: receivers[0].webhook_url: must be an http(s) URL`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			_, err := LoadFile(filepath.Join("testdata", tc.file))
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error\n  %v\nwant it to contain\n  %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "SECRETSECRET") {
+				t.Errorf("error leaks a secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestSecretsResolvedAndNeverServed(t *testing.T) {
+	t.Setenv("EMERGENT_TEST_SLACK_TOKEN", "xoxb-SECRETTOKEN")
+	cfg, err := LoadFile(filepath.Join("testdata", "good-secrets.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(cfg.Receivers[0].WebhookURL); got != "https://hooks.slack.com/services/T000/B000/SECRETSECRET" {
+		t.Errorf("webhook_url_file not resolved: %q", got)
+	}
+	if got := string(cfg.Receivers[1].Token); got != "xoxb-SECRETTOKEN" {
+		t.Errorf("token_env not resolved: %q", got)
+	}
+	served, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"SECRETSECRET", "SECRETTOKEN"} {
+		if strings.Contains(string(served), secret) {
+			t.Errorf("served config contains %s: %s", secret, served)
+		}
+	}
+}
+
+func TestMissingEnvSecret(t *testing.T) {
+	_, err := Load([]byte("[[receivers]]\nname = \"s\"\ntype = \"slack\"\ntoken_env = \"EMERGENT_UNSET_VAR_FOR_TEST\"\nchannel = \"#x\"\n\n[[routes]]\nreceiver = \"s\"\n"), "inline.toml")
+	if err == nil || !strings.Contains(err.Error(), "inline.toml:4: receivers[0].token_env: environment variable EMERGENT_UNSET_VAR_FOR_TEST is not set") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestLineIndex(t *testing.T) {
+	data := []byte(`[global]
+history = "7d"
+
+[[rules]]
+name = "a"
+  [[rules.signals]]
+  name = "x"
+  [[rules.signals]]
+  query = '''
+multi = "line"
+'''
+  name = "y"
+
+[[rules]]
+name = "b"
+  [[rules.signals]]
+  name = "z"
+`)
+	idx := indexLines(data)
+	for path, want := range map[string]int{
+		"global.history":            2,
+		"rules[0].name":             5,
+		"rules[0].signals[0].name":  7,
+		"rules[0].signals[1].name":  12,
+		"rules[1].name":             15,
+		"rules[1].signals[0].name":  17,
+		"rules[1].signals[0].query": 16, // falls back to the table header
+	} {
+		if got := idx.line(path); got != want {
+			t.Errorf("line(%q) = %d, want %d", path, got, want)
+		}
+	}
+}
