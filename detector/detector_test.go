@@ -153,7 +153,7 @@ func TestEpisodes(t *testing.T) {
 			in:   series{inbound: "2x40", work: "0.001x9 1.9x20 0.001x10", instances: 4},
 			want: []wantEpisode{{fireStep: 14, resolveStep: 35}},
 			check: func(t *testing.T, ev Event) {
-				if !strings.Contains(ev.Episode.Explanation.Diagnosis, "4 instances do this work") {
+				if !strings.Contains(ev.Episode.Explanation.Diagnosis, "4 instances do the work") {
 					t.Errorf("diagnosis %q does not name the instances", ev.Episode.Explanation.Diagnosis)
 				}
 			},
@@ -209,7 +209,7 @@ func TestEpisodes(t *testing.T) {
 			name: "a redis restart is an event",
 			rule: flushRule(),
 			// counters vanish and keys collapse once, then everything comes back.
-			in:   series{flushes: "7x4 _x3 7x20", keys: "5000x4 _x2 0 2000 5000x18"},
+			in: series{flushes: "7x4 _x3 7x20", keys: "5000x4 _x2 0 2000 5000x18"},
 		},
 		{
 			name: "keyspace collapses count without flush commands",

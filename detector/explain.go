@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // Explanation is why a group is (or is not) anomalous, in numbers, with the likely cause and fix.
@@ -47,12 +50,14 @@ const (
 		"tag), rebuild lazily behind a lock (single-flight), and never FLUSHDB/FLUSHALL from application code."
 )
 
-// num formats a rate or count with three significant digits.
+// num formats a rate or count with three significant digits and no exponent: 1234 → "1230",
+// 0.0012345 → "0.00123".
 func num(x float64) string {
-	if math.IsNaN(x) {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
 		return "n/a"
 	}
-	return strings.TrimSuffix(fmt.Sprintf("%.3g", x), ".0")
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'g', 3, 64), 64)
+	return strconv.FormatFloat(r, 'f', -1, 64)
 }
 
 // GroupString renders group labels as `service="checkout"`, sorted by name.
@@ -83,9 +88,9 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string) {
 
 	var why []string
 	if ex.Instances >= 2 {
-		why = append(why, fmt.Sprintf("%d instances do this work (%s) independently; it tracks instance count, "+
+		why = append(why, fmt.Sprintf("%d instances do the work independently; it tracks instance count, "+
 			"not demand → the cache is not shared (per-instance cache: APCu per PHP-FPM master, filesystem cache per pod)",
-			ex.Instances, ex.Unit))
+			ex.Instances))
 	}
 	switch ex.InboundState {
 	case InboundIdle:
@@ -95,8 +100,11 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string) {
 		why = append(why, fmt.Sprintf("inbound is surging (%sx its usual %s/s), but %s grew beyond what the surge explains",
 			num(ex.Inbound/ex.InboundUsual), num(ex.InboundUsual), ex.Unit))
 	default:
-		if ex.Expected > 0 {
-			why = append(why, fmt.Sprintf("%s is %sx what inbound explains", ex.Unit, num(ex.Observed/ex.Expected)))
+		switch {
+		case ex.Expected > 0 && ex.Bounded:
+			why = append(why, fmt.Sprintf("%s run at %sx their ceiling of %s/s, whatever the demand", ex.Unit, num(ex.Observed/ex.Expected), num(ex.Expected)))
+		case ex.Expected > 0:
+			why = append(why, fmt.Sprintf("%s run at %sx what inbound explains", ex.Unit, num(ex.Observed/ex.Expected)))
 		}
 	}
 	ex.Diagnosis = strings.Join(why, "; ")
@@ -108,7 +116,7 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string) {
 
 func (r *Rule) explainFlush(ex *Explanation, labels map[string]string) {
 	ex.Summary = fmt.Sprintf("%s: %s flushes and %s keyspace collapses in the last %s (storm at %s)",
-		GroupString(labels), num(ex.Flushes), num(ex.Collapses), ex.Window, num(ex.Expected))
+		GroupString(labels), num(ex.Flushes), num(ex.Collapses), model.Duration(ex.Window), num(ex.Expected))
 	var why []string
 	if isNum(ex.FlushesPerWrite) {
 		onWrite := ""

@@ -116,6 +116,11 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	ex.Window = window
 	ex.KeysNow, ex.KeysBefore = keys, f.keysFrom
 	ex.Inbound = value(in.Inbound, key)
+	season := g.hist.seasonalAt(t.Unix(), 0)
+	ex.InboundUsual = season.Usual
+	if isNum(ex.Inbound) {
+		ex.InboundState = classifyInbound(ex.Inbound, season, r.cfg.IdleInbound)
+	}
 	ex.Writes = sum(f.writes)
 	ex.FlushesPerWrite = math.NaN()
 	if ex.Writes > 0 && ex.Flushes > 0 {

@@ -108,7 +108,9 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 		b := share >= r.cfg.MinUnexplainedShare*scale &&
 			unexplained >= r.cfg.MinUnexplainedRate*scale &&
 			unexplained > noiseSigmas*sigma*scale
-		if best < 0 || (b && !breach) || (b == breach && share > ex.UnexplainedShare) {
+		// Headline the breaching signal with the largest unexplained share; near-ties go to the
+		// signal listed first, which the rule's author put first for a reason.
+		if best < 0 || (b && !breach) || (b == breach && share > ex.UnexplainedShare+shareTie) {
 			best, breach = s, b
 			ex.Signal, ex.Unit = sig.Name, sig.Unit
 			ex.Observed, ex.Expected = work, expected
@@ -119,6 +121,10 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 	r.explainSelfGenerated(&ex, g.labels)
 	return breach, true, ex
 }
+
+// shareTie is how much larger an unexplained share must be to take the headline from an
+// earlier signal.
+const shareTie = 0.05
 
 // countInstances counts the instances doing the work (value above zero) in a breakdown.
 func countInstances(vs Values) int {

@@ -1,0 +1,168 @@
+// Command emergentd watches Prometheus for traffic a system generates by itself and for cache
+// flush storms, explains them, and alerts Slack and Alertmanager.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/emergent-sh/emergent/config"
+	"github.com/emergent-sh/emergent/daemon"
+	"github.com/emergent-sh/emergent/engine"
+	"github.com/emergent-sh/emergent/sources"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	app := kingpin.New("emergentd", "Detects self-generated traffic and cache flush storms in Prometheus metrics, explains them, and alerts Slack and Alertmanager.")
+	app.Version(version.Print("emergentd"))
+	app.HelpFlag.Short('h')
+	configFile := app.Flag("config.file", "emergentd configuration file (rules, receivers, routes).").Default("rules.toml").String()
+	promURL := app.Flag("prometheus.url", "Prometheus (or Prometheus-compatible API) URL; overrides prometheus.url in the file.").String()
+	logConfig := &promslog.Config{}
+	promslogflag.AddFlags(app, logConfig)
+
+	runCmd := app.Command("run", "Run the daemon (default).").Default()
+	webFlags := kingpinflag.AddFlags(runCmd, ":9799")
+	storage := runCmd.Flag("storage.path", "Directory for optional local state (Slack message ids, so a restart never posts an episode twice). Empty disables it.").Default("data").String()
+	enableReload := runCmd.Flag("web.enable-reload", "Allow POST /-/reload (use --no-web.enable-reload to disable).").Default("true").Bool()
+
+	checkCmd := app.Command("check", "Validate the configuration; exit 1 on any mistake.")
+	checkQuery := checkCmd.Flag("query", "Also run every query once against Prometheus.").Bool()
+
+	btCmd := app.Command("backtest", "Evaluate a past range and print one JSON object per anomaly episode.")
+	btFrom := btCmd.Flag("from", "Start of the range (RFC3339).").Required().String()
+	btTo := btCmd.Flag("to", "End of the range (RFC3339).").Required().String()
+	btRecording := btCmd.Flag("recording", "Read series from a recording file instead of Prometheus.").String()
+
+	cmd, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd: %v (try --help)\n", err)
+		return 2
+	}
+	logger := promslog.New(logConfig)
+
+	switch cmd {
+	case checkCmd.FullCommand():
+		return check(*configFile, *promURL, *checkQuery)
+	case btCmd.FullCommand():
+		return backtest(*configFile, *promURL, *btRecording, *btFrom, *btTo, logger)
+	}
+
+	logger.Info("starting emergentd", "version", version.Info(), "config", *configFile)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{})
+	go func() {
+		for range hup {
+			reload <- struct{}{}
+		}
+	}()
+	d, err := daemon.New(daemon.Options{
+		ConfigFile: *configFile, PrometheusURL: *promURL, StoragePath: *storage,
+		Web: webFlags, EnableReload: *enableReload, Logger: logger, Reload: reload,
+	})
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := d.Run(ctx); err != nil {
+		logger.Error("stopped with error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func check(file, promURL string, query bool) int {
+	fmt.Printf("Checking %s\n", file)
+	cfg, err := config.LoadFile(file)
+	if err != nil {
+		fmt.Printf("  FAILED:\n%v\n", err)
+		return 1
+	}
+	fmt.Printf("  SUCCESS: %d rules, %d receivers, %d routes\n", len(cfg.Rules), len(cfg.Receivers), len(cfg.Routes))
+	if !query {
+		return 0
+	}
+	if promURL != "" {
+		cfg.Prometheus.URL = promURL
+	}
+	if cfg.Prometheus.URL == "" {
+		fmt.Println("  FAILED: --query needs prometheus.url or --prometheus.url")
+		return 1
+	}
+	src, err := sources.NewPrometheus(cfg.Prometheus, promslog.NewNopLogger(), prometheus.NewRegistry())
+	if err != nil {
+		fmt.Printf("  FAILED: %v\n", err)
+		return 1
+	}
+	failed := 0
+	for _, q := range cfg.Queries() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Prometheus.Timeout))
+		err := src.Check(ctx, q)
+		cancel()
+		if err != nil {
+			failed++
+			fmt.Printf("  FAILED: %v\n", err)
+			continue
+		}
+		fmt.Printf("  OK: %s\n", q)
+	}
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func backtest(file, promURL, recording, fromS, toS string, logger *slog.Logger) int {
+	from, err1 := time.Parse(time.RFC3339, fromS)
+	to, err2 := time.Parse(time.RFC3339, toS)
+	if err1 != nil || err2 != nil {
+		fmt.Fprintf(os.Stderr, "emergentd backtest: --from and --to must be RFC3339 (e.g. 2026-11-01T00:00:00Z)\n")
+		return 2
+	}
+	var cfg *config.Config
+	var src engine.Source
+	var err error
+	if recording != "" {
+		cfg, err = config.LoadFile(file)
+		if err == nil {
+			src, err = sources.LoadRecording(recording)
+		}
+	} else {
+		cfg, err = daemon.LoadConfig(file, promURL, "")
+		if err == nil {
+			src, err = sources.NewPrometheus(cfg.Prometheus, logger, prometheus.NewRegistry())
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd backtest: %v\n", err)
+		return 1
+	}
+	episodes, err := daemon.Backtest(context.Background(), cfg, src, from, to, logger)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd backtest: %v\n", err)
+		return 1
+	}
+	if err := daemon.WriteJSONLines(os.Stdout, episodes); err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd backtest: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,179 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/emergent-sh/emergent/alerts"
+	"github.com/emergent-sh/emergent/config"
+	"github.com/emergent-sh/emergent/detector"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// Alert names by kind; alert labels are stable: alertname, kind, rule, severity, group labels.
+var alertNames = map[string]string{
+	config.KindSelfGenerated: "SelfGeneratedTraffic",
+	config.KindFlushStorm:    "FlushStorm",
+}
+
+// KindDetectorBlind is the kind of the meta-alert a rule raises when it cannot see its data.
+const KindDetectorBlind = "detector_blind"
+
+// Alerts returns what should be delivered now: every active episode, episodes resolved within
+// global.resolved_retention, and a meta-alert for each rule blind for global.blind_after.
+func (e *Engine) Alerts() []*alerts.Alert {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*alerts.Alert
+	for _, r := range e.rules {
+		for _, ep := range r.det.Active() {
+			out = append(out, e.episodeAlert(r.cfg, ep))
+		}
+		for _, ep := range r.resolved {
+			out = append(out, e.episodeAlert(r.cfg, ep))
+		}
+		if r.blind {
+			out = append(out, e.blindAlert(r))
+		}
+	}
+	return out
+}
+
+// EpisodeAlert renders one episode as an alert, as the daemon would deliver it.
+func (e *Engine) episodeAlert(rule config.Rule, ep detector.Episode) *alerts.Alert {
+	labels := map[string]string{} // external labels are added by the alerts manager
+	for k, v := range rule.Labels {
+		labels[k] = v
+	}
+	for k, v := range ep.Labels {
+		labels[k] = v
+	}
+	labels["alertname"] = alertNames[ep.Kind]
+	labels["kind"] = ep.Kind
+	labels["rule"] = ep.Rule
+	labels["severity"] = ep.Severity
+
+	ex := ep.Explanation
+	a := &alerts.Alert{
+		Labels: labels,
+		Annotations: map[string]string{
+			"summary":   ep.Summary,
+			"diagnosis": ex.Diagnosis,
+			"remedy":    ex.Remedy,
+		},
+		StartsAt:     ep.Start,
+		EndsAt:       ep.End,
+		GeneratorURL: e.graphURL(rule, ep.Labels),
+		Details: alerts.Details{
+			Unit: ex.Unit, ObservedPerSec: ex.Observed, ExpectedPerSec: ex.Expected,
+			UnexplainedPct: 100 * ex.UnexplainedShare, InboundPerSec: ex.Inbound,
+			InboundUsualSec: ex.InboundUsual, InboundState: ex.InboundState, Instances: ex.Instances,
+			Diagnosis: ex.Diagnosis, Remedy: ex.Remedy,
+		},
+	}
+	if ep.Kind == config.KindFlushStorm {
+		a.Details.Unit = "flushes or keyspace collapses in " + model.Duration(ex.Window).String()
+		a.Details.Counts = true
+	}
+	a.Annotations["description"] = describe(ep)
+	return a
+}
+
+// describe is the numbers of an episode in one paragraph, for receivers that show plain text.
+func describe(ep detector.Episode) string {
+	ex := ep.Explanation
+	var b strings.Builder
+	if ep.Kind == config.KindFlushStorm {
+		fmt.Fprintf(&b, "%s flushes and %s keyspace collapses in %s.", fmtNum(ex.Flushes), fmtNum(ex.Collapses), model.Duration(ex.Window))
+	} else {
+		fmt.Fprintf(&b, "Observed %s %s/s, expected %s/s (%.0f%% unexplained). Inbound %s/s, usual %s/s (%s).",
+			fmtNum(ex.Observed), ex.Unit, fmtNum(ex.Expected), 100*ex.UnexplainedShare,
+			fmtNum(ex.Inbound), fmtNum(ex.InboundUsual), ex.InboundState)
+		if ex.Instances > 0 {
+			fmt.Fprintf(&b, " %d instances doing the work.", ex.Instances)
+		}
+	}
+	if ex.Diagnosis != "" {
+		fmt.Fprintf(&b, " Why: %s.", ex.Diagnosis)
+	}
+	return b.String()
+}
+
+func fmtNum(x float64) string {
+	if math.IsNaN(x) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3g", x)
+}
+
+// graphURL links a Prometheus graph of the rule's main signal and inbound, narrowed to the group.
+func (e *Engine) graphURL(rule config.Rule, group map[string]string) string {
+	base := e.cfg.Prometheus.GraphURL
+	if base == "" {
+		base = e.cfg.Prometheus.URL
+	}
+	if base == "" {
+		return ""
+	}
+	main := rule.Flushes
+	if len(rule.Signals) > 0 {
+		main = rule.Signals[0].Query
+	}
+	if main == "" {
+		main = rule.Keys
+	}
+	q := url.Values{}
+	for i, expr := range []string{main, rule.Inbound} {
+		if expr == "" {
+			continue
+		}
+		g := fmt.Sprintf("g%d.", i)
+		q.Set(g+"expr", forGroup(expr, group))
+		q.Set(g+"tab", "0")
+		q.Set(g+"range_input", "1h")
+	}
+	return strings.TrimRight(base, "/") + "/graph?" + q.Encode()
+}
+
+// forGroup adds the group's label matchers to every selector of expr, so the graph shows one
+// group. expr was validated at load time; if it somehow does not parse, it is returned as is.
+func forGroup(expr string, group map[string]string) string {
+	root, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
+	if err != nil {
+		return expr
+	}
+	names := make([]string, 0, len(group))
+	for k := range group {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parser.Inspect(root, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok {
+			for _, k := range names {
+				vs.LabelMatchers = append(vs.LabelMatchers, labels.MustNewMatcher(labels.MatchEqual, k, group[k]))
+			}
+		}
+		return nil
+	})
+	return root.String()
+}
+
+func (e *Engine) blindAlert(r *ruleState) *alerts.Alert {
+	labels := map[string]string{
+		"alertname": "EmergentDetectorBlind", "kind": KindDetectorBlind, "rule": r.cfg.Name, "severity": "warning",
+	}
+	msg := fmt.Sprintf("emergentd cannot see the data of rule %q since %s: queries fail or every group is unknown. "+
+		"Nothing fires or resolves on it until it can see again.", r.cfg.Name, r.blindSince.UTC().Format(time.RFC3339))
+	return &alerts.Alert{
+		Labels:      labels,
+		Annotations: map[string]string{"summary": msg, "description": msg},
+		StartsAt:    r.blindSince,
+		Details:     alerts.Details{Diagnosis: msg},
+	}
+}

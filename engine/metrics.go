@@ -1,0 +1,144 @@
+package engine
+
+import (
+	"sort"
+	"time"
+
+	"github.com/emergent-sh/emergent/config"
+	"github.com/emergent-sh/emergent/detector"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics is the engine's own health and the per-group numbers users graph. A nil *Metrics
+// records nothing, for backtests.
+type Metrics struct {
+	steps        prometheus.Counter
+	duration     prometheus.Histogram
+	queryErrors  prometheus.Counter
+	lastStep     prometheus.Gauge
+	active       *prometheus.GaugeVec
+	blind        *prometheus.GaugeVec
+	groupsByRule *prometheus.GaugeVec
+}
+
+// NewMetrics registers the engine's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		steps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "emergent_evaluation_steps_total", Help: "Evaluation steps run, over all rules.",
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "emergent_evaluation_duration_seconds", Help: "Time to query and evaluate one batch of new steps.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 4, 8),
+		}),
+		queryErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "emergent_evaluation_query_failures_total", Help: "Queries that failed or came back partial; their rules saw unknown data.",
+		}),
+		lastStep: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "emergent_last_evaluation_timestamp_seconds", Help: "Timestamp of the last evaluated step.",
+		}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "emergent_active_anomalies", Help: "Active anomaly episodes by rule and kind.",
+		}, []string{"rule", "kind"}),
+		blind: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "emergent_rule_blind", Help: "1 when the rule has not seen its data for global.blind_after.",
+		}, []string{"rule"}),
+		groupsByRule: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "emergent_rule_groups", Help: "Groups by rule and state (inactive, pending, firing, unknown).",
+		}, []string{"rule", "state"}),
+	}
+	reg.MustRegister(m.steps, m.duration, m.queryErrors, m.lastStep, m.active, m.blind, m.groupsByRule)
+	return m
+}
+
+func (m *Metrics) queryFailed() {
+	if m != nil {
+		m.queryErrors.Inc()
+	}
+}
+
+func (m *Metrics) observeAdvance(e *Engine, steps int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.steps.Add(float64(steps))
+	m.duration.Observe(took.Seconds())
+	m.lastStep.Set(float64(e.last.Unix()))
+	m.active.Reset()
+	m.groupsByRule.Reset()
+	for _, r := range e.rules {
+		m.active.WithLabelValues(r.cfg.Name, r.cfg.Kind).Set(float64(len(r.det.Active())))
+		blind := 0.0
+		if r.blind {
+			blind = 1
+		}
+		m.blind.WithLabelValues(r.cfg.Name).Set(blind)
+		counts := map[detector.State]int{}
+		for _, s := range r.det.Status() {
+			counts[s.State]++
+		}
+		for _, st := range []detector.State{detector.StateInactive, detector.StatePending, detector.StateFiring, detector.StateUnknown} {
+			m.groupsByRule.WithLabelValues(r.cfg.Name, st.String()).Set(float64(counts[st]))
+		}
+	}
+}
+
+// GroupCollector exports every group's latest numbers, labelled with the rule and the group's
+// labels, so users can graph unexplained work next to their own metrics.
+type GroupCollector struct {
+	engine func() *Engine // the engine in use now; it changes on reload
+}
+
+// NewGroupCollector returns a collector reading from whatever engine current returns.
+func NewGroupCollector(current func() *Engine) *GroupCollector {
+	return &GroupCollector{engine: current}
+}
+
+// Describe sends nothing: group label names come from the configuration and change on reload,
+// so this is an unchecked collector.
+func (c *GroupCollector) Describe(chan<- *prometheus.Desc) {}
+
+// Collect emits the per-group gauges.
+func (c *GroupCollector) Collect(ch chan<- prometheus.Metric) {
+	e := c.engine()
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// One label set for every rule (the union of group_by), so each family is consistent.
+	nameSet := map[string]bool{}
+	for _, r := range e.rules {
+		for _, l := range r.cfg.GroupBy {
+			nameSet[l] = true
+		}
+	}
+	names := []string{"rule"}
+	for l := range nameSet {
+		if l != "rule" {
+			names = append(names, l)
+		}
+	}
+	sort.Strings(names[1:])
+	desc := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, names, nil) }
+	state := desc("emergent_group_state", "Group state: -1 unknown, 0 inactive, 1 pending, 2 firing.")
+	observed := desc("emergent_observed_work_per_second", "Work rate of the group's most unexplained signal.")
+	expected := desc("emergent_expected_work_per_second", "Work rate inbound explains for that signal.")
+	share := desc("emergent_unexplained_work_ratio", "Share of work that inbound does not explain (0..1).")
+	for _, r := range e.rules {
+		for _, s := range r.det.Status() {
+			values := make([]string, len(names))
+			values[0] = r.cfg.Name
+			for i, l := range names[1:] {
+				values[i+1] = s.Labels[l]
+			}
+			ch <- prometheus.MustNewConstMetric(state, prometheus.GaugeValue, float64(s.State), values...)
+			if s.State == detector.StateUnknown || r.cfg.Kind != config.KindSelfGenerated {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(observed, prometheus.GaugeValue, s.Explanation.Observed, values...)
+			ch <- prometheus.MustNewConstMetric(expected, prometheus.GaugeValue, s.Explanation.Expected, values...)
+			ch <- prometheus.MustNewConstMetric(share, prometheus.GaugeValue, s.Explanation.UnexplainedShare, values...)
+		}
+	}
+}

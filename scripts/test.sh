@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's test command (README "Testing"). It installs what the tests need on a fresh
+# Debian machine — the real Prometheus the integration tests start, Go modules, staticcheck —
+# then runs formatting, vet, staticcheck and every test with the race detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests start as real processes (on 127.0.0.1, ports chosen by the tests).
+packages=(prometheus)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "test.sh: installing ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # policy-rc.d 101: packages must not start their own daemons; tests start what they need.
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+go mod download
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt: not formatted:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+go test -race -count=1 -timeout 20m ./...
