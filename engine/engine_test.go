@@ -124,7 +124,7 @@ func TestBootstrapRecoversEpisodeStart(t *testing.T) {
 
 func TestMissingDataNeitherFiresNorResolves(t *testing.T) {
 	tests := []struct {
-		name  string
+		name      string
 		breakData func(f *fakeSource)
 	}{
 		{"query error", func(f *fakeSource) { f.fail[mintsQ] = true }},
