@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/internal/promtest"
+	"github.com/emergent-sh/emergent/internal/stack"
+)
+
+// buildBinary compiles emergentd once for the process-level tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "emergentd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
+type syncBuffer struct {
+	mu  chan struct{}
+	buf bytes.Buffer
+}
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.Write(p)
+}
+func (b *syncBuffer) String() string {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.String()
+}
+
+// TestDaemonProcess runs the real binary: flags, endpoints, SIGHUP with a bad file, SIGTERM.
+func TestDaemonProcess(t *testing.T) {
+	prom := promtest.Start(t, promtest.Options{})
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	shipped, err := os.ReadFile(filepath.Join("..", "..", "rules.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "rules.toml")
+	good := strings.Replace(string(shipped), `history = "7d"`, `history = "1h"`, 1)
+	if err := os.WriteFile(cfgPath, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, err := stack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	logs := newSyncBuffer()
+	cmd := exec.Command(bin, "--config.file="+cfgPath, "--prometheus.url="+prom.URL,
+		"--web.listen-address="+addr, "--storage.path="+filepath.Join(dir, "data"))
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill() // by the PID we started; no-op if already gone
+		if t.Failed() {
+			t.Logf("emergentd log:\n%s", logs.String())
+		}
+	}()
+	base := "http://" + addr
+
+	waitFor(t, 30*time.Second, "/-/ready", func() bool { code, _ := get(base + "/-/ready"); return code == 200 })
+	if code, body := get(base + "/-/healthy"); code != 200 {
+		t.Errorf("/-/healthy: %d %s", code, body)
+	}
+	if code, _ := get(base + "/-/reload"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /-/reload = %d, want 405", code)
+	}
+	_, metrics := get(base + "/metrics")
+	for _, want := range []string{"emergent_build_info", "emergent_evaluation_steps_total", "emergent_prometheus_queries_total"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// SIGHUP with a broken file: the daemon keeps running on the last good configuration.
+	if err := os.WriteFile(cfgPath, []byte(good+"\n[global]\nbogus = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "reload failure in metrics", func() bool {
+		_, m := get(base + "/metrics")
+		return strings.Contains(m, "emergent_config_last_reload_successful 0")
+	})
+	if !strings.Contains(logs.String(), "rules.toml:") {
+		t.Errorf("reload error lacks file:line; log:\n%s", logs.String())
+	}
+	if code, _ := get(base + "/-/ready"); code != 200 {
+		t.Error("not ready after a bad reload")
+	}
+	// Fix the file; reload over HTTP.
+	if err := os.WriteFile(cfgPath, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(base+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("POST /-/reload = %d", resp.StatusCode)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("emergentd did not stop within 30s of SIGTERM")
+	}
+}
+
+func TestCheckCommand(t *testing.T) {
+	bin := buildBinary(t)
+	tests := []struct {
+		file     string
+		wantCode int
+		want     string
+	}{
+		{filepath.Join("..", "..", "rules.toml"), 0, "SUCCESS: 2 rules"},
+		{filepath.Join("..", "..", "config", "testdata", "invalid-promql.toml"), 1, "invalid-promql.toml:11: rules[0].signals[0].query: invalid PromQL"},
+	}
+	for _, tc := range tests {
+		out, err := exec.Command(bin, "check", "--config.file="+tc.file).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.wantCode || !strings.Contains(string(out), tc.want) {
+			t.Errorf("check %s: exit %d, output:\n%s\nwant exit %d and %q", tc.file, code, out, tc.wantCode, tc.want)
+		}
+	}
+}
