@@ -74,7 +74,8 @@ const (
 
 func (h *history) seasonalAt(unix int64, c int) seasonal {
 	unix -= unix % h.stepSec
-	var xs []float64
+	var buf [max(maxSeasonalDays, recentPoints)]float64 // on the stack: this runs every step
+	xs := buf[:0]
 	for d := int64(1); d <= maxSeasonalDays; d++ {
 		if v, ok := h.get(unix-d*86400, c); ok {
 			xs = append(xs, v)

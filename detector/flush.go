@@ -137,6 +137,5 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 		need = math.Max(1, math.Floor(need*r.cfg.Hysteresis))
 	}
 	breach = ex.Observed >= need
-	r.explainFlush(&ex, g.labels)
 	return breach, true, ex
 }

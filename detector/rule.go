@@ -197,8 +197,12 @@ func (r *Rule) Eval(in Input) []Event {
 		if !known {
 			continue
 		}
+		tr := g.life.step(t, breach, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor))
+		if tr != noChange || g.life.state != StateInactive {
+			r.explain(&ex, g.labels) // words only where someone will read them
+		}
 		g.last = ex
-		switch g.life.step(t, breach, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor)) {
+		switch tr {
 		case fired:
 			g.episode = &Episode{
 				Kind: r.cfg.Kind, Rule: r.cfg.Name, Severity: r.cfg.Severity,
@@ -218,6 +222,14 @@ func (r *Rule) Eval(in Input) []Event {
 		}
 	}
 	return events
+}
+
+func (r *Rule) explain(ex *Explanation, labels map[string]string) {
+	if r.cfg.Kind == config.KindFlushStorm {
+		r.explainFlush(ex, labels)
+		return
+	}
+	r.explainSelfGenerated(ex, labels)
 }
 
 // relearn refits a group's baselines once per hour of data time, so every replica that sees the

@@ -118,7 +118,6 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 			ex.Bounded = sig.Relation == config.RelationBounded
 		}
 	}
-	r.explainSelfGenerated(&ex, g.labels)
 	return breach, true, ex
 }
 

@@ -21,17 +21,17 @@ func median(xs []float64) float64 {
 	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
-// medianMAD returns the median and the scaled median absolute deviation of xs (reordered).
+// medianMAD returns the median and the scaled median absolute deviation of xs. xs is
+// overwritten (with the deviations), which saves an allocation on the hot path.
 func medianMAD(xs []float64) (med, sigma float64) {
 	med = median(xs)
 	if math.IsNaN(med) {
 		return med, math.NaN()
 	}
-	dev := make([]float64, len(xs))
 	for i, x := range xs {
-		dev[i] = math.Abs(x - med)
+		xs[i] = math.Abs(x - med)
 	}
-	return med, madScale * median(dev)
+	return med, madScale * median(xs)
 }
 
 // quantile returns the q-quantile (0..1) of xs by nearest rank (xs is reordered).
