@@ -293,11 +293,10 @@ func Record(ctx context.Context, src Source, queries []string, r Range, w io.Wri
 func fetchAll(ctx context.Context, src Source, query string, r Range) (model.Matrix, error) {
 	byMetric := map[string]*model.SampleStream{}
 	var order []string
-	chunk := time.Duration(MaxPointsPerSeries-1) * r.Step
 	for from := r.Start; !from.After(r.End); {
-		to := from.Add(chunk)
-		if to.After(r.End) {
-			to = r.End
+		to := r.End
+		if int64(r.End.Sub(from)/r.Step) >= MaxPointsPerSeries {
+			to = from.Add(time.Duration(MaxPointsPerSeries-1) * r.Step)
 		}
 		m, warnings, err := src.QueryRange(ctx, query, Range{Start: from, End: to, Step: r.Step})
 		if err != nil {
