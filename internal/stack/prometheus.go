@@ -102,16 +102,12 @@ func Backfill(ctx context.Context, openMetricsFile, dataDir string) error {
 	if err != nil {
 		return fmt.Errorf("backfill: %w", err)
 	}
-	if !bytes.HasSuffix(bytes.TrimRight(data, " \t\r\n"), []byte("# EOF")) {
-		f, err := os.OpenFile(openMetricsFile, os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			return fmt.Errorf("backfill: %w", err)
-		}
-		_, err = f.WriteString("\n# EOF\n")
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+	// promtool wants "# EOF" as the very last line, with no blank line before it.
+	trimmed := bytes.TrimRight(data, " \t\r\n")
+	if !bytes.HasSuffix(trimmed, []byte("# EOF")) || len(trimmed)+1 != len(data) {
+		trimmed = bytes.TrimSuffix(trimmed, []byte("# EOF"))
+		trimmed = append(bytes.TrimRight(trimmed, " \t\r\n"), "\n# EOF\n"...)
+		if err := os.WriteFile(openMetricsFile, trimmed, 0o644); err != nil {
 			return fmt.Errorf("backfill: %w", err)
 		}
 	}
