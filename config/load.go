@@ -228,7 +228,7 @@ func (v *validator) rule(path string, r *Rule) {
 		v.errf(path, "group_by is required (the labels that name a group, e.g. [\"service\"])")
 	}
 	for _, l := range r.GroupBy {
-		if !model.LabelName(l).IsValid() {
+		if !model.LegacyValidation.IsValidLabelName(l) {
 			v.errf(path+".group_by", "%q is not a valid label name", l)
 		}
 	}

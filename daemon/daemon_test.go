@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +23,8 @@ import (
 	"github.com/emergent-sh/emergent/sources"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+var updateRecording = flag.Bool("update-recording", false, "rewrite cmd/emergentd/quickstart.rec.json.gz from this test's Prometheus")
 
 // recorder is an HTTP peer that keeps every request body it gets.
 type recorder struct {
@@ -46,8 +50,8 @@ func (r *recorder) all() []string {
 	return append([]string(nil), r.bodies...)
 }
 
-// testConfig is the shipped rules.toml with test timings, a Prometheus URL and receivers.
-func testConfig(t *testing.T, dir, promURL, amURL, slackURL string) string {
+// testRules is the shipped rules.toml with test timings and a Prometheus URL.
+func testRules(t *testing.T, promURL string) string {
 	t.Helper()
 	shipped, err := os.ReadFile(filepath.Join("..", "rules.toml"))
 	if err != nil {
@@ -57,13 +61,11 @@ func testConfig(t *testing.T, dir, promURL, amURL, slackURL string) string {
 	for old, repl := range map[string]string{
 		`evaluation_interval = "30s"`:     `evaluation_interval = "15s"`,
 		`evaluation_delay = "15s"`:        `evaluation_delay = "0s"`,
-		`history = "7d"`:                  `history = "1d"`,
+		`history = "7d"`:                  `history = "1h"`,
 		`baseline_step = "5m"`:            `baseline_step = "1m"`,
-		`replay = "6h"`:                   `replay = "3h"`,
+		`replay = "6h"`:                   `replay = "2h"`,
 		`url = "http://127.0.0.1:9090"`:   fmt.Sprintf("url = %q", promURL),
 		`max_concurrent_queries = 4`:      `max_concurrent_queries = 2`,
-		`resend_delay = "1m"`:             `resend_delay = "1m"`,
-		`blind_after = "10m"`:             `blind_after = "10m"`,
 		`# external_labels = { cluster =`: `external_labels = { cluster = "test" } #`,
 	} {
 		if !strings.Contains(text, old) {
@@ -71,6 +73,13 @@ func testConfig(t *testing.T, dir, promURL, amURL, slackURL string) string {
 		}
 		text = strings.Replace(text, old, repl, 1)
 	}
+	return text
+}
+
+// testConfig is testRules plus an Alertmanager and a Slack receiver, written to dir.
+func testConfig(t *testing.T, dir, promURL, amURL, slackURL string) string {
+	t.Helper()
+	text := testRules(t, promURL)
 	secret := filepath.Join(dir, "slack-url")
 	if err := os.WriteFile(secret, []byte(slackURL+"/services/T0/B0/SECRETWEBHOOK"), 0o600); err != nil {
 		t.Fatal(err)
@@ -198,6 +207,54 @@ func TestIncidentsAgainstRealPrometheus(t *testing.T) {
 				if delay < 5*time.Minute || delay > 5*time.Minute+4*15*time.Second+2*time.Minute {
 					t.Errorf("fired %s after onset; want for (5m) + rate window + a few steps", delay)
 				}
+			}
+		}
+	})
+
+	t.Run("record and replay", func(t *testing.T) {
+		rules := testRules(t, prom.URL)
+		cfg, err := config.Load([]byte(rules), "rules.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, err := sources.NewPrometheus(cfg.Prometheus, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		rg := RecordRange(cfg, end.Add(-2*time.Hour), end)
+		if err := sources.Record(context.Background(), src, cfg.Queries(), rg, &buf, sources.RecordOptions{Gzip: true, Config: testRules(t, "http://127.0.0.1:9090")}); err != nil {
+			t.Fatal(err)
+		}
+		if *updateRecording {
+			if err := os.WriteFile(filepath.Join("..", "cmd", "emergentd", "quickstart.rec.json.gz"), buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rec, err := sources.ReadRecording(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replayCfg, err := config.Load([]byte(rec.Config()), "recording")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		n, err := Replay(context.Background(), replayCfg, rec, &out, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("replay output (%d KiB recording):\n%s", buf.Len()>>10, out.String())
+		if n != 2 {
+			t.Errorf("replay found %d episodes, want 2", n)
+		}
+		for _, want := range []string{
+			`FIRING self_generated_traffic service="checkout"`, `FIRING flush_storm service="media"`,
+			`alertname="SelfGeneratedTraffic"`, "Diagnosis: 4 instances do the work independently",
+			"Diagnosis: 1 FLUSHDB/FLUSHALL per write",
+		} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("replay output lacks %q", want)
 			}
 		}
 	})

@@ -121,10 +121,22 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	if isNum(ex.Inbound) {
 		ex.InboundState = classifyInbound(ex.Inbound, season, r.cfg.IdleInbound)
 	}
+	// Flushes per write is measured from the first flush in the window on: the flushes after it
+	// against the writes after it. Writes before the storm would dilute the answer, and counting
+	// the first flush without its write would inflate it.
 	ex.Writes = sum(f.writes)
 	ex.FlushesPerWrite = math.NaN()
-	if ex.Writes > 0 && ex.Flushes > 0 {
-		ex.FlushesPerWrite = ex.Flushes / ex.Writes
+	if len(f.flushes) > 1 {
+		first := f.flushes[0]
+		after := 0.0
+		for _, w := range f.writes {
+			if w.at.After(first.at) {
+				after += w.n
+			}
+		}
+		if after > 0 {
+			ex.FlushesPerWrite = (ex.Flushes - first.n) / after
+		}
 	}
 	ex.CommandsPerRequest = math.NaN()
 	if c := value(in.Commands, key); isNum(c) && isNum(ex.Inbound) && ex.Inbound > 0 {

@@ -34,14 +34,4 @@ func medianMAD(xs []float64) (med, sigma float64) {
 	return med, madScale * median(xs)
 }
 
-// quantile returns the q-quantile (0..1) of xs by nearest rank (xs is reordered).
-func quantile(xs []float64, q float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	slices.Sort(xs)
-	i := int(math.Ceil(q*float64(len(xs)))) - 1
-	return xs[max(0, min(i, len(xs)-1))]
-}
-
 func isNum(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }

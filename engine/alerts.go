@@ -177,3 +177,14 @@ func (e *Engine) blindAlert(r *ruleState) *alerts.Alert {
 		Details:     alerts.Details{Diagnosis: msg},
 	}
 }
+
+// AlertFor renders an episode as the alert the daemon would deliver for it, or nil if no rule
+// of this engine produced it.
+func (e *Engine) AlertFor(ep detector.Episode) *alerts.Alert {
+	for _, r := range e.rules {
+		if r.cfg.Name == ep.Rule {
+			return e.episodeAlert(r.cfg, ep)
+		}
+	}
+	return nil
+}

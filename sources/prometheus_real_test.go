@@ -79,7 +79,7 @@ func TestPrometheusRealServer(t *testing.T) {
 	// at the recorded step and at a coarser one.
 	var buf bytes.Buffer
 	queries := []string{rateQuery, rawQuery}
-	if err := Record(ctx, p, queries, window, &buf, true); err != nil {
+	if err := Record(ctx, p, queries, window, &buf, RecordOptions{Gzip: true}); err != nil {
 		t.Fatalf("Record: %v", err)
 	}
 	rec, err := ReadRecording(&buf)

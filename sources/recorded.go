@@ -34,6 +34,9 @@ type recordingFile struct {
 	End     time.Time               `json:"end"`
 	Step    model.Duration          `json:"step"`
 	Queries map[string]model.Matrix `json:"queries"`
+	// Config is the emergentd configuration the recording was made for, so a replay needs
+	// nothing but the file.
+	Config string `json:"config,omitempty"`
 }
 
 // Recorded is a Source that replays recorded query results, for `emergentd replay`, backtests
@@ -42,6 +45,7 @@ type Recorded struct {
 	start, end int64 // milliseconds since the epoch, inclusive
 	step       int64 // milliseconds
 	queries    map[string]model.Matrix
+	config     string
 }
 
 // LoadRecording reads a recording file (plain or gzip-compressed JSON).
@@ -109,6 +113,7 @@ func newRecorded(f *recordingFile) (*Recorded, error) {
 		end:     int64(model.TimeFromUnixNano(f.End.UnixNano())),
 		step:    step.Milliseconds(),
 		queries: f.Queries,
+		config:  f.Config,
 	}
 	for q, m := range f.Queries {
 		if strings.TrimSpace(q) == "" {
@@ -237,11 +242,21 @@ func (rec *Recorded) QueryRange(ctx context.Context, query string, r Range) (mod
 	return out, nil, nil
 }
 
+// RecordOptions say how Record writes a recording.
+type RecordOptions struct {
+	Gzip bool
+	// Config is the configuration text stored with the recording (optional).
+	Config string
+}
+
+// Config returns the configuration text stored with the recording, or "".
+func (rec *Recorded) Config() string { return rec.config }
+
 // Record runs every query over r against src and writes a recording to w, gzip-compressed if
-// gzipped is set. Long ranges are fetched in chunks of at most MaxPointsPerSeries steps.
+// opts.Gzip is set. Long ranges are fetched in chunks of at most MaxPointsPerSeries steps.
 // A query answered with warnings fails the recording: a partial answer replayed later would
 // look like the truth. PromQL info annotations are not warnings and are accepted.
-func Record(ctx context.Context, src Source, queries []string, r Range, w io.Writer, gzipped bool) error {
+func Record(ctx context.Context, src Source, queries []string, r Range, w io.Writer, opts RecordOptions) error {
 	if err := r.validate(); err != nil {
 		return fmt.Errorf("recording: %w", err)
 	}
@@ -254,6 +269,7 @@ func Record(ctx context.Context, src Source, queries []string, r Range, w io.Wri
 		End:     r.End.UTC(),
 		Step:    model.Duration(r.Step),
 		Queries: make(map[string]model.Matrix, len(queries)),
+		Config:  opts.Config,
 	}
 	for _, q := range queries {
 		if _, done := f.Queries[q]; done {
@@ -272,7 +288,7 @@ func Record(ctx context.Context, src Source, queries []string, r Range, w io.Wri
 
 	out := w
 	var zw *gzip.Writer
-	if gzipped {
+	if opts.Gzip {
 		zw = gzip.NewWriter(w)
 		out = zw
 	}

@@ -99,7 +99,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		t.Run(fmt.Sprintf("gzip=%v", gzipped), func(t *testing.T) {
 			src := &synthetic{}
 			var buf bytes.Buffer
-			if err := Record(context.Background(), src, queries, rec, &buf, gzipped); err != nil {
+			if err := Record(context.Background(), src, queries, rec, &buf, RecordOptions{Gzip: gzipped}); err != nil {
 				t.Fatalf("Record: %v", err)
 			}
 			if isGzip := bytes.HasPrefix(buf.Bytes(), gzipMagic); isGzip != gzipped {
@@ -358,7 +358,7 @@ func TestRecordErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Record(context.Background(), tt.src, tt.queries, tt.r, &bytes.Buffer{}, false)
+			err := Record(context.Background(), tt.src, tt.queries, tt.r, &bytes.Buffer{}, RecordOptions{})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Errorf("Record: %v", err)

@@ -3,7 +3,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	_ "embed"
 	"fmt"
 	"log/slog"
 	"os"
@@ -49,6 +51,17 @@ func run(args []string) int {
 	btTo := btCmd.Flag("to", "End of the range (RFC3339).").Required().String()
 	btRecording := btCmd.Flag("recording", "Read series from a recording file instead of Prometheus.").String()
 
+	recCmd := app.Command("record", "Save what the rules query over a range from Prometheus into a file, for replay.")
+	recFrom := recCmd.Flag("from", "Start of the range to replay later (RFC3339); history before it is saved too.").Required().String()
+	recTo := recCmd.Flag("to", "End of the range (RFC3339).").Required().String()
+	recOut := recCmd.Flag("out", "Output file (gzip-compressed JSON).").Default("emergent.rec.json.gz").String()
+
+	replayCmd := app.Command("replay", "Run the evaluation offline over a recording and print each alert as it would be delivered. "+
+		"Without FILE, replays the recording shipped with emergentd (fragmented token cache, flush storm, and a legitimate surge).")
+	replayFile := replayCmd.Arg("file", "Recording made by `emergentd record`.").String()
+	configSet := false
+	app.GetFlag("config.file").IsSetByUser(&configSet)
+
 	cmd, err := app.Parse(args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "emergentd: %v (try --help)\n", err)
@@ -61,6 +74,14 @@ func run(args []string) int {
 		return check(*configFile, *promURL, *checkQuery)
 	case btCmd.FullCommand():
 		return backtest(*configFile, *promURL, *btRecording, *btFrom, *btTo, logger)
+	case recCmd.FullCommand():
+		return record(*configFile, *promURL, *recFrom, *recTo, *recOut, logger)
+	case replayCmd.FullCommand():
+		cfgFile := ""
+		if configSet {
+			cfgFile = *configFile
+		}
+		return replay(*replayFile, cfgFile, logger)
 	}
 
 	logger.Info("starting emergentd", "version", version.Info(), "config", *configFile)
@@ -130,16 +151,104 @@ func check(file, promURL string, query bool) int {
 	return 0
 }
 
-func backtest(file, promURL, recording, fromS, toS string, logger *slog.Logger) int {
+func parseRange(fromS, toS string) (time.Time, time.Time, error) {
 	from, err1 := time.Parse(time.RFC3339, fromS)
 	to, err2 := time.Parse(time.RFC3339, toS)
 	if err1 != nil || err2 != nil {
-		fmt.Fprintf(os.Stderr, "emergentd backtest: --from and --to must be RFC3339 (e.g. 2026-11-01T00:00:00Z)\n")
+		return from, to, fmt.Errorf("--from and --to must be RFC3339 (e.g. 2026-11-01T00:00:00Z)")
+	}
+	if !from.Before(to) {
+		return from, to, fmt.Errorf("--from must be before --to")
+	}
+	return from, to, nil
+}
+
+func record(file, promURL, fromS, toS, out string, logger *slog.Logger) int {
+	from, to, err := parseRange(fromS, toS)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd record: %v\n", err)
+		return 2
+	}
+	text, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd record: %v\n", err)
+		return 1
+	}
+	cfg, err := daemon.LoadConfig(file, promURL, "")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd record: %v\n", err)
+		return 1
+	}
+	src, err := sources.NewPrometheus(cfg.Prometheus, logger, prometheus.NewRegistry())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd record: %v\n", err)
+		return 1
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd record: %v\n", err)
+		return 1
+	}
+	rg := daemon.RecordRange(cfg, from, to)
+	err = sources.Record(context.Background(), src, cfg.Queries(), rg, f, sources.RecordOptions{Gzip: true, Config: string(text)})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(out)
+		fmt.Fprintf(os.Stderr, "emergentd record: %v\n", err)
+		return 1
+	}
+	fmt.Printf("recorded %d queries from %s to %s every %s into %s\n", len(cfg.Queries()),
+		rg.Start.Format(time.RFC3339), rg.End.Format(time.RFC3339), rg.Step, out)
+	return 0
+}
+
+// shippedRecording is what `emergentd replay` runs with no file: the quick start.
+//
+//go:embed quickstart.rec.json.gz
+var shippedRecording []byte
+
+func replay(file, configFile string, logger *slog.Logger) int {
+	var rec *sources.Recorded
+	var err error
+	if file == "" {
+		rec, err = sources.ReadRecording(bytes.NewReader(shippedRecording))
+	} else {
+		rec, err = sources.LoadRecording(file)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd replay: %v\n", err)
+		return 1
+	}
+	var cfg *config.Config
+	switch {
+	case configFile != "":
+		cfg, err = config.LoadFile(configFile)
+	case rec.Config() != "":
+		cfg, err = config.Load([]byte(rec.Config()), "recording:rules.toml")
+	default:
+		cfg, err = config.LoadFile("rules.toml")
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd replay: %v\n", err)
+		return 1
+	}
+	if _, err := daemon.Replay(context.Background(), cfg, rec, os.Stdout, logger); err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd replay: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func backtest(file, promURL, recording, fromS, toS string, logger *slog.Logger) int {
+	from, to, err := parseRange(fromS, toS)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd backtest: %v\n", err)
 		return 2
 	}
 	var cfg *config.Config
 	var src engine.Source
-	var err error
 	if recording != "" {
 		cfg, err = config.LoadFile(file)
 		if err == nil {

@@ -183,3 +183,19 @@ func TestCheckCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayQuickStart runs the README's first command: the shipped recording, nothing else.
+func TestReplayQuickStart(t *testing.T) {
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "replay")
+	cmd.Dir = t.TempDir() // no rules.toml around: the recording carries its configuration
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	for _, want := range []string{"FIRING self_generated_traffic", "FIRING flush_storm", "instances do the work independently", "2 episodes."} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("replay output lacks %q:\n%s", want, out)
+		}
+	}
+}
