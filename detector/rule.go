@@ -71,6 +71,7 @@ type Rule struct {
 	historyLen   time.Duration
 	groups       map[string]*group
 	keys         []string // sorted group keys, so events come out in a stable order
+	row          []float64 // scratch for historyRow
 }
 
 type group struct {
@@ -133,7 +134,10 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 
 // Column layout of a group's history: inbound, then each signal, then Redis commands.
 func (r *Rule) historyRow(in Input, key string, learnable bool) []float64 {
-	row := make([]float64, 2+len(r.cfg.Signals))
+	if r.row == nil {
+		r.row = make([]float64, 2+len(r.cfg.Signals))
+	}
+	row := r.row // history.put copies it into the group's columns
 	row[0] = value(in.Inbound, key)
 	for i := range r.cfg.Signals {
 		row[1+i] = math.NaN()
@@ -278,6 +282,30 @@ func (r *Rule) Status() []GroupStatus {
 		out = append(out, GroupStatus{Labels: g.labels, State: st, Explanation: g.last})
 	}
 	return out
+}
+
+// AllUnknown reports whether the rule has groups and none of them could be evaluated at the
+// latest step: the rule cannot see its data.
+func (r *Rule) AllUnknown() bool {
+	for _, g := range r.groups {
+		if !g.unknown {
+			return false
+		}
+	}
+	return len(r.groups) > 0
+}
+
+// StateCounts counts groups by state at the latest step, without building a status list.
+func (r *Rule) StateCounts() map[State]int {
+	counts := map[State]int{}
+	for _, g := range r.groups {
+		st := g.life.state
+		if g.unknown {
+			st = StateUnknown
+		}
+		counts[st]++
+	}
+	return counts
 }
 
 // Active returns the active episodes, in group order.

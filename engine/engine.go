@@ -47,6 +47,7 @@ type ruleState struct {
 	blindSince time.Time // first step of the current run of blind steps; zero when seeing
 	blind      bool
 	resolved   []detector.Episode // resolved episodes kept for ResolvedRetention
+	known      knownGroups
 }
 
 // New prepares an engine; it queries nothing until Bootstrap or Advance. metrics may be nil.
@@ -151,17 +152,7 @@ func (r *ruleState) track(t time.Time, failed bool, events []detector.Event, g c
 	}
 	r.resolved = keep
 
-	blindNow := failed
-	if !failed {
-		status := r.det.Status()
-		blindNow = len(status) > 0
-		for _, s := range status {
-			if s.State != detector.StateUnknown {
-				blindNow = false
-				break
-			}
-		}
-	}
+	blindNow := failed || r.det.AllUnknown()
 	switch {
 	case !blindNow:
 		r.blindSince, r.blind = time.Time{}, false
@@ -221,7 +212,10 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range) ([]step, error) {
 		for _, q := range c.Queries() {
 			anyFailed = anyFailed || failed[byQuery[q]] != nil
 		}
-		g := grouper{by: c.GroupBy, r: r, n: n}
+		if rs.known.keys == nil || len(rs.known.keys) > maxKnownGroups {
+			rs.known.reset()
+		}
+		g := grouper{by: c.GroupBy, r: r, n: n, labels: map[string]map[string]string{}, known: &rs.known}
 		inbound := g.values(results, byQuery, c.Inbound)
 		keys := g.values(results, byQuery, c.Keys)
 		commands := g.values(results, byQuery, c.Commands)
@@ -265,22 +259,44 @@ type grouper struct {
 	by     []string
 	r      sources.Range
 	n      int
+	labels map[string]map[string]string // groups seen in this fetch
+	known  *knownGroups
+	buf    []byte
+}
+
+// knownGroups remembers every group key and label map a rule has seen.
+type knownGroups struct {
+	keys   map[string]string
 	labels map[string]map[string]string
 }
 
-// key names a group by its group_by label values.
+// maxKnownGroups bounds the memory of label sets: past it the cache starts over (the cost is
+// one allocation per group on the next step), so label churn cannot grow it without bound.
+const maxKnownGroups = 1 << 20
+
+func (k *knownGroups) reset() {
+	k.keys, k.labels = map[string]string{}, map[string]map[string]string{}
+}
+
+// key names a group by its group_by label values. The key is opaque to the detector. Keys and
+// label maps are kept across fetches, so a steady fleet allocates nothing per step here.
 func (g *grouper) key(m model.Metric) string {
+	g.buf = g.buf[:0]
+	for _, l := range g.by {
+		g.buf = append(g.buf, m[model.LabelName(l)]...)
+		g.buf = append(g.buf, 0xff)
+	}
+	if k, ok := g.known.keys[string(g.buf)]; ok { // no allocation: the compiler elides the conversion
+		g.labels[k] = g.known.labels[k]
+		return k
+	}
+	k := string(g.buf)
 	labels := make(map[string]string, len(g.by))
 	for _, l := range g.by {
 		labels[l] = string(m[model.LabelName(l)])
 	}
-	k := detector.GroupString(labels)
-	if g.labels == nil {
-		g.labels = map[string]map[string]string{}
-	}
-	if _, ok := g.labels[k]; !ok {
-		g.labels[k] = labels
-	}
+	g.known.keys[k], g.known.labels[k] = k, labels
+	g.labels[k] = labels
 	return k
 }
 

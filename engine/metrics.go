@@ -73,10 +73,7 @@ func (m *Metrics) observeAdvance(e *Engine, steps int, took time.Duration) {
 			blind = 1
 		}
 		m.blind.WithLabelValues(r.cfg.Name).Set(blind)
-		counts := map[detector.State]int{}
-		for _, s := range r.det.Status() {
-			counts[s.State]++
-		}
+		counts := r.det.StateCounts()
 		for _, st := range []detector.State{detector.StateInactive, detector.StatePending, detector.StateFiring, detector.StateUnknown} {
 			m.groupsByRule.WithLabelValues(r.cfg.Name, st.String()).Set(float64(counts[st]))
 		}
