@@ -70,7 +70,7 @@ type Rule struct {
 	baselineStep time.Duration
 	historyLen   time.Duration
 	groups       map[string]*group
-	keys         []string // sorted group keys, so events come out in a stable order
+	keys         []string  // sorted group keys, so events come out in a stable order
 	row          []float64 // scratch for historyRow
 }
 
