@@ -30,18 +30,37 @@ var updateRecording = flag.Bool("update-recording", false, "rewrite cmd/emergent
 type recorder struct {
 	mu     sync.Mutex
 	bodies []string
+	times  []time.Time // when each body arrived
 }
 
 func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
 	r.bodies = append(r.bodies, req.URL.Path+" "+string(body))
+	r.times = append(r.times, time.Now())
 	r.mu.Unlock()
 	if strings.Contains(req.URL.Path, "slack") {
 		io.WriteString(w, "ok")
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// resolvedAt returns, for every Alertmanager post, the alerts it reported resolved (endsAt at
+// or before the moment it arrived).
+func (r *recorder) resolved(t *testing.T) []postedAlert {
+	r.mu.Lock()
+	bodies, times := append([]string(nil), r.bodies...), append([]time.Time(nil), r.times...)
+	r.mu.Unlock()
+	var out []postedAlert
+	for i, b := range bodies {
+		for _, a := range amAlerts(t, []string{b}) {
+			if !a.EndsAt.After(times[i]) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 func (r *recorder) all() []string {

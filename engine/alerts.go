@@ -39,7 +39,10 @@ func (e *Engine) Alerts() []*alerts.Alert {
 			out = append(out, e.episodeAlert(r.cfg, ep))
 		}
 		if r.blind {
-			out = append(out, e.blindAlert(r))
+			out = append(out, e.blindAlert(r.cfg.Name, blindEpisode{start: r.blindSince.Add(time.Duration(e.cfg.Global.BlindAfter))}))
+		}
+		for _, b := range r.blindEpisodes {
+			out = append(out, e.blindAlert(r.cfg.Name, b))
 		}
 	}
 	return out
@@ -164,16 +167,18 @@ func forGroup(expr string, group map[string]string) string {
 	return root.String()
 }
 
-func (e *Engine) blindAlert(r *ruleState) *alerts.Alert {
+// blindAlert is the meta-alert of a rule that cannot see its data; b.end is zero while blind.
+func (e *Engine) blindAlert(rule string, b blindEpisode) *alerts.Alert {
 	labels := map[string]string{
-		"alertname": "EmergentDetectorBlind", "kind": KindDetectorBlind, "rule": r.cfg.Name, "severity": "warning",
+		"alertname": "EmergentDetectorBlind", "kind": KindDetectorBlind, "rule": rule, "severity": "warning",
 	}
-	msg := fmt.Sprintf("emergentd cannot see the data of rule %q since %s: queries fail or every group is unknown. "+
-		"Nothing fires or resolves on it until it can see again.", r.cfg.Name, r.blindSince.UTC().Format(time.RFC3339))
+	msg := fmt.Sprintf("emergentd cannot see the data of rule %q: queries fail or every group is unknown. "+
+		"Nothing fires or resolves on it until it can see again.", rule)
 	return &alerts.Alert{
 		Labels:      labels,
 		Annotations: map[string]string{"summary": msg, "description": msg},
-		StartsAt:    r.blindSince,
+		StartsAt:    b.start,
+		EndsAt:      b.end,
 		Details:     alerts.Details{Diagnosis: msg},
 	}
 }

@@ -46,8 +46,10 @@ type ruleState struct {
 	cfg        config.Rule
 	blindSince time.Time // first step of the current run of blind steps; zero when seeing
 	blind      bool
-	resolved   []detector.Episode // resolved episodes kept for ResolvedRetention
-	known      knownGroups
+	// blindEpisodes are resolved blind stretches kept for ResolvedRetention.
+	blindEpisodes []blindEpisode
+	resolved      []detector.Episode // resolved episodes kept for ResolvedRetention
+	known         knownGroups
 }
 
 // New prepares an engine; it queries nothing until Bootstrap or Advance. metrics may be nil.
@@ -155,12 +157,26 @@ func (r *ruleState) track(t time.Time, failed bool, events []detector.Event, g c
 	blindNow := failed || r.det.AllUnknown()
 	switch {
 	case !blindNow:
+		if r.blind { // the meta-alert resolves now, and is re-sent as resolved for a while
+			r.blindEpisodes = append(r.blindEpisodes, blindEpisode{start: r.blindSince.Add(time.Duration(g.BlindAfter)), end: t})
+		}
 		r.blindSince, r.blind = time.Time{}, false
 	case r.blindSince.IsZero():
 		r.blindSince = t
 	}
 	r.blind = blindNow && t.Sub(r.blindSince) >= time.Duration(g.BlindAfter)
+	kept := r.blindEpisodes[:0]
+	for _, b := range r.blindEpisodes {
+		if t.Sub(b.end) <= time.Duration(g.ResolvedRetention) {
+			kept = append(kept, b)
+		}
+	}
+	r.blindEpisodes = kept
 }
+
+// blindEpisode is a stretch of time a rule could not see its data, from when the meta-alert
+// fired to when it saw again.
+type blindEpisode struct{ start, end time.Time }
 
 // step is every rule's input at one timestamp.
 type step struct {
