@@ -20,6 +20,7 @@ import (
 
 	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/internal/promtest"
+	"github.com/emergent-sh/emergent/internal/synth"
 	"github.com/emergent-sh/emergent/sources"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -168,7 +169,7 @@ func amAlerts(t *testing.T, bodies []string) []postedAlert {
 // controls, then runs the daemon and the backtest against it.
 func TestIncidentsAgainstRealPrometheus(t *testing.T) {
 	end := time.Now().Truncate(15 * time.Second)
-	prom := promtest.Start(t, promtest.Options{OpenMetrics: incidentHistory(t, end)})
+	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
 
 	t.Run("backtest", func(t *testing.T) {
 		dir := t.TempDir()

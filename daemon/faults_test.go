@@ -17,6 +17,7 @@ import (
 	"github.com/emergent-sh/emergent/internal/faultproxy"
 	"github.com/emergent-sh/emergent/internal/promtest"
 	"github.com/emergent-sh/emergent/internal/stack"
+	"github.com/emergent-sh/emergent/internal/synth"
 )
 
 // TestFaultsAgainstRealPrometheus puts a fault-injecting proxy between the daemon and a real
@@ -25,7 +26,7 @@ import (
 // by itself when the source is back, with the same startsAt.
 func TestFaultsAgainstRealPrometheus(t *testing.T) {
 	end := time.Now().Truncate(time.Second)
-	prom := promtest.Start(t, promtest.Options{OpenMetrics: incidentHistory(t, end)})
+	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
 	proxy := faultproxy.New(prom.URL)
 	defer proxy.Close()
 

@@ -2,19 +2,23 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/emergent-sh/emergent/internal/promtest"
 	"github.com/emergent-sh/emergent/internal/stack"
+	"github.com/emergent-sh/emergent/internal/synth"
 )
 
 // buildBinary compiles emergentd once for the process-level tests.
@@ -196,6 +200,117 @@ func TestReplayQuickStart(t *testing.T) {
 	for _, want := range []string{"FIRING self_generated_traffic", "FIRING flush_storm", "instances do the work independently", "2 episodes."} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("replay output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestSIGKILLDoesNotPageTwice kills the daemon (SIGKILL) mid-episode and starts it again with
+// the same storage: Slack is not paged a second time, and Alertmanager keeps getting the same
+// alert with the same startsAt.
+func TestSIGKILLDoesNotPageTwice(t *testing.T) {
+	end := time.Now().Truncate(15 * time.Second)
+	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
+	bin := buildBinary(t)
+	dir := t.TempDir()
+
+	var mu sync.Mutex
+	var slackPosts []string
+	var amStarts []string
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		slackPosts = append(slackPosts, string(b))
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	defer slack.Close()
+	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var batch []struct {
+			Labels   map[string]string `json:"labels"`
+			StartsAt string            `json:"startsAt"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&batch)
+		mu.Lock()
+		for _, a := range batch {
+			if a.Labels["service"] == "checkout" {
+				amStarts = append(amStarts, a.StartsAt)
+			}
+		}
+		mu.Unlock()
+	}))
+	defer am.Close()
+
+	shipped, err := os.ReadFile(filepath.Join("..", "..", "rules.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.NewReplacer(`history = "7d"`, `history = "1h"`, `replay = "6h"`, `replay = "2h"`,
+		`evaluation_interval = "30s"`, `evaluation_interval = "5s"`, `baseline_step = "5m"`, `baseline_step = "1m"`,
+		`resend_delay = "1m"`, `resend_delay = "1s"`).Replace(string(shipped)) + fmt.Sprintf(`
+[[receivers]]
+name = "am"
+type = "alertmanager"
+urls = [%q]
+
+[[receivers]]
+name = "slack"
+type = "slack"
+webhook_url = %q
+
+[[routes]]
+receiver = "am"
+
+[[routes]]
+receiver = "slack"
+`, am.URL, slack.URL+"/services/T/B/X")
+	cfgPath := filepath.Join(dir, "rules.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "--config.file="+cfgPath, "--prometheus.url="+prom.URL,
+			"--web.listen-address=127.0.0.1:0", "--storage.path="+filepath.Join(dir, "data"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	posts := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(slackPosts)
+	}
+	amCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(amStarts)
+	}
+
+	first := start()
+	waitFor(t, 60*time.Second, "two Slack pages", func() bool { return posts() == 2 })
+	if err := first.Process.Kill(); err != nil { // SIGKILL, by the PID we started
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	sent := amCount()
+
+	second := start()
+	defer func() {
+		_ = second.Process.Signal(syscall.SIGTERM)
+		_ = second.Wait()
+	}()
+	// Wait until the second daemon has re-sent the alert to Alertmanager a few times: by then
+	// it has evaluated, and any second Slack page would have been posted.
+	waitFor(t, 60*time.Second, "the restarted daemon re-sending to Alertmanager", func() bool { return amCount() >= sent+3 })
+	if n := posts(); n != 2 {
+		t.Errorf("Slack got %d posts after the restart, want still 2", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range amStarts {
+		if s != amStarts[0] {
+			t.Errorf("startsAt changed across the SIGKILL: %s then %s", amStarts[0], s)
+			break
 		}
 	}
 }
