@@ -19,6 +19,7 @@ import (
 	"github.com/emergent-sh/emergent/internal/promtest"
 	"github.com/emergent-sh/emergent/internal/stack"
 	"github.com/emergent-sh/emergent/internal/synth"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // buildBinary compiles emergentd once for the process-level tests.
@@ -312,5 +313,53 @@ receiver = "slack"
 			t.Errorf("startsAt changed across the SIGKILL: %s then %s", amStarts[0], s)
 			break
 		}
+	}
+}
+
+// TestWebConfigBasicAuth: the endpoints honour an exporter-toolkit web config.
+func TestWebConfigBasicAuth(t *testing.T) {
+	prom := promtest.Start(t, promtest.Options{})
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pass"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webCfg := filepath.Join(dir, "web.yml")
+	if err := os.WriteFile(webCfg, []byte("basic_auth_users:\n  admin: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, err := stack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	logs := newSyncBuffer()
+	cmd := exec.Command(bin, "--config.file="+filepath.Join("..", "..", "rules.toml"), "--prometheus.url="+prom.URL,
+		"--web.listen-address="+addr, "--web.config.file="+webCfg, "--storage.path=")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	waitFor(t, 30*time.Second, "listener", func() bool { code, _ := get("http://" + addr + "/-/healthy"); return code != 0 })
+	if code, _ := get("http://" + addr + "/metrics"); code != http.StatusUnauthorized {
+		t.Errorf("/metrics without credentials = %d, want 401", code)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
+	req.SetBasicAuth("admin", "s3cret-pass")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/metrics with credentials = %d, want 200", resp.StatusCode)
+	}
+	if strings.Contains(logs.String(), "s3cret-pass") {
+		t.Error("the password appears in the log")
 	}
 }
