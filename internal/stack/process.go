@@ -40,6 +40,9 @@ type Spec struct {
 	Args func(addr string) []string
 	// Dir is the working directory and where the log file goes.
 	Dir string
+	// Addr, if set, is the address (127.0.0.1:port) to listen on instead of a free port, e.g.
+	// to restart a server where its clients expect it. A busy Addr is not retried.
+	Addr string
 	// Ready returns nil once the server at addr serves; polled until ReadyTimeout.
 	Ready        func(ctx context.Context, addr string) error
 	ReadyTimeout time.Duration
@@ -81,7 +84,7 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 		}
 		log := p.Log()
 		p.Stop()
-		if attempt < startAttempts && strings.Contains(log, "address already in use") {
+		if attempt < startAttempts && spec.Addr == "" && strings.Contains(log, "address already in use") {
 			continue
 		}
 		return nil, fmt.Errorf("%s: %w\n%s log (%s):\n%s", spec.Name, err, spec.Name, p.logPath, log)
@@ -89,11 +92,14 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 }
 
 func launch(bin string, spec Spec, attempt int) (*Process, error) {
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	addr := spec.Addr
+	if addr == "" {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	logPath := filepath.Join(spec.Dir, fmt.Sprintf("%s-%d.log", spec.Name, attempt))
 	logFile, err := os.Create(logPath)
 	if err != nil {

@@ -1,0 +1,602 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/daemon"
+	"github.com/emergent-sh/emergent/internal/stack"
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+)
+
+// Timing of the whole stack. Prometheus and VictoriaMetrics scrape every second; emergentd
+// evaluates every two seconds, two seconds behind (every scrape of a step has landed by then).
+const (
+	scrapeInterval = time.Second
+	evalInterval   = 2 * time.Second
+	evalDelay      = 2 * time.Second
+	// rateWindow replaces the shipped [2m] and [5m] windows; tokenFor replaces the token
+	// rule's for = "5m". The shipped rule keeps for ≥ window (5m ≥ 2m), so one legitimate
+	// token refresh, which lifts rate() for exactly one window, never lasts `for`; the test
+	// keeps that invariant.
+	rateWindow = 20 * time.Second
+	tokenFor   = 20 * time.Second
+	// vmLatencyOffset is VictoriaMetrics' default -search.latencyOffset, set explicitly: it
+	// hides the newest 30 s, so the daemon reading VictoriaMetrics evaluates that far behind.
+	vmLatencyOffset = stack.DefaultVMLatencyOffset
+	vmEvalDelay     = vmLatencyOffset + 2*evalInterval
+	// warmUpData is the healthy history gathered before the onsets. Without past days the
+	// seasonal inbound baseline is the median of the last twelve baseline steps (10 s here);
+	// when the idle scenario fires, about twelve intervals after onset, most of those steps
+	// must still be from before it, or "idle" is measured against the idle level itself.
+	warmUpData = 40 * time.Second
+	// uploadsPerSecond is media's upload rate from onset: three flushes within six seconds.
+	uploadsPerSecond = 0.5
+	// labDuration bounds every lab's load; the test stops them long before.
+	labDuration = 10 * time.Minute
+)
+
+// service is one service of the lab, with its own Redis (redis_exporter's target carries the
+// service label, so a Redis belongs to one service) and its own lab process.
+type service struct {
+	name      string
+	instances int
+	labArgs   []string
+
+	redisDir string
+	redis    *stack.Process
+	exporter *stack.Process
+	lab      *stack.Process
+	targets  []string // the instances' host:port, each scraped as a target
+}
+
+// world is the running stack.
+type world struct {
+	t      *testing.T
+	dir    string
+	labBin string
+
+	am, prom, vm *stack.Process
+	services     map[string]*service
+	order        []string
+
+	promAPI v1.API
+	watcher *amWatcher
+	slack   *slackFake
+	proxies map[string]*amProxy
+	daemons map[string]*daemonRun
+
+	mu    sync.Mutex
+	procs []*stack.Process // everything started, stopped by PID at the end
+}
+
+// services of the suite: each scenario is a service of its own, so they run at the same time
+// without touching each other's groups.
+func suiteServices() []*service {
+	common := []string{"--duration=" + labDuration.String(), "--health-interval=3s", "--keys=2000",
+		"--token.expiry=60s", "--token.safety-margin=10s"}
+	svc := func(name string, instances int, args ...string) *service {
+		return &service{name: name, instances: instances, labArgs: append(append([]string{}, common...), args...)}
+	}
+	return []*service{
+		// Fragmented token cache at onset; switched back to shared later (resolve).
+		svc("checkout", 2, "--mode=shared", "--rate=4", "--upload-rate=0.1"),
+		// Fragmented and idle at onset: only the prober calls, and the instances still mint.
+		svc("reports", 2, "--mode=shared", "--rate=30", "--upload-rate=0.1"),
+		// The cache library is installed (flushstorm); uploads start at onset, as when the
+		// seed's image scraper launched.
+		svc("media", 1, "--mode=flushstorm", "--rate=3", "--upload-rate=0"),
+		// Controls: nothing may fire on these.
+		svc("search", 2, "--mode=shared", "--rate=4", "--upload-rate=0.1"),
+		svc("catalog", 2, "--mode=shared", "--rate=2", "--upload-rate=0.1", "--surge.factor=5", "--surge.for=40s"),
+		svc("files", 1, "--mode=flushfixed", "--rate=3", "--upload-rate=0.5"),
+		svc("billing", 1, "--mode=shared", "--rate=3", "--upload-rate=0.1"),
+		svc("sessions", 1, "--mode=shared", "--rate=3", "--upload-rate=0.1"),
+	}
+}
+
+// track registers a process to stop at the end.
+func (w *world) track(p *stack.Process) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.procs = append(w.procs, p)
+}
+
+// parallel runs fns at once and fails the test with every error.
+func parallel(t *testing.T, fns ...func() error) {
+	t.Helper()
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Go(func() { errs[i] = fn() })
+	}
+	wg.Wait()
+	failed := false
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+			failed = true
+		}
+	}
+	if failed {
+		t.FailNow()
+	}
+}
+
+// startWorld builds the lab, starts every component and the daemons, and returns when every
+// group is known to emergentd and Prometheus holds a rate window of data for every target.
+func startWorld(t *testing.T) *world {
+	ctx := context.Background()
+	w := &world{t: t, dir: t.TempDir(), services: map[string]*service{}, proxies: map[string]*amProxy{}, daemons: map[string]*daemonRun{}}
+	t.Cleanup(w.stop)
+	svcs := suiteServices()
+	for _, s := range svcs {
+		w.services[s.name] = s
+		w.order = append(w.order, s.name)
+	}
+
+	// The lab builds while Redis, the exporters and Alertmanager start.
+	fns := []func() error{w.buildLab, func() error {
+		var err error
+		w.am, err = stack.StartAlertmanager(ctx, stack.AlertmanagerOptions{Dir: filepath.Join(w.dir, "alertmanager")})
+		if err == nil {
+			w.track(w.am)
+		}
+		return err
+	}}
+	for _, s := range svcs {
+		fns = append(fns, func() error { return w.startRedis(ctx, s) })
+	}
+	parallel(t, fns...)
+
+	fns = nil
+	for _, s := range svcs {
+		fns = append(fns, func() error { return w.startLab(ctx, s) })
+	}
+	parallel(t, fns...)
+
+	scrape := w.scrapeConfigs()
+	parallel(t, func() error {
+		var err error
+		w.prom, err = stack.StartPrometheus(ctx, stack.PrometheusOptions{
+			Dir: filepath.Join(w.dir, "prometheus"), ScrapeConfigsYAML: scrape, ScrapeInterval: scrapeInterval,
+		})
+		if err == nil {
+			w.track(w.prom)
+		}
+		return err
+	}, func() error {
+		var err error
+		w.vm, err = stack.StartVictoriaMetrics(ctx, stack.VictoriaMetricsOptions{
+			Dir: filepath.Join(w.dir, "victoria-metrics"), ScrapeConfigsYAML: scrape, ScrapeInterval: scrapeInterval,
+			LatencyOffset: vmLatencyOffset,
+		})
+		if err == nil {
+			w.track(w.vm)
+		}
+		return err
+	})
+	client, err := api.NewClient(api.Config{Address: w.prom.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.promAPI = v1.NewAPI(client)
+
+	wctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	w.watcher = newAMWatcher(w.am.URL)
+	go w.watcher.run(wctx)
+	w.slack = newSlackFake(t)
+	for _, name := range []string{"primary", "replica", "victoriametrics"} {
+		w.proxies[name] = newAMProxy(t, name, w.am.URL)
+	}
+	w.startDaemon("primary", daemonConfig{promURL: w.prom.URL, delay: evalDelay, slack: true})
+	w.startDaemon("victoriametrics", daemonConfig{promURL: w.vm.URL, delay: vmEvalDelay, source: "victoriametrics"})
+	return w
+}
+
+// buildLab compiles cmd/emergent-lab (without -race: it is the system under observation,
+// not under test, and a dozen raced processes would slow the machine down).
+func (w *world) buildLab() error {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return fmt.Errorf("building emergent-lab: the go command is not on PATH: %w", err)
+	}
+	w.labBin = filepath.Join(w.dir, "emergent-lab")
+	cmd := exec.Command(goBin, "build", "-o", w.labBin, "github.com/emergent-sh/emergent/cmd/emergent-lab")
+	cmd.Dir = ".."
+	began := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/emergent-lab: %w\n%s", err, out)
+	}
+	w.t.Logf("built emergent-lab in %s", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+func (w *world) startRedis(ctx context.Context, s *service) error {
+	s.redisDir = filepath.Join(w.dir, "redis-"+s.name)
+	var err error
+	if s.redis, err = stack.StartRedis(ctx, stack.RedisOptions{Dir: s.redisDir}); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	w.track(s.redis)
+	if s.exporter, err = stack.StartRedisExporter(ctx, stack.RedisExporterOptions{
+		Dir: filepath.Join(w.dir, "redis_exporter-"+s.name), RedisAddr: s.redis.Addr,
+	}); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	w.track(s.exporter)
+	return nil
+}
+
+// restartRedis stops a service's Redis by its PID and starts a fresh one (no persistence: it
+// comes back empty) on the same address, where the lab and the exporter reconnect.
+func (w *world) restartRedis(ctx context.Context, s *service) error {
+	addr := s.redis.Addr
+	s.redis.Stop()
+	p, err := stack.StartRedis(ctx, stack.RedisOptions{Dir: s.redisDir, Addr: addr})
+	if err != nil {
+		return fmt.Errorf("%s: restarting Redis on %s: %w", s.name, addr, err)
+	}
+	s.redis = p
+	w.track(p)
+	return nil
+}
+
+func (w *world) startLab(ctx context.Context, s *service) error {
+	dir := filepath.Join(w.dir, "lab-"+s.name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var err error
+	s.lab, err = stack.Start(ctx, stack.Spec{
+		Name: "lab-" + s.name, Binary: w.labBin, Package: "(built from ./cmd/emergent-lab)", Dir: dir,
+		Args: func(addr string) []string {
+			return append([]string{"run", "--web.listen-address=" + addr, "--service=" + s.name,
+				"--redis.addr=" + s.redis.Addr, "--instances=" + strconv.Itoa(s.instances)}, s.labArgs...)
+		},
+		Ready: stack.HTTPReady("/-/ready"),
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	w.track(s.lab)
+	var list struct {
+		Instances []string `json:"instances"`
+	}
+	if err := getJSON(s.lab.URL+"/api/v1/instances", &list); err != nil {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	if len(list.Instances) != s.instances {
+		return fmt.Errorf("%s: lab lists %d instances, want %d", s.name, len(list.Instances), s.instances)
+	}
+	s.targets = list.Instances
+	return nil
+}
+
+// scrapeConfigs is the scrape_configs both Prometheus and VictoriaMetrics use: every lab
+// instance (Prometheus's instance label then names it) and every exporter, labelled with the
+// service the rules group by.
+func (w *world) scrapeConfigs() string {
+	var b strings.Builder
+	job := func(name string, targets func(*service) []string) {
+		fmt.Fprintf(&b, "  - job_name: %s\n    scrape_interval: %s\n    scrape_timeout: %s\n    static_configs:\n",
+			name, model.Duration(scrapeInterval), model.Duration(scrapeInterval))
+		for _, n := range w.order {
+			s := w.services[n]
+			quoted := make([]string, 0)
+			for _, tgt := range targets(s) {
+				quoted = append(quoted, strconv.Quote(tgt))
+			}
+			fmt.Fprintf(&b, "      - targets: [%s]\n        labels: {service: %q}\n", strings.Join(quoted, ", "), s.name)
+		}
+	}
+	job("lab", func(s *service) []string { return s.targets })
+	job("redis", func(s *service) []string { return []string{s.exporter.Addr} })
+	return b.String()
+}
+
+// stop stops the daemons, then every process by the PID it was started with, all at once.
+func (w *world) stop() {
+	for _, d := range w.daemons {
+		d.stop()
+	}
+	w.mu.Lock()
+	procs := append([]*stack.Process(nil), w.procs...)
+	w.mu.Unlock()
+	began := time.Now()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(p.Stop)
+	}
+	wg.Wait()
+	if w.t.Failed() {
+		for _, p := range procs {
+			log := p.Log()
+			if len(log) > 3000 {
+				log = "…" + log[len(log)-3000:]
+			}
+			w.t.Logf("---- %s (pid %d, %s) log tail:\n%s", p.Name, p.PID(), p.Addr, log)
+		}
+		for name, d := range w.daemons {
+			w.t.Logf("---- emergentd %s log:\n%s", name, d.logs.tail(12000))
+		}
+	}
+	w.t.Logf("stopped %d processes in %s", len(procs), time.Since(began).Round(time.Millisecond))
+}
+
+func getJSON(u string, v any) error {
+	resp, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, body)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// setMode switches a lab's mode and load (POST /mode) and returns when every instance runs it.
+func (w *world) setMode(s *service, params url.Values) error {
+	resp, err := http.PostForm(s.lab.URL+"/mode", params)
+	if err != nil {
+		return fmt.Errorf("%s: POST /mode: %w", s.name, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: POST /mode %s: %s: %s", s.name, params.Encode(), resp.Status, body)
+	}
+	return nil
+}
+
+// query runs an instant PromQL query against Prometheus and returns the one value it yields.
+func (w *world) query(q string) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, _, _, err := w.promAPI.Query(ctx, q, time.Now())
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", q, err)
+	}
+	vec, ok := v.(model.Vector)
+	if !ok || len(vec) != 1 {
+		return 0, fmt.Errorf("%s: want one sample, got %v", q, v)
+	}
+	return float64(vec[0].Value), nil
+}
+
+// daemonConfig says how one emergentd differs from the shipped rules.toml.
+type daemonConfig struct {
+	promURL string
+	delay   time.Duration
+	slack   bool
+	source  string // extra external label, so its alerts are told apart in Alertmanager
+}
+
+const (
+	slackToken   = "xoxb-e2e-not-a-secret"
+	slackChannel = "C0E2E"
+)
+
+// writeConfig derives a daemon's configuration from the shipped rules.toml: test timings and
+// rate windows (the rules' logic untouched), and the real receivers.
+func (w *world) writeConfig(name string, dc daemonConfig, proxy *amProxy) string {
+	t := w.t
+	shipped, err := os.ReadFile(filepath.Join("..", "rules.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(shipped)
+	external := `external_labels = { cluster = "e2e" }`
+	if dc.source != "" {
+		external = fmt.Sprintf(`external_labels = { cluster = "e2e", source = %q }`, dc.source)
+	}
+	for _, r := range []struct {
+		old, new string
+		all      bool
+	}{
+		{old: `evaluation_interval = "30s"`, new: fmt.Sprintf("evaluation_interval = %q", model.Duration(evalInterval))},
+		{old: `evaluation_delay = "15s"`, new: fmt.Sprintf("evaluation_delay = %q", model.Duration(dc.delay))},
+		{old: `history = "7d"`, new: `history = "10m"`},
+		{old: `baseline_step = "5m"`, new: `baseline_step = "10s"`},
+		{old: `replay = "6h"`, new: `replay = "10m"`},
+		// Short, so a detector that cannot see its data raises the meta-alert within the run.
+		{old: `blind_after = "10m"`, new: `blind_after = "30s"`},
+		{old: `url = "http://127.0.0.1:9090"`, new: fmt.Sprintf("url = %q", dc.promURL)},
+		{old: `# external_labels = { cluster = "eu-1" }`, new: external},
+		{old: "[2m]", new: "[" + model.Duration(rateWindow).String() + "]", all: true},
+		{old: "[5m]", new: "[" + model.Duration(rateWindow).String() + "]", all: true},
+		{old: "\nfor = \"5m\"\n", new: fmt.Sprintf("\nfor = %q\n", model.Duration(tokenFor))},
+		{old: "\nresolve_for = \"5m\"\n", new: "\nresolve_for = \"10s\"\n"},
+	} {
+		if !strings.Contains(text, r.old) {
+			t.Fatalf("rules.toml no longer contains %q; update the e2e configuration", r.old)
+		}
+		if r.all {
+			text = strings.ReplaceAll(text, r.old, r.new)
+		} else {
+			text = strings.Replace(text, r.old, r.new, 1)
+		}
+	}
+	text += fmt.Sprintf(`
+[[receivers]]
+name = "alertmanager"
+type = "alertmanager"
+urls = [%q]
+
+[[routes]]
+receiver = "alertmanager"
+`, proxy.srv.URL)
+	if dc.slack {
+		text += fmt.Sprintf(`
+[[receivers]]
+name = "oncall-slack"
+type = "slack"
+token = %q
+channel = %q
+api_url = %q
+
+[[routes]]
+receiver = "oncall-slack"
+kinds = ["self_generated_traffic", "flush_storm"]
+`, slackToken, slackChannel, w.slack.apiURL())
+	}
+	path := filepath.Join(w.dir, "emergentd-"+name+".toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// daemonRun is one emergentd running in-process (daemon.New + Run: the binary's code path).
+type daemonRun struct {
+	name   string
+	d      *daemon.Daemon
+	web    *httptest.Server
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func (w *world) startDaemon(name string, dc daemonConfig) *daemonRun {
+	t := w.t
+	cfg := w.writeConfig(name, dc, w.proxies[name])
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("daemon", name)
+	d, err := daemon.New(daemon.Options{
+		ConfigFile: cfg, StoragePath: filepath.Join(w.dir, "emergentd-"+name), Logger: logger,
+	})
+	if err != nil {
+		t.Fatalf("emergentd %s: %v", name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &daemonRun{name: name, d: d, web: httptest.NewServer(d.Handler()), logs: logs, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(ctx) }()
+	w.daemons[name] = r
+	return r
+}
+
+func (r *daemonRun) stop() {
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				r.logs.Write([]byte("Run returned: " + err.Error() + "\n"))
+			}
+		case <-time.After(20 * time.Second):
+			r.logs.Write([]byte("Run did not return within 20s of cancel\n"))
+		}
+		r.web.Close()
+	})
+}
+
+// episode is an active episode as the daemon's /api/v1/episodes shows it: the explanation at
+// the latest evaluated step.
+type episode struct {
+	Kind      string             `json:"kind"`
+	Labels    map[string]string  `json:"labels"`
+	Start     time.Time          `json:"start"`
+	Summary   string             `json:"summary"`
+	Diagnosis string             `json:"diagnosis"`
+	Numbers   map[string]float64 `json:"numbers"`
+}
+
+// episode returns the daemon's active episode of kind for svc.
+func (r *daemonRun) episode(kind, svc string) (episode, error) {
+	var eps []episode
+	if err := getJSON(r.web.URL+"/api/v1/episodes", &eps); err != nil {
+		return episode{}, err
+	}
+	for _, ep := range eps {
+		if ep.Kind == kind && ep.Labels["service"] == svc {
+			return ep, nil
+		}
+	}
+	return episode{}, fmt.Errorf("emergentd %s has no active %s episode for %s", r.name, kind, svc)
+}
+
+// groupStates reads emergent_group_state from the daemon's /metrics: rule/service → state.
+func (r *daemonRun) groupStates() (map[string]float64, error) {
+	resp, err := http.Get(r.web.URL + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "emergent_group_state{") {
+			continue
+		}
+		labels, value, ok := strings.Cut(strings.TrimPrefix(line, "emergent_group_state{"), "} ")
+		if !ok {
+			continue
+		}
+		var rule, svc string
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			v = strings.Trim(v, `"`)
+			switch k {
+			case "rule":
+				rule = v
+			case "service":
+				svc = v
+			}
+		}
+		f, err := strconv.ParseFloat(value, 64)
+		if err == nil {
+			out[rule+"/"+svc] = f
+		}
+	}
+	return out, nil
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) tail(n int) string {
+	str := s.String()
+	if len(str) > n {
+		return "…" + str[len(str)-n:]
+	}
+	return str
+}
