@@ -131,6 +131,11 @@ type Signal struct {
 	MaxFloor float64 `toml:"max_floor" json:"max_floor,omitempty"`
 	// Unit names what the signal counts, for messages ("token mints").
 	Unit string `toml:"unit" json:"unit,omitempty"`
+	// EventQuantum is derived from Query, not configured: what one event adds to its value
+	// (1/range seconds for rate(x[range]), 1 for increase). A value made of few events is
+	// uncertain by √N of them, and the detector widens its noise band by that. Zero when the
+	// query counts no events.
+	EventQuantum float64 `toml:"-" json:"-"`
 }
 
 // Receiver is somewhere alerts go.

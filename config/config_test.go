@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -120,6 +121,24 @@ name = "b"
 	} {
 		if got := idx.line(path); got != want {
 			t.Errorf("line(%q) = %d, want %d", path, got, want)
+		}
+	}
+}
+
+func TestEventQuantum(t *testing.T) {
+	for _, tc := range []struct {
+		query string
+		want  float64
+	}{
+		{`sum by (service) (rate(token_cache_misses[2m]))`, 1.0 / 120},
+		{`sum by (service) (increase(token_cache_misses[5m]))`, 1},
+		{`rate(a[1m]) / rate(b[5m])`, 1.0 / 60},
+		{`sum by (service) (redis_db_keys)`, 0},
+		{`max_over_time(x[5m])`, 0},
+		{`rate(`, 0},
+	} {
+		if got := eventQuantum(tc.query); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("eventQuantum(%q) = %g, want %g", tc.query, got, tc.want)
 		}
 	}
 }

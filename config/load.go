@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -290,6 +291,7 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 		}
 		names[s.Name] = true
 		v.promql(sp+".query", s.Query, true)
+		s.EventQuantum = eventQuantum(s.Query)
 		if s.Unit == "" {
 			s.Unit = s.Name
 		}
@@ -350,6 +352,34 @@ func (v *validator) promql(path, q string, required bool) {
 	if _, err := parser.NewParser(parser.Options{}).ParseExpr(q); err != nil {
 		v.errf(path, "invalid PromQL: %v", err)
 	}
+}
+
+// eventQuantum is what one event adds to q's value: 1/range for rate(x[range]), 1 for
+// increase(x[range]); the largest when q reads several, 0 when it reads none or does not parse.
+func eventQuantum(q string) float64 {
+	expr, err := parser.NewParser(parser.Options{}).ParseExpr(q)
+	if err != nil {
+		return 0
+	}
+	quantum := 0.0
+	parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+		call, ok := node.(*parser.Call)
+		if !ok || len(call.Args) == 0 {
+			return nil
+		}
+		m, ok := call.Args[0].(*parser.MatrixSelector)
+		if !ok || m.Range <= 0 {
+			return nil
+		}
+		switch call.Func.Name {
+		case "rate":
+			quantum = math.Max(quantum, 1/m.Range.Seconds())
+		case "increase":
+			quantum = math.Max(quantum, 1)
+		}
+		return nil
+	})
+	return quantum
 }
 
 func (v *validator) httpURL(path, raw string) {

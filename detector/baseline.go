@@ -108,14 +108,32 @@ const minFitPoints = 12
 // fitRounds is how many floor/ratio refinements fitProportional makes.
 const fitRounds = 8
 
+// maxFitBlock is the most history points pooled into one block before fitting a sparse signal.
+const maxFitBlock = 12
+
 // fitProportional learns Ratio and Floor with medians, so a minority of anomalous history (an
 // earlier incident) does not move them. The ratio is taken where inbound is at or above its
 // median, where the floor matters least; the floor is the median of what the ratio leaves.
+// Sigma is the spread of single points around the fit.
+//
+// A rate of rare events is zero at most single points, and medians over points would learn
+// that the service does none of that work; when over a quarter of the points are zero,
+// consecutive points are pooled into blocks (up to an hour at the default baseline step) and
+// the medians are taken over blocks. An earlier incident, contiguous in time, still spoils
+// only the blocks it covers.
 func fitProportional(inbound, work []float64) (proportionalFit, bool) {
-	n := len(inbound)
-	if n < minFitPoints {
-		return proportionalFit{Points: n}, false
+	points := len(inbound)
+	if points < minFitPoints {
+		return proportionalFit{Points: points}, false
 	}
+	fit := proportionalFit{Points: points}
+	block := 1
+	if zeros(work) > points/4 {
+		block = max(1, min(maxFitBlock, points/minFitPoints))
+	}
+	pointIn, pointWork := inbound, work
+	inbound, work = pool(inbound, block), pool(work, block)
+	n := len(inbound)
 	inMed := median(append([]float64(nil), inbound...))
 	var ratios []float64
 	for i, in := range inbound {
@@ -123,9 +141,9 @@ func fitProportional(inbound, work []float64) (proportionalFit, bool) {
 			ratios = append(ratios, work[i]/in)
 		}
 	}
-	fit := proportionalFit{Points: n}
 	if len(ratios) == 0 { // inbound never seen: everything is floor
-		fit.Floor, fit.Sigma = medianMAD(append([]float64(nil), work...))
+		fit.Floor = median(append([]float64(nil), work...))
+		_, fit.Sigma = medianMAD(append([]float64(nil), pointWork...))
 		return fit, true
 	}
 	// Alternate floor and ratio: the ratio taken with floor 0 is biased up by floor/inbound, and a
@@ -146,9 +164,37 @@ func fitProportional(inbound, work []float64) (proportionalFit, bool) {
 		ratio = math.Max(0, median(ratios))
 	}
 	fit.Ratio, fit.Floor = ratio, floor
-	for i := range inbound {
-		resid[i] = work[i] - fit.Ratio*inbound[i] - fit.Floor
+	resid = resid[:0]
+	for i, in := range pointIn {
+		resid = append(resid, pointWork[i]-fit.Ratio*in-fit.Floor)
 	}
 	_, fit.Sigma = medianMAD(resid)
 	return fit, true
+}
+
+func zeros(xs []float64) int {
+	n := 0
+	for _, x := range xs {
+		if x == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// pool returns the means of consecutive blocks of size points (the last may be shorter).
+func pool(xs []float64, size int) []float64 {
+	if size <= 1 {
+		return xs
+	}
+	out := make([]float64, 0, (len(xs)+size-1)/size)
+	for i := 0; i < len(xs); i += size {
+		block := xs[i:min(i+size, len(xs))]
+		sum := 0.0
+		for _, x := range block {
+			sum += x
+		}
+		out = append(out, sum/float64(len(block)))
+	}
+	return out
 }

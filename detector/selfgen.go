@@ -58,7 +58,20 @@ func (g *group) expectedWork(s int, sig config.Signal, inbound float64) (expecte
 	if sig.MaxFloor > 0 {
 		fit.Floor = math.Min(fit.Floor, sig.MaxFloor)
 	}
-	return fit.Ratio*inbound + fit.Floor, fit.Sigma, true
+	expected = fit.Ratio*inbound + fit.Floor
+	return expected, math.Max(fit.Sigma, countingNoise(expected, sig.EventQuantum)), true
+}
+
+// countingNoise is the standard deviation of a rate made of Poisson events when expected is
+// its mean and quantum what one event adds (1/window): √(events)·quantum. It is never taken
+// below one event's worth, so a signal that usually counts nothing in its window does not fire
+// on the first two events. The spread learned from history cannot see this: a rate of rare
+// events is zero at most points, and so is its median deviation.
+func countingNoise(expected, quantum float64) float64 {
+	if quantum <= 0 {
+		return 0
+	}
+	return math.Sqrt(math.Max(expected, quantum) * quantum)
 }
 
 // evalSelfGenerated compares each work signal with what inbound explains. A group breaches when

@@ -1,0 +1,128 @@
+package detector
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/config"
+)
+
+// poisson draws a Poisson count with the given mean (Knuth's method; means here are small).
+func poisson(rng *rand.Rand, mean float64) float64 {
+	limit, k, p := math.Exp(-mean), 0.0, 1.0
+	for {
+		p *= rng.Float64()
+		if p <= limit {
+			return k
+		}
+		k++
+	}
+}
+
+// sparseRate is what rate(x[window]) shows for events at ratePerSec: a count over the window.
+func sparseRate(rng *rand.Rand, ratePerSec float64, window time.Duration) float64 {
+	return poisson(rng, ratePerSec*window.Seconds()) / window.Seconds()
+}
+
+// A healthy token cache misses a few times an hour: most 2-minute windows count none. The
+// ratio must still be learned from the events there are, and an earlier incident that lasted
+// a tenth of the history must not teach it.
+func TestFitProportionalSparseCounts(t *testing.T) {
+	const ratio = 0.0001 // misses per request: 0.06–0.4 in a 2-minute window
+	rng := rand.New(rand.NewPCG(1, 2))
+	var in, work []float64
+	for i := range 7 * 288 { // a week at the 5-minute baseline step
+		x := 20 + 15*math.Sin(float64(i)*2*math.Pi/288)
+		w := sparseRate(rng, ratio*x, 2*time.Minute)
+		if i >= 300 && i < 300+200 { // an earlier incident, contiguous in time
+			w = sparseRate(rng, 40*ratio*x, 2*time.Minute)
+		}
+		in, work = append(in, x), append(work, w)
+	}
+	if zeros(work) <= len(work)/4 {
+		t.Fatalf("only %d of %d points are zero: the series is not sparse", zeros(work), len(work))
+	}
+	fit, ok := fitProportional(in, work)
+	if !ok {
+		t.Fatal("fit not ok")
+	}
+	if fit.Ratio < 0.75*ratio || fit.Ratio > 1.25*ratio || fit.Floor > 0.2*ratio*20 {
+		t.Errorf("fit = %+v, want ratio %g ± 25%% and floor near 0", fit, ratio)
+	}
+}
+
+func TestCountingNoise(t *testing.T) {
+	q := 1.0 / 120
+	for _, tc := range []struct {
+		expected, quantum, want float64
+	}{
+		{0, q, q},                        // nothing expected: one event's worth
+		{0.1, q, math.Sqrt(0.1 * q)},     // 12 events expected: √12 of them
+		{100, 0, 0},                      // a query that counts no events
+		{0.001, q, math.Sqrt(q * q)},     // under one event per window: one event's worth
+		{25, 1, 5},                       // increase(): √25 events
+		{0.5 / 120, q, math.Sqrt(q * q)}, // half an event
+	} {
+		if got := countingNoise(tc.expected, tc.quantum); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("countingNoise(%g, %g) = %g, want %g", tc.expected, tc.quantum, got, tc.want)
+		}
+	}
+}
+
+// On a proportional signal of rare events, Poisson clusters (two or three events in a window
+// that usually counts none or one) must not fire; the same signal at ten times its learned ratio
+// must. This is the false alarm the detection benchmark found on healthy token caches. The
+// work series is what rate(x[2m]) shows at 30 s steps: events drawn per 30 s, counted over the
+// last four draws, so a cluster stays in the window for two minutes as it does in Prometheus.
+func TestSparseProportionalSignal(t *testing.T) {
+	const ratio = 0.0001 // about half a miss per 2-minute window at the usual 40 req/s
+	for _, tc := range []struct {
+		name   string
+		factor float64 // work per request, in multiples of the healthy ratio, after the history
+		fire   bool
+	}{
+		{"healthy", 1, false},
+		{"ten times the learned ratio", 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := tokenRule(config.RelationProportional)
+			rc.Signals[0] = config.Signal{Name: "token_cache_misses", Unit: "token cache misses",
+				Relation: config.RelationProportional, MaxRatio: 0.05, MaxFloor: 0.033, EventQuantum: 1.0 / 120}
+			r := NewRule(rc, global(30*time.Second))
+			rng := rand.New(rand.NewPCG(3, 4))
+			inbound := func(i int) float64 { return 40 + 20*math.Sin(float64(i)*2*math.Pi/2880) }
+			var buckets [4]float64 // events in the last four 30 s steps
+			step := func(i int, factor float64) (in, work float64) {
+				in = inbound(i)
+				buckets[i%4] = poisson(rng, factor*ratio*in*30)
+				return in, (buckets[0] + buckets[1] + buckets[2] + buckets[3]) / 120
+			}
+			groups := map[string]map[string]string{key: service}
+			// Three days of history (stored at the 5-minute baseline step), then three days
+			// evaluated every 30 s.
+			start := t0.Add(-3 * 24 * time.Hour)
+			for i := range 3 * 2880 {
+				in, work := step(i, 1)
+				if i%10 == 0 {
+					r.AddHistory(Input{Time: start.Add(time.Duration(i) * 30 * time.Second), Groups: groups,
+						Inbound: Values{key: in}, Signals: []Values{{key: work}}})
+				}
+			}
+			var fired int
+			for i := range 3 * 2880 {
+				in, work := step(i, tc.factor)
+				for _, ev := range r.Eval(Input{Time: t0.Add(time.Duration(i) * 30 * time.Second), Groups: groups,
+					Inbound: Values{key: in}, Signals: []Values{{key: work}}}) {
+					if !ev.Resolved {
+						fired++
+					}
+				}
+			}
+			if got := fired > 0; got != tc.fire {
+				t.Errorf("fired %d episodes in three days, want fire=%v", fired, tc.fire)
+			}
+		})
+	}
+}
