@@ -33,3 +33,4 @@ go test -race -count=1 -timeout 20m ./...
 # Fuzz targets, briefly: anything they find becomes a regression test under testdata/fuzz.
 go test ./config -run '^$' -fuzz '^FuzzLoad$' -fuzztime 10s
 go test ./sources -run '^$' -fuzz '^FuzzReadRecording$' -fuzztime 10s
+go test ./engine -run '^$' -fuzz '^FuzzQueryResponse$' -fuzztime 10s

@@ -22,7 +22,10 @@ type AlertmanagerOptions struct {
 	// Required.
 	Dir string
 	// ConfigYAML is the alertmanager.yml; NullAlertmanagerConfig if empty.
-	ConfigYAML   string
+	ConfigYAML string
+	// Addr, if set, is where to listen (to restart it where its clients send); a free port
+	// otherwise.
+	Addr         string
 	ExtraArgs    []string
 	ReadyTimeout time.Duration
 }
@@ -43,7 +46,7 @@ func StartAlertmanager(ctx context.Context, opts AlertmanagerOptions) (*Process,
 	}
 	return Start(ctx, Spec{
 		Name: "alertmanager", Binary: firstOnPath("prometheus-alertmanager", "alertmanager"),
-		Package: "prometheus-alertmanager", Dir: opts.Dir,
+		Package: "prometheus-alertmanager", Dir: opts.Dir, Addr: opts.Addr,
 		Args: func(addr string) []string {
 			return append([]string{
 				"--config.file=" + configPath,
