@@ -396,3 +396,54 @@ func (rt *recordingTransport) get() []apiCall {
 	defer rt.mu.Unlock()
 	return slices.Clone(rt.calls)
 }
+
+// Slack rate-limits a burst: the first two requests get 429 with Retry-After. Every message is
+// still delivered once, each after Slack's wait, and in the order the transitions happened (a
+// resolve never overtakes its firing message).
+func TestSlackRateLimitKeepsOrder(t *testing.T) {
+	rec, srv := newRecorder(t, func(n int, w http.ResponseWriter, _ *http.Request) bool {
+		if n <= 2 {
+			w.Header().Set("Retry-After", "2")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return false
+		}
+		_, _ = io.WriteString(w, "ok")
+		return true
+	})
+	var (
+		mu    sync.Mutex
+		waits []time.Duration
+	)
+	retrier := Retrier{
+		Rand: func() float64 { return 0 },
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			mu.Lock()
+			defer mu.Unlock()
+			waits = append(waits, d)
+			return ctx.Err()
+		},
+	}
+	m, _ := startManager(t, []config.Receiver{
+		{Name: "slack", Type: config.ReceiverSlack, WebhookURL: commoncfg.Secret(srv.URL + "/services/T0/B0/secret")},
+	}, routeAll("slack"), managerOptions{retrier: retrier})
+
+	m.Update(t0, []*Alert{testAlert("checkout", t0, time.Time{}), testAlert("billing", t0, time.Time{})})
+	m.Update(t0.Add(time.Minute), []*Alert{testAlert("checkout", t0, t0.Add(time.Minute)), testAlert("billing", t0, time.Time{})})
+	stop(t, m)
+
+	var got []string
+	for _, b := range rec.accepted() {
+		var msg slack.WebhookMessage
+		mustUnmarshal(t, b, &msg)
+		got = append(got, msg.Text)
+	}
+	want := []string{"checkout mints tokens nobody asked for", "billing mints tokens nobody asked for", "Resolved: checkout mints tokens nobody asked for"}
+	if !slices.Equal(got, want) {
+		t.Errorf("delivered %q, want %q in that order, once each", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(waits) != 2 || waits[0] < 2*time.Second || waits[1] < 2*time.Second {
+		t.Errorf("waits = %v, want two of at least the 2s Retry-After", waits)
+	}
+}
