@@ -5,11 +5,19 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/emergentd ./cmd/emergentd
+ARG VERSION=dev
+# Static binary; version information for --version and emergent_build_info via prometheus/common/version.
+RUN CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=${VERSION} -X github.com/prometheus/common/version.BuildUser=docker" \
+      -o /out/emergentd ./cmd/emergentd \
+ && mkdir -p /out/state
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/emergentd /bin/emergentd
 COPY rules.toml /etc/emergent/rules.toml
+# The optional local state (Slack message ids) must be writable by the non-root user; WORKDIR
+# alone would create it owned by root.
+COPY --from=build --chown=65532:65532 /out/state /var/lib/emergent
 WORKDIR /var/lib/emergent
 EXPOSE 9799
 USER nonroot
