@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,8 +23,6 @@ import (
 	"github.com/emergent-sh/emergent/sources"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-var updateRecording = flag.Bool("update-recording", false, "rewrite cmd/emergentd/quickstart.rec.json.gz from this test's Prometheus")
 
 // recorder is an HTTP peer that keeps every request body it gets.
 type recorder struct {
@@ -245,11 +242,6 @@ func TestIncidentsAgainstRealPrometheus(t *testing.T) {
 		rg := RecordRange(cfg, end.Add(-2*time.Hour), end)
 		if err := sources.Record(context.Background(), src, cfg.Queries(), rg, &buf, sources.RecordOptions{Gzip: true, Config: testRules(t, "http://127.0.0.1:9090")}); err != nil {
 			t.Fatal(err)
-		}
-		if *updateRecording {
-			if err := os.WriteFile(filepath.Join("..", "cmd", "emergentd", "quickstart.rec.json.gz"), buf.Bytes(), 0o644); err != nil {
-				t.Fatal(err)
-			}
 		}
 		rec, err := sources.ReadRecording(&buf)
 		if err != nil {

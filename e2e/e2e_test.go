@@ -63,6 +63,8 @@ func TestRealStack(t *testing.T) {
 
 	onsets := w.startIncidents(t)
 	onset := onsets["checkout"]
+	incidents := []string{"checkout", "reports", "media"}
+	controls := []string{"search", "catalog", "files", "billing", "sessions"}
 
 	t.Run("fragmented", func(t *testing.T) {
 		a := w.waitDetected(t, "SelfGeneratedTraffic", "checkout", onsets["checkout"], tokenAlertBound)
@@ -288,7 +290,6 @@ func TestRealStack(t *testing.T) {
 				latest = at
 			}
 		}
-		controls := []string{"search", "catalog", "files", "billing", "sessions"}
 		until := latest.Add(quietFor + vmEvalDelay)
 		for {
 			if v := w.controlViolations(controls); len(v) > 0 {
@@ -331,6 +332,17 @@ func TestRealStack(t *testing.T) {
 		}
 	}
 	t.Logf("scenarios done %s after start (evaluation interval %s)", time.Since(began).Round(time.Second), evalInterval)
+
+	if *updateQuickstart {
+		// While the stack is still up: the run just checked becomes `emergentd replay`'s
+		// quick start, and only if every scenario passed.
+		t.Run("quickstart-recording", func(t *testing.T) {
+			if w.t.Failed() {
+				t.Fatalf("a scenario failed: not recording %s from this run", quickstartFile)
+			}
+			w.recordQuickstart(t, incidents, controls)
+		})
+	}
 }
 
 // controlViolations lists everything ever raised about the controls: alerts Alertmanager

@@ -397,9 +397,9 @@ const (
 	slackChannel = "C0E2E"
 )
 
-// writeConfig derives a daemon's configuration from the shipped rules.toml: test timings and
-// rate windows (the rules' logic untouched), and the real receivers.
-func (w *world) writeConfig(name string, dc daemonConfig, proxy *amProxy) string {
+// rulesText derives a daemon's rules from the shipped rules.toml: test timings and rate
+// windows (the rules' logic untouched), dc's Prometheus URL and delay, no receivers.
+func (w *world) rulesText(dc daemonConfig) string {
 	t := w.t
 	shipped, err := os.ReadFile(filepath.Join("..", "rules.toml"))
 	if err != nil {
@@ -437,7 +437,13 @@ func (w *world) writeConfig(name string, dc daemonConfig, proxy *amProxy) string
 			text = strings.Replace(text, r.old, r.new, 1)
 		}
 	}
-	text += fmt.Sprintf(`
+	return text
+}
+
+// writeConfig writes a daemon's configuration: rulesText plus the real receivers.
+func (w *world) writeConfig(name string, dc daemonConfig, proxy *amProxy) string {
+	t := w.t
+	text := w.rulesText(dc) + fmt.Sprintf(`
 [[receivers]]
 name = "alertmanager"
 type = "alertmanager"
@@ -469,13 +475,14 @@ kinds = ["self_generated_traffic", "flush_storm"]
 
 // daemonRun is one emergentd running in-process (daemon.New + Run: the binary's code path).
 type daemonRun struct {
-	name   string
-	d      *daemon.Daemon
-	web    *httptest.Server
-	logs   *syncBuffer
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
+	name    string
+	started time.Time
+	d       *daemon.Daemon
+	web     *httptest.Server
+	logs    *syncBuffer
+	cancel  context.CancelFunc
+	done    chan error
+	once    sync.Once
 }
 
 func (w *world) startDaemon(name string, dc daemonConfig) *daemonRun {
@@ -490,7 +497,7 @@ func (w *world) startDaemon(name string, dc daemonConfig) *daemonRun {
 		t.Fatalf("emergentd %s: %v", name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &daemonRun{name: name, d: d, web: httptest.NewServer(d.Handler()), logs: logs, cancel: cancel, done: make(chan error, 1)}
+	r := &daemonRun{name: name, started: time.Now(), d: d, web: httptest.NewServer(d.Handler()), logs: logs, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- d.Run(ctx) }()
 	w.daemons[name] = r
 	return r

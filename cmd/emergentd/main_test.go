@@ -198,9 +198,27 @@ func TestReplayQuickStart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("replay: %v\n%s", err, out)
 	}
-	for _, want := range []string{"FIRING self_generated_traffic", "FIRING flush_storm", "instances do the work independently", "2 episodes."} {
+	// The recording is the end-to-end suite's run of cmd/emergent-lab on a real stack
+	// (go test ./e2e -run TestRealStack -update-quickstart): the incidents fire, checkout's
+	// resolves when its lab is switched back to a shared cache, and the controls (catalog's
+	// legitimate surge among them) raise nothing.
+	for _, want := range []string{
+		`FIRING self_generated_traffic service="checkout"`,
+		`FIRING self_generated_traffic service="reports"`,
+		`FIRING flush_storm service="media"`,
+		`RESOLVED self_generated_traffic service="checkout"`,
+		"2 instances do the work independently",
+		"idle but busy",
+		"FLUSHDB/FLUSHALL per write (upload)",
+		"3 episodes.",
+	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("replay output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, control := range []string{"search", "catalog", "files", "billing", "sessions"} {
+		if strings.Contains(string(out), fmt.Sprintf("service=%q", control)) {
+			t.Errorf("replay output raises something on the control %s:\n%s", control, out)
 		}
 	}
 }
