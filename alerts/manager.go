@@ -242,15 +242,18 @@ func (m *Manager) Update(now time.Time, alerts []*Alert) {
 	}
 }
 
-// prepare copies a so that the caller may reuse it, and adds the external labels (alert
-// labels win, as in Prometheus).
-func (m *Manager) prepare(a *Alert) *Alert {
+// prepare copies a so that the caller may reuse it, and adds the external labels.
+func (m *Manager) prepare(a *Alert) *Alert { return WithExternalLabels(a, m.externalLabels) }
+
+// WithExternalLabels returns a copy of a with the external labels added (alert labels win, as
+// in Prometheus): what every receiver gets.
+func WithExternalLabels(a *Alert, external map[string]string) *Alert {
 	c := *a
 	c.Labels = maps.Clone(a.Labels)
 	if c.Labels == nil {
 		c.Labels = map[string]string{}
 	}
-	for k, v := range m.externalLabels {
+	for k, v := range external {
 		if _, ok := c.Labels[k]; !ok {
 			c.Labels[k] = v
 		}

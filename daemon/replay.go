@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/BurntSushi/toml"
 
 	"github.com/emergent-sh/emergent/alerts"
 	"github.com/emergent-sh/emergent/config"
@@ -22,6 +25,43 @@ func RecordRange(cfg *config.Config, from, to time.Time) sources.Range {
 	g := cfg.Global
 	start := engine.Align(from.Add(-time.Duration(g.Replay)-time.Duration(g.History)), time.Duration(g.BaselineStep))
 	return sources.Range{Start: start, End: engine.Align(to, time.Duration(g.EvaluationInterval)), Step: time.Duration(g.EvaluationInterval)}
+}
+
+// ReplayConfig is the configuration `emergentd record` stores in a recording: the file's own
+// keys for [global], [prometheus] and [[rules]], without receivers, routes, the HTTP client
+// settings, or credentials and query strings in URLs. A recording is a file people pass
+// around, and a replay queries and delivers nothing.
+func ReplayConfig(text []byte) (string, error) {
+	var doc map[string]any
+	if _, err := toml.Decode(string(text), &doc); err != nil {
+		return "", fmt.Errorf("configuration for the recording: %w", err)
+	}
+	delete(doc, "receivers")
+	delete(doc, "routes")
+	if p, ok := doc["prometheus"].(map[string]any); ok {
+		delete(p, "http_config_file")
+		for _, k := range []string{"url", "graph_url"} {
+			if raw, ok := p[k].(string); ok {
+				p[k] = withoutCredentials(raw)
+			}
+		}
+	}
+	var buf strings.Builder
+	buf.WriteString("# Written by emergentd record: the rules of the recorded configuration, without receivers,\n# routes or credentials.\n\n")
+	if err := toml.NewEncoder(&buf).Encode(doc); err != nil {
+		return "", fmt.Errorf("configuration for the recording: %w", err)
+	}
+	return buf.String(), nil
+}
+
+// withoutCredentials drops the user information and query of a URL (where tokens hide).
+func withoutCredentials(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
 
 // Replay runs the daemon's evaluation over a recording and writes every alert as it would be
@@ -54,6 +94,7 @@ func Replay(ctx context.Context, cfg *config.Config, rec *sources.Recorded, w io
 		if a == nil {
 			continue
 		}
+		a = alerts.WithExternalLabels(a, g.ExternalLabels)
 		state := "FIRING"
 		if ev.Resolved {
 			state = "RESOLVED"

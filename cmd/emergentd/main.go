@@ -189,8 +189,15 @@ func record(file, promURL, fromS, toS, out string, logger *slog.Logger) int {
 		fmt.Fprintf(os.Stderr, "emergentd record: %v\n", err)
 		return 1
 	}
+	replayCfg, err := daemon.ReplayConfig(text)
+	if err != nil {
+		f.Close()
+		os.Remove(out)
+		fmt.Fprintf(os.Stderr, "emergentd record: %v\n", err)
+		return 1
+	}
 	rg := daemon.RecordRange(cfg, from, to)
-	err = sources.Record(context.Background(), src, cfg.Queries(), rg, f, sources.RecordOptions{Gzip: true, Config: string(text)})
+	err = sources.Record(context.Background(), src, cfg.Queries(), rg, f, sources.RecordOptions{Gzip: true, Config: replayCfg})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
