@@ -108,8 +108,12 @@ const minFitPoints = 12
 // fitRounds is how many floor/ratio refinements fitProportional makes.
 const fitRounds = 8
 
-// maxFitBlock is the most history points pooled into one block before fitting a sparse signal.
-const maxFitBlock = 12
+// Pooling of sparse signals: a block holds at least minBlockEvents events where the signal's
+// event quantum is known (maxFitBlock points otherwise), and at least minFitPoints blocks remain.
+const (
+	maxFitBlock    = 12
+	minBlockEvents = 10
+)
 
 // fitProportional learns Ratio and Floor with medians, so a minority of anomalous history (an
 // earlier incident) does not move them. The ratio is taken where inbound is at or above its
@@ -118,10 +122,12 @@ const maxFitBlock = 12
 //
 // A rate of rare events is zero at most single points, and medians over points would learn
 // that the service does none of that work; when over a quarter of the points are zero,
-// consecutive points are pooled into blocks (up to an hour at the default baseline step) and
-// the medians are taken over blocks. An earlier incident, contiguous in time, still spoils
-// only the blocks it covers.
-func fitProportional(inbound, work []float64) (proportionalFit, bool) {
+// consecutive points are pooled into blocks and the medians are taken over blocks. A block
+// holds about minBlockEvents events when quantum (what one event adds to the signal) is known,
+// an hour at the default baseline step otherwise: fewer events leave the medians of skewed
+// Poisson counts free to put everything in the floor. An earlier incident, contiguous in
+// time, still spoils only the blocks it covers.
+func fitProportional(inbound, work []float64, quantum float64) (proportionalFit, bool) {
 	points := len(inbound)
 	if points < minFitPoints {
 		return proportionalFit{Points: points}, false
@@ -129,7 +135,11 @@ func fitProportional(inbound, work []float64) (proportionalFit, bool) {
 	fit := proportionalFit{Points: points}
 	block := 1
 	if zeros(work) > points/4 {
-		block = max(1, min(maxFitBlock, points/minFitPoints))
+		block = maxFitBlock
+		if m := mean(work); quantum > 0 && m > 0 {
+			block = int(math.Ceil(minBlockEvents * quantum / m))
+		}
+		block = max(1, min(block, points/minFitPoints))
 	}
 	pointIn, pointWork := inbound, work
 	inbound, work = pool(inbound, block), pool(work, block)
@@ -170,6 +180,14 @@ func fitProportional(inbound, work []float64) (proportionalFit, bool) {
 	}
 	_, fit.Sigma = medianMAD(resid)
 	return fit, true
+}
+
+func mean(xs []float64) float64 {
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
 }
 
 func zeros(xs []float64) int {

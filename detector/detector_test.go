@@ -279,7 +279,7 @@ func TestFitProportionalIsRobust(t *testing.T) {
 		}
 		work = append(work, w)
 	}
-	fit, ok := fitProportional(in, work)
+	fit, ok := fitProportional(in, work, 0)
 	if !ok {
 		t.Fatal("fit not ok")
 	}

@@ -254,7 +254,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 				in, work = append(in, x), append(work, w)
 			}
 		})
-		g.fits[s], g.fitOK[s] = fitProportional(in, work)
+		g.fits[s], g.fitOK[s] = fitProportional(in, work, r.cfg.Signals[s].EventQuantum)
 	}
 	var per []float64
 	cmdCol := len(g.hist.cols) - 1

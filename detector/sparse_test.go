@@ -44,7 +44,7 @@ func TestFitProportionalSparseCounts(t *testing.T) {
 	if zeros(work) <= len(work)/4 {
 		t.Fatalf("only %d of %d points are zero: the series is not sparse", zeros(work), len(work))
 	}
-	fit, ok := fitProportional(in, work)
+	fit, ok := fitProportional(in, work, 1.0/120)
 	if !ok {
 		t.Fatal("fit not ok")
 	}
@@ -124,5 +124,30 @@ func TestSparseProportionalSignal(t *testing.T) {
 				t.Errorf("fired %d episodes in three days, want fire=%v", fired, tc.fire)
 			}
 		})
+	}
+}
+
+// Rarer still, and with a floor as large as the per-request part: five misses an hour at
+// 5 req/s, a sixth of an event per window. The ratio must come out near the truth for every
+// draw, or a later surge (a news spike at 40× inbound) is taken for work nobody asked for: at
+// 0.6 of the truth, the surge's proportional work is still less than twice the expected (the
+// default min_unexplained_share of 0.5). Blocks of an hour held two events, and their medians
+// put everything in the floor for some draws.
+func TestFitProportionalRareEventsWithFloor(t *testing.T) {
+	const ratio, floor, surge = 0.00018, 0.0005, 216.0
+	want := ratio*surge + floor
+	for seed := range 20 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 9))
+		var in, work []float64
+		for i := range 7 * 288 {
+			x := 5 * math.Exp(0.5*rng.NormFloat64()) * (1 + 0.6*math.Sin(float64(i)*2*math.Pi/288))
+			in, work = append(in, x), append(work, sparseRate(rng, ratio*x+floor, 2*time.Minute))
+		}
+		fit, ok := fitProportional(in, work, 1.0/120)
+		got := fit.Ratio*surge + fit.Floor
+		t.Logf("draw %d: expects %.4f/s at %g req/s (%.2f of the truth)", seed, got, surge, got/want)
+		if !ok || got < 0.6*want || got > 1.8*want {
+			t.Errorf("draw %d: fit %+v expects %.4f/s at %g req/s, want %.4f within 0.6–1.8×", seed, fit, got, surge, want)
+		}
 	}
 }
