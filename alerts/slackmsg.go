@@ -40,12 +40,13 @@ func slackMessage(a *Alert) (text string, blocks []slack.Block) {
 		fields = append(fields, mrkdwn(truncate("*"+name+"*\n"+value, slackFieldMax)))
 	}
 	if d.ObservedPerSec != 0 || d.ExpectedPerSec != 0 {
-		show := perSec
-		if d.Counts {
+		show, expected := perSec, "Expected"
+		if d.Counts { // a flush storm: counts in a window, against the count that makes a storm
 			show = func(v float64, unit string) string { return sig3(v) + " " + escape(unit) }
+			expected = "Storm at"
 		}
 		field("Observed", show(d.ObservedPerSec, d.Unit))
-		field("Expected", show(d.ExpectedPerSec, d.Unit))
+		field(expected, show(d.ExpectedPerSec, d.Unit))
 	}
 	if d.UnexplainedPct != 0 {
 		field("Unexplained", sig3(d.UnexplainedPct)+" % of the work")

@@ -108,6 +108,9 @@ type Rule struct {
 	Keys             string         `toml:"keys" json:"keys,omitempty"`
 	Commands         string         `toml:"commands" json:"commands,omitempty"`
 	Writes           string         `toml:"writes" json:"writes,omitempty"`
+	// WritesRateWindow is derived from Writes, not configured: the range of its rate(), whose
+	// lag the flushes-per-write diagnosis corrects in a storm's first minutes.
+	WritesRateWindow model.Duration `toml:"-" json:"-"`
 	MinFlushes       int            `toml:"min_flushes" json:"min_flushes,omitempty"`
 	Window           model.Duration `toml:"window" json:"window,omitempty"`
 	CollapseFraction float64        `toml:"collapse_fraction" json:"collapse_fraction,omitempty"`

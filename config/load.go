@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -323,6 +322,7 @@ func (v *validator) flushStorm(path string, r *Rule) {
 	v.promql(path+".keys", r.Keys, false)
 	v.promql(path+".commands", r.Commands, false)
 	v.promql(path+".writes", r.Writes, false)
+	r.WritesRateWindow = model.Duration(shortestRange(r.Writes, "rate"))
 	if r.MinFlushes == 0 && !v.written(path+".min_flushes") {
 		r.MinFlushes = 3
 	} else if r.MinFlushes < 2 {
@@ -357,29 +357,34 @@ func (v *validator) promql(path, q string, required bool) {
 // eventQuantum is what one event adds to q's value: 1/range for rate(x[range]), 1 for
 // increase(x[range]); the largest when q reads several, 0 when it reads none or does not parse.
 func eventQuantum(q string) float64 {
+	if shortestRange(q, "increase") > 0 {
+		return 1
+	}
+	if r := shortestRange(q, "rate"); r > 0 {
+		return 1 / r.Seconds()
+	}
+	return 0
+}
+
+// shortestRange is the shortest range q passes to the function fn (rate, increase), 0 when q
+// calls fn on no range or does not parse.
+func shortestRange(q, fn string) time.Duration {
 	expr, err := parser.NewParser(parser.Options{}).ParseExpr(q)
 	if err != nil {
 		return 0
 	}
-	quantum := 0.0
+	var shortest time.Duration
 	parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
 		call, ok := node.(*parser.Call)
-		if !ok || len(call.Args) == 0 {
+		if !ok || call.Func.Name != fn || len(call.Args) == 0 {
 			return nil
 		}
-		m, ok := call.Args[0].(*parser.MatrixSelector)
-		if !ok || m.Range <= 0 {
-			return nil
-		}
-		switch call.Func.Name {
-		case "rate":
-			quantum = math.Max(quantum, 1/m.Range.Seconds())
-		case "increase":
-			quantum = math.Max(quantum, 1)
+		if m, ok := call.Args[0].(*parser.MatrixSelector); ok && m.Range > 0 && (shortest == 0 || m.Range < shortest) {
+			shortest = m.Range
 		}
 		return nil
 	})
-	return quantum
+	return shortest
 }
 
 func (v *validator) httpURL(path, raw string) {

@@ -100,7 +100,8 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string) {
 		why = append(why, fmt.Sprintf("inbound is surging (%sx its usual %s/s), but %s grew beyond what the surge explains",
 			num(ex.Inbound/ex.InboundUsual), num(ex.InboundUsual), ex.Unit))
 	default:
-		switch {
+		switch { // the factor only while over: a resolved episode is not at "0.1x its ceiling"
+		case ex.Observed <= ex.Expected:
 		case ex.Expected > 0 && ex.Bounded:
 			why = append(why, fmt.Sprintf("%s run at %sx their ceiling of %s/s, whatever the demand", ex.Unit, num(ex.Observed/ex.Expected), num(ex.Expected)))
 		case ex.Expected > 0:

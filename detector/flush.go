@@ -128,10 +128,21 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	ex.FlushesPerWrite = math.NaN()
 	if len(f.flushes) > 1 {
 		first := f.flushes[0]
-		after := 0.0
+		after, rateAtFirst := 0.0, 0.0
 		for _, w := range f.writes {
 			if w.at.After(first.at) {
 				after += w.n
+			} else {
+				rateAtFirst = w.n / r.interval.Seconds()
+			}
+		}
+		// Writes come as rate(x[W]), which trails a storm's start by about W/2: summed over
+		// the steps since the first flush, they fall short while the storm is young. The
+		// difference of two rates, (rate now − rate at the first flush)·W, counts the writes
+		// between them exactly while they are under W apart (with no writes before the storm).
+		if win := time.Duration(r.cfg.WritesRateWindow); win > 0 {
+			if now := value(in.Writes, key); isNum(now) && t.Sub(first.at) < win {
+				after = math.Max(after, (now-rateAtFirst)*win.Seconds())
 			}
 		}
 		if after > 0 {
