@@ -540,7 +540,7 @@ func (c *Config) Queries() []string {
 // Queries lists the rule's PromQL queries, each once.
 func (r Rule) Queries() []string {
 	var out []string
-	for _, q := range append([]string{r.Inbound, r.Instances, r.Flushes, r.Keys, r.Commands, r.Writes}, r.signalQueries()...) {
+	for _, q := range append([]string{r.Inbound, r.Instances, r.Flushes, r.Keys, r.Commands, r.Writes}, r.SignalQueries()...) {
 		if q != "" && !contains(out, q) {
 			out = append(out, q)
 		}
@@ -548,7 +548,8 @@ func (r Rule) Queries() []string {
 	return out
 }
 
-func (r Rule) signalQueries() []string {
+// SignalQueries lists the queries of the rule's work signals, in order.
+func (r Rule) SignalQueries() []string {
 	out := make([]string, len(r.Signals))
 	for i, s := range r.Signals {
 		out[i] = s.Query

@@ -2,6 +2,7 @@ package detector
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
@@ -128,6 +129,18 @@ const (
 // Poisson counts free to put everything in the floor. An earlier incident, contiguous in
 // time, still spoils only the blocks it covers.
 func fitProportional(inbound, work []float64, quantum float64) (proportionalFit, bool) {
+	return new(fitScratch).fit(inbound, work, quantum)
+}
+
+// fitScratch holds the buffers of a fit, reused from fit to fit: a rule refits every group
+// every hour, and fresh slices for each would be most of what the detector allocates.
+type fitScratch struct {
+	in, work           []float64 // the history, gathered by relearn
+	poolIn, poolWork   []float64
+	sorted, ratios, rs []float64
+}
+
+func (sc *fitScratch) fit(inbound, work []float64, quantum float64) (proportionalFit, bool) {
 	points := len(inbound)
 	if points < minFitPoints {
 		return proportionalFit{Points: points}, false
@@ -142,24 +155,33 @@ func fitProportional(inbound, work []float64, quantum float64) (proportionalFit,
 		block = max(1, min(block, points/minFitPoints))
 	}
 	pointIn, pointWork := inbound, work
-	inbound, work = pool(inbound, block), pool(work, block)
+	if block > 1 {
+		sc.poolIn, sc.poolWork = pool(sc.poolIn[:0], inbound, block), pool(sc.poolWork[:0], work, block)
+		inbound, work = sc.poolIn, sc.poolWork
+	}
 	n := len(inbound)
-	inMed := median(append([]float64(nil), inbound...))
-	var ratios []float64
+	sc.sorted = append(sc.sorted[:0], inbound...)
+	inMed := median(sc.sorted)
+	ratios := sc.ratios[:0]
 	for i, in := range inbound {
 		if in > 0 && in >= inMed {
 			ratios = append(ratios, work[i]/in)
 		}
 	}
+	defer func() { sc.ratios = ratios }()
 	if len(ratios) == 0 { // inbound never seen: everything is floor
-		fit.Floor = median(append([]float64(nil), work...))
-		_, fit.Sigma = medianMAD(append([]float64(nil), pointWork...))
+		sc.sorted = append(sc.sorted[:0], work...)
+		fit.Floor = median(sc.sorted)
+		sc.sorted = append(sc.sorted[:0], pointWork...)
+		_, fit.Sigma = medianMAD(sc.sorted)
 		return fit, true
 	}
 	// Alternate floor and ratio: the ratio taken with floor 0 is biased up by floor/inbound, and a
 	// few rounds of medians converge on both without giving outliers a say.
-	ratio, floor := median(ratios), 0.0
-	resid := make([]float64, n)
+	sc.sorted = append(sc.sorted[:0], ratios...)
+	ratio, floor := median(sc.sorted), 0.0
+	resid := slices.Grow(sc.rs[:0], max(n, len(pointIn)))[:n]
+	defer func() { sc.rs = resid }()
 	for range fitRounds {
 		for i := range inbound {
 			resid[i] = work[i] - ratio*inbound[i]
@@ -200,19 +222,15 @@ func zeros(xs []float64) int {
 	return n
 }
 
-// pool returns the means of consecutive blocks of size points (the last may be shorter).
-func pool(xs []float64, size int) []float64 {
-	if size <= 1 {
-		return xs
-	}
-	out := make([]float64, 0, (len(xs)+size-1)/size)
+// pool appends to dst the means of consecutive blocks of size points (the last may be shorter).
+func pool(dst, xs []float64, size int) []float64 {
 	for i := 0; i < len(xs); i += size {
 		block := xs[i:min(i+size, len(xs))]
 		sum := 0.0
 		for _, x := range block {
 			sum += x
 		}
-		out = append(out, sum/float64(len(block)))
+		dst = append(dst, sum/float64(len(block)))
 	}
-	return out
+	return dst
 }

@@ -4,6 +4,7 @@
 package detector
 
 import (
+	"hash/fnv"
 	"math"
 	"sort"
 	"time"
@@ -72,12 +73,14 @@ type Rule struct {
 	groups       map[string]*group
 	keys         []string  // sorted group keys, so events come out in a stable order
 	row          []float64 // scratch for historyRow
+	fit          fitScratch
 }
 
 type group struct {
 	labels  map[string]string
 	hist    *history
-	learned int64 // hour (unix/3600) of the last learning
+	learned int64 // hour (of the group's phase) of the last learning
+	phase   int64 // seconds into each hour at which the group relearns
 	fits    []proportionalFit
 	fitOK   []bool
 	cmdPer  float64 // usual Redis commands per inbound request; NaN if unknown
@@ -118,6 +121,7 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 		labels:     labels,
 		hist:       newHistory(r.historyLen, r.baselineStep, 2+len(r.cfg.Signals)),
 		learned:    -1,
+		phase:      relearnPhase(key),
 		cmdPer:     math.NaN(),
 		signalSeen: make([]time.Time, len(r.cfg.Signals)),
 	}
@@ -236,27 +240,32 @@ func (r *Rule) explain(ex *Explanation, labels map[string]string) {
 	r.explainSelfGenerated(ex, labels)
 }
 
-// relearn refits a group's baselines once per hour of data time, so every replica that sees the
-// same data learns the same numbers at the same step.
+// relearn refits a group's baselines once per hour of data time, at the group's phase in the
+// hour, so every replica that sees the same data learns the same numbers at the same step, and
+// a fleet's groups relearn spread over the hour, not all in one evaluation.
 func (g *group) relearn(r *Rule, t time.Time) {
-	hour := t.Unix() / 3600
+	hour := (t.Unix() - g.phase) / 3600
 	if hour == g.learned {
 		return
 	}
 	g.learned = hour
 	n := len(r.cfg.Signals)
-	g.fits, g.fitOK = make([]proportionalFit, n), make([]bool, n)
+	if len(g.fits) != n {
+		g.fits, g.fitOK = make([]proportionalFit, n), make([]bool, n)
+	}
+	sc := &r.fit
 	for s := range n {
-		var in, work []float64
+		in, work := sc.in[:0], sc.work[:0]
 		g.hist.each(func(i int) {
 			x, w := float64(g.hist.cols[0][i]), float64(g.hist.cols[1+s][i])
 			if isNum(x) && isNum(w) {
 				in, work = append(in, x), append(work, w)
 			}
 		})
-		g.fits[s], g.fitOK[s] = fitProportional(in, work, r.cfg.Signals[s].EventQuantum)
+		sc.in, sc.work = in, work
+		g.fits[s], g.fitOK[s] = sc.fit(in, work, r.cfg.Signals[s].EventQuantum)
 	}
-	var per []float64
+	per := sc.in[:0]
 	cmdCol := len(g.hist.cols) - 1
 	g.hist.each(func(i int) {
 		x, c := float64(g.hist.cols[0][i]), float64(g.hist.cols[cmdCol][i])
@@ -264,10 +273,19 @@ func (g *group) relearn(r *Rule, t time.Time) {
 			per = append(per, c/x)
 		}
 	})
+	sc.in = per
 	g.cmdPer = math.NaN()
 	if len(per) >= minFitPoints {
 		g.cmdPer = median(per)
 	}
+}
+
+// relearnPhase is where in each hour a group relearns: fixed by its key, the same in every
+// replica.
+func relearnPhase(key string) int64 {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int64(h.Sum32() % 3600)
 }
 
 // Status returns every group's state at the latest step, in group order.

@@ -2,6 +2,7 @@ package detector
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -14,12 +15,60 @@ func median(xs []float64) float64 {
 	if n == 0 {
 		return math.NaN()
 	}
-	slices.Sort(xs)
+	hi := nth(xs, n/2)
 	if n%2 == 1 {
-		return xs[n/2]
+		return hi
 	}
-	return (xs[n/2-1] + xs[n/2]) / 2
+	return (slices.Max(xs[:n/2]) + hi) / 2 // nth leaves the smaller half before n/2
 }
+
+// nth reorders xs so that xs[k] is the value a sort would put there, with no larger value
+// before it and no smaller after (quickselect: linear on average where a sort is n log n; the
+// detector takes a dozen medians per group every time it relearns). The partition is three-way,
+// so runs of equal values (a quiet series) cost one pass; a bad pivot streak falls back to
+// sorting, so the worst case stays n log n.
+func nth(xs []float64, k int) float64 {
+	lo, hi := 0, len(xs) // the range [lo, hi) holds position k
+	for budget := 2 * bits.Len(uint(len(xs))); hi-lo > 1; budget-- {
+		if budget == 0 {
+			slices.Sort(xs[lo:hi])
+			break
+		}
+		a, b, c := xs[lo], xs[lo+(hi-lo)/2], xs[hi-1]
+		pivot := max(min(a, b), min(max(a, b), c)) // median of three
+		if math.IsNaN(a) || math.IsNaN(b) || math.IsNaN(c) {
+			slices.Sort(xs[lo:hi])
+			break
+		}
+		// xs[lo:lt] < pivot, xs[lt:i] == pivot, xs[gt:hi] > pivot.
+		lt, i, gt := lo, lo, hi
+		for i < gt {
+			switch {
+			case cmpLess(xs[i], pivot):
+				xs[lt], xs[i] = xs[i], xs[lt]
+				lt++
+				i++
+			case cmpLess(pivot, xs[i]):
+				gt--
+				xs[gt], xs[i] = xs[i], xs[gt]
+			default:
+				i++
+			}
+		}
+		switch {
+		case k < lt:
+			hi = lt
+		case k >= gt:
+			lo = gt
+		default:
+			return pivot
+		}
+	}
+	return xs[k]
+}
+
+// cmpLess orders NaN first, as slices.Sort does.
+func cmpLess(a, b float64) bool { return a < b || (math.IsNaN(a) && !math.IsNaN(b)) }
 
 // medianMAD returns the median and the scaled median absolute deviation of xs. xs is
 // overwritten (with the deviations), which saves an allocation on the hot path.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -90,15 +91,15 @@ func (e *Engine) Bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 	histEnd := replayStart.Add(-baseStep)
 	for start := histStart; !start.After(histEnd); start = start.Add(maxStepsPerQuery * baseStep) {
 		end := minTime(start.Add((maxStepsPerQuery-1)*baseStep), histEnd)
-		steps, err := e.fetch(ctx, sources.Range{Start: start, End: end, Step: baseStep})
+		b, err := e.fetch(ctx, sources.Range{Start: start, End: end, Step: baseStep}, e.historyQueries())
 		if err != nil {
 			return nil, err
 		}
-		for _, st := range steps {
+		b.each(func(_ time.Time, inputs []detector.Input) {
 			for i, r := range e.rules {
-				r.det.AddHistory(st.inputs[i])
+				r.det.AddHistory(inputs[i])
 			}
-		}
+		})
 	}
 	e.last = replayStart.Add(-e.interval)
 	e.bootstrapped = true
@@ -122,19 +123,19 @@ func (e *Engine) advance(ctx context.Context, now time.Time) ([]detector.Event, 
 		start := e.last.Add(e.interval)
 		chunkEnd := minTime(start.Add((maxStepsPerQuery-1)*e.interval), end)
 		began := time.Now()
-		steps, err := e.fetch(ctx, sources.Range{Start: start, End: chunkEnd, Step: e.interval})
+		b, err := e.fetch(ctx, sources.Range{Start: start, End: chunkEnd, Step: e.interval}, e.cfg.Queries())
 		if err != nil {
 			return events, err
 		}
-		for _, st := range steps {
+		b.each(func(t time.Time, inputs []detector.Input) {
 			for i, r := range e.rules {
-				evs := r.det.Eval(st.inputs[i])
+				evs := r.det.Eval(inputs[i])
 				events = append(events, evs...)
-				r.track(st.time, st.inputs[i].Failed, evs, e.cfg.Global)
+				r.track(t, inputs[i].Failed, evs, e.cfg.Global)
 			}
-		}
+		})
 		e.last = chunkEnd
-		e.metrics.observeAdvance(e, len(steps), time.Since(began))
+		e.metrics.observeAdvance(e, b.n, time.Since(began))
 	}
 	return events, nil
 }
@@ -178,16 +179,24 @@ func (r *ruleState) track(t time.Time, failed bool, events []detector.Event, g c
 // fired to when it saw again.
 type blindEpisode struct{ start, end time.Time }
 
-// step is every rule's input at one timestamp.
-type step struct {
-	time   time.Time
-	inputs []detector.Input // by rule index
+// historyQueries are the queries baselines learn from (inbound, work signals, Redis commands):
+// the history fetch leaves out the rest, which only evaluation reads.
+func (e *Engine) historyQueries() []string {
+	var out []string
+	for _, r := range e.cfg.Rules {
+		for _, q := range append([]string{r.Inbound, r.Commands}, r.SignalQueries()...) {
+			if q != "" && !slices.Contains(out, q) {
+				out = append(out, q)
+			}
+		}
+	}
+	return out
 }
 
-// fetch runs every distinct query once over r, concurrently (the source bounds concurrency),
-// and splits the answers into per-step, per-rule inputs.
-func (e *Engine) fetch(ctx context.Context, r sources.Range) ([]step, error) {
-	queries := e.cfg.Queries()
+// fetch runs each of queries once over r, concurrently (the source bounds concurrency). The
+// answers become per-step inputs one step at a time (batch.each), so a long range costs the
+// compact answers, not a map per group, query and step.
+func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (*batch, error) {
 	results := make([]model.Matrix, len(queries))
 	failed := make([]error, len(queries))
 	var wg sync.WaitGroup
@@ -217,45 +226,159 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range) ([]step, error) {
 		}
 	}
 
-	n := int(r.End.Sub(r.Start)/r.Step) + 1
-	steps := make([]step, n)
-	for s := range steps {
-		steps[s] = step{time: r.Start.Add(time.Duration(s) * r.Step), inputs: make([]detector.Input, len(e.rules))}
-	}
+	b := &batch{r: r, n: int(r.End.Sub(r.Start)/r.Step) + 1, rules: make([]*ruleBatch, len(e.rules))}
 	for ri, rs := range e.rules {
 		c := rs.cfg
-		anyFailed := false
+		rb := &ruleBatch{cfg: c}
 		for _, q := range c.Queries() {
-			anyFailed = anyFailed || failed[byQuery[q]] != nil
+			if i, ok := byQuery[q]; ok && failed[i] != nil {
+				rb.failed = true
+			}
 		}
 		if rs.known.keys == nil || len(rs.known.keys) > maxKnownGroups {
 			rs.known.reset()
 		}
-		g := grouper{by: c.GroupBy, r: r, n: n, labels: map[string]map[string]string{}, known: &rs.known}
-		inbound := g.values(results, byQuery, c.Inbound)
-		keys := g.values(results, byQuery, c.Keys)
-		commands := g.values(results, byQuery, c.Commands)
-		writes := g.values(results, byQuery, c.Writes)
-		signals := make([][]detector.Values, len(c.Signals))
-		for si, sig := range c.Signals {
-			signals[si] = g.values(results, byQuery, sig.Query)
+		g := &grouper{by: c.GroupBy, labels: map[string]map[string]string{}, known: &rs.known}
+		// column returns the cursors over q's series, or nil when q was not fetched.
+		column := func(q string, sub func(model.Metric) string) []seriesCursor {
+			i, ok := byQuery[q]
+			if q == "" || !ok {
+				return nil
+			}
+			return g.cursors(results[i], sub)
 		}
-		instances := g.breakdown(results, byQuery, c.Instances, func(m model.Metric) string { return string(m[model.LabelName(c.InstanceLabel)]) })
-		flushes := g.breakdown(results, byQuery, c.Flushes, func(m model.Metric) string { return m.String() })
-		for s := range steps {
-			in := detector.Input{
-				Time: steps[s].time, Failed: anyFailed, Groups: g.labels,
-				Inbound: inbound[s], Keys: keys[s], Commands: commands[s], Writes: writes[s],
-				Instances: instances[s], Flushes: flushes[s],
-				Signals: make([]detector.Values, len(c.Signals)),
-			}
-			for si := range c.Signals {
-				in.Signals[si] = signals[si][s]
-			}
-			steps[s].inputs[ri] = in
+		rb.labels = g.labels
+		rb.inbound, rb.keys = column(c.Inbound, nil), column(c.Keys, nil)
+		rb.commands, rb.writes = column(c.Commands, nil), column(c.Writes, nil)
+		for _, sig := range c.Signals {
+			rb.signals = append(rb.signals, column(sig.Query, nil))
+		}
+		rb.instances = column(c.Instances, func(m model.Metric) string { return string(m[model.LabelName(c.InstanceLabel)]) })
+		rb.flushes = column(c.Flushes, func(m model.Metric) string { return m.String() })
+		b.rules[ri] = rb
+	}
+	return b, nil
+}
+
+// batch is one fetch's answers, turned into each step's per-rule inputs on demand.
+type batch struct {
+	r     sources.Range
+	n     int
+	rules []*ruleBatch
+}
+
+// ruleBatch holds one rule's series cursors and the maps its inputs are built in, which are
+// reused from step to step: the detector copies what it keeps.
+type ruleBatch struct {
+	cfg                               config.Rule
+	failed                            bool
+	labels                            map[string]map[string]string
+	inbound, keys, commands, writes   []seriesCursor
+	signals                           [][]seriesCursor
+	instances, flushes                []seriesCursor
+	inboundV, keysV, commandsV, writV detector.Values
+	signalsV                          []detector.Values
+	instancesV, flushesV              breakdownValues
+}
+
+// each calls fn for every step of the batch in time order with every rule's input. The inputs
+// and their maps are valid only during the call.
+func (b *batch) each(fn func(t time.Time, inputs []detector.Input)) {
+	inputs := make([]detector.Input, len(b.rules))
+	for s := range b.n {
+		t := b.r.Start.Add(time.Duration(s) * b.r.Step)
+		ts := model.TimeFromUnixNano(t.UnixNano())
+		for ri, rb := range b.rules {
+			inputs[ri] = rb.input(t, ts)
+		}
+		fn(t, inputs)
+	}
+}
+
+func (rb *ruleBatch) input(t time.Time, ts model.Time) detector.Input {
+	if rb.signalsV == nil {
+		rb.signalsV = make([]detector.Values, len(rb.signals))
+		for i := range rb.signalsV {
+			rb.signalsV[i] = detector.Values{}
+		}
+		rb.inboundV, rb.keysV, rb.commandsV, rb.writV = detector.Values{}, detector.Values{}, detector.Values{}, detector.Values{}
+	}
+	in := detector.Input{
+		Time: t, Failed: rb.failed, Groups: rb.labels,
+		Inbound: sumAt(rb.inbound, ts, rb.inboundV), Keys: sumAt(rb.keys, ts, rb.keysV),
+		Commands: sumAt(rb.commands, ts, rb.commandsV), Writes: sumAt(rb.writes, ts, rb.writV),
+		Instances: rb.instancesV.at(rb.instances, ts), Flushes: rb.flushesV.at(rb.flushes, ts),
+		Signals: make([]detector.Values, len(rb.signals)),
+	}
+	for i, cur := range rb.signals {
+		in.Signals[i] = sumAt(cur, ts, rb.signalsV[i])
+	}
+	return in
+}
+
+// seriesCursor walks one series' samples in time order.
+type seriesCursor struct {
+	key, id string // group key; sub-key of a breakdown
+	values  []model.SamplePair
+	next    int
+}
+
+// at returns the series' value at ts, advancing past earlier samples; false when it has none.
+func (c *seriesCursor) at(ts model.Time) (float64, bool) {
+	for c.next < len(c.values) && c.values[c.next].Timestamp < ts {
+		c.next++
+	}
+	if c.next < len(c.values) && c.values[c.next].Timestamp == ts {
+		return float64(c.values[c.next].Value), true
+	}
+	return 0, false
+}
+
+// sumAt fills out with each group's sum at ts. A query that answers one series per group (the
+// intended `sum by (...)`) passes through; several series of one group add up.
+func sumAt(cursors []seriesCursor, ts model.Time, out detector.Values) detector.Values {
+	clear(out)
+	for i := range cursors {
+		if v, ok := cursors[i].at(ts); ok {
+			out[cursors[i].key] += v
 		}
 	}
-	return steps, nil
+	return out
+}
+
+// breakdownValues builds a breakdown input (each group's series kept apart by sub-key),
+// reusing each group's inner map from step to step.
+type breakdownValues struct {
+	out   map[string]detector.Values
+	inner map[string]detector.Values
+}
+
+func (b *breakdownValues) at(cursors []seriesCursor, ts model.Time) map[string]detector.Values {
+	if cursors == nil {
+		return nil
+	}
+	if b.out == nil {
+		b.out, b.inner = map[string]detector.Values{}, map[string]detector.Values{}
+	}
+	clear(b.out)
+	for i := range cursors {
+		c := &cursors[i]
+		v, ok := c.at(ts)
+		if !ok {
+			continue
+		}
+		m, seen := b.out[c.key]
+		if !seen { // first series of this group at this step: start its map afresh
+			if m = b.inner[c.key]; m == nil {
+				m = detector.Values{}
+				b.inner[c.key] = m
+			}
+			clear(m)
+			b.out[c.key] = m
+		}
+		m[c.id] += v
+	}
+	return b.out
 }
 
 // partial returns the warnings that mean data is missing. PromQL info annotations (e.g. "metric
@@ -270,11 +393,9 @@ func partial(warnings sources.Warnings) string {
 	return strings.Join(out, "; ")
 }
 
-// grouper maps series onto a rule's groups and steps.
+// grouper maps series onto a rule's groups.
 type grouper struct {
 	by     []string
-	r      sources.Range
-	n      int
 	labels map[string]map[string]string // groups seen in this fetch
 	known  *knownGroups
 	buf    []byte
@@ -316,57 +437,16 @@ func (g *grouper) key(m model.Metric) string {
 	return k
 }
 
-func (g *grouper) index(ts model.Time) (int, bool) {
-	off := ts.Time().Sub(g.r.Start)
-	if off < 0 || off%g.r.Step != 0 {
-		return 0, false
-	}
-	i := int(off / g.r.Step)
-	return i, i < g.n
-}
-
-// values sums each group's series per step. A query that answers one series per group (the
-// intended `sum by (...)`) passes through; several series of one group add up.
-func (g *grouper) values(results []model.Matrix, byQuery map[string]int, q string) []detector.Values {
-	out := make([]detector.Values, g.n)
-	for i := range out {
-		out[i] = detector.Values{}
-	}
-	if q == "" {
-		return out
-	}
-	for _, ss := range results[byQuery[q]] {
-		k := g.key(ss.Metric)
-		for _, p := range ss.Values {
-			if i, ok := g.index(p.Timestamp); ok {
-				out[i][k] += float64(p.Value)
-			}
+// cursors maps each series of m onto its group (and onto sub(metric) for a breakdown), ready to
+// be walked step by step.
+func (g *grouper) cursors(m model.Matrix, sub func(model.Metric) string) []seriesCursor {
+	out := make([]seriesCursor, 0, len(m))
+	for _, ss := range m {
+		c := seriesCursor{key: g.key(ss.Metric), values: ss.Values}
+		if sub != nil {
+			c.id = sub(ss.Metric)
 		}
-	}
-	return out
-}
-
-// breakdown keeps each group's series apart, keyed by sub(metric) (an instance, a counter series).
-func (g *grouper) breakdown(results []model.Matrix, byQuery map[string]int, q string, sub func(model.Metric) string) []map[string]detector.Values {
-	out := make([]map[string]detector.Values, g.n)
-	if q == "" {
-		return out
-	}
-	for _, ss := range results[byQuery[q]] {
-		k, id := g.key(ss.Metric), sub(ss.Metric)
-		for _, p := range ss.Values {
-			i, ok := g.index(p.Timestamp)
-			if !ok {
-				continue
-			}
-			if out[i] == nil {
-				out[i] = map[string]detector.Values{}
-			}
-			if out[i][k] == nil {
-				out[i][k] = detector.Values{}
-			}
-			out[i][k][id] += float64(p.Value)
-		}
+		out = append(out, c)
 	}
 	return out
 }
