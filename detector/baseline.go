@@ -6,30 +6,30 @@ import (
 	"time"
 )
 
-// history is a fixed ring of coarse samples (one per baseline step) for one group. Columns are
-// float32: baselines need three significant digits, and the ring is most of the memory a group
-// costs.
+// history is a fixed ring of coarse samples (one per baseline step) for one group. It is most
+// of the memory a group costs, so it is compact: float32 columns (baselines need three
+// significant digits) in one allocation, and 32-bit step stamps.
 type history struct {
 	stepSec int64
-	stamp   []int64     // step number held by each slot; -1 when empty
+	stamp   []uint32    // 1 + the step number held by each slot; 0 when empty
 	cols    [][]float32 // one column per input series
 }
 
 func newHistory(length, step time.Duration, columns int) *history {
 	n := int(length/step) + 1
-	h := &history{stepSec: int64(step / time.Second), stamp: make([]int64, n), cols: make([][]float32, columns)}
-	for i := range h.stamp {
-		h.stamp[i] = -1
-	}
+	h := &history{stepSec: int64(step / time.Second), stamp: make([]uint32, n), cols: make([][]float32, columns)}
+	data := make([]float32, n*columns)
 	for c := range h.cols {
-		h.cols[c] = make([]float32, n)
+		h.cols[c] = data[c*n : (c+1)*n : (c+1)*n]
 	}
 	return h
 }
 
-func (h *history) slot(unix int64) (int, int64) {
+// slot returns the ring index of unix time t and the stamp a slot holding it carries. Step
+// numbers fit 32 bits for any step of a second or more until 2106.
+func (h *history) slot(unix int64) (int, uint32) {
 	k := unix / h.stepSec
-	return int(k % int64(len(h.stamp))), k
+	return int(k % int64(len(h.stamp))), uint32(k + 1)
 }
 
 // put stores vals at unix time t (NaN marks a value that must not be learned from).
@@ -54,7 +54,7 @@ func (h *history) get(unix int64, c int) (float64, bool) {
 // each calls fn for every stored slot with its column values.
 func (h *history) each(fn func(i int)) {
 	for i, k := range h.stamp {
-		if k >= 0 {
+		if k != 0 {
 			fn(i)
 		}
 	}

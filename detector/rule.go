@@ -119,7 +119,7 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 	}
 	g := &group{
 		labels:     labels,
-		hist:       newHistory(r.historyLen, r.baselineStep, 2+len(r.cfg.Signals)),
+		hist:       newHistory(r.historyLen, r.baselineStep, r.historyColumns()),
 		learned:    -1,
 		phase:      relearnPhase(key),
 		cmdPer:     math.NaN(),
@@ -136,10 +136,19 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 	return g, true
 }
 
-// Column layout of a group's history: inbound, then each signal, then Redis commands.
+// Column layout of a group's history: inbound, then each signal, then Redis commands if the
+// rule reads them (the history is most of what a group costs: no column without a query).
+func (r *Rule) historyColumns() int {
+	n := 1 + len(r.cfg.Signals)
+	if r.cfg.Commands != "" {
+		n++
+	}
+	return n
+}
+
 func (r *Rule) historyRow(in Input, key string, learnable bool) []float64 {
 	if r.row == nil {
-		r.row = make([]float64, 2+len(r.cfg.Signals))
+		r.row = make([]float64, r.historyColumns())
 	}
 	row := r.row // history.put copies it into the group's columns
 	row[0] = value(in.Inbound, key)
@@ -149,9 +158,11 @@ func (r *Rule) historyRow(in Input, key string, learnable bool) []float64 {
 			row[1+i] = value(in.Signals[i], key)
 		}
 	}
-	row[len(row)-1] = math.NaN()
-	if learnable {
-		row[len(row)-1] = value(in.Commands, key)
+	if r.cfg.Commands != "" {
+		row[len(row)-1] = math.NaN()
+		if learnable {
+			row[len(row)-1] = value(in.Commands, key)
+		}
 	}
 	return row
 }
@@ -265,6 +276,10 @@ func (g *group) relearn(r *Rule, t time.Time) {
 		sc.in, sc.work = in, work
 		g.fits[s], g.fitOK[s] = sc.fit(in, work, r.cfg.Signals[s].EventQuantum)
 	}
+	g.cmdPer = math.NaN()
+	if r.cfg.Commands == "" {
+		return
+	}
 	per := sc.in[:0]
 	cmdCol := len(g.hist.cols) - 1
 	g.hist.each(func(i int) {
@@ -274,7 +289,6 @@ func (g *group) relearn(r *Rule, t time.Time) {
 		}
 	})
 	sc.in = per
-	g.cmdPer = math.NaN()
 	if len(per) >= minFitPoints {
 		g.cmdPer = median(per)
 	}
