@@ -104,10 +104,10 @@ type Rule struct {
 	InstanceLabel string `toml:"instance_label" json:"instance_label,omitempty"`
 
 	// Flush storm.
-	Flushes          string         `toml:"flushes" json:"flushes,omitempty"`
-	Keys             string         `toml:"keys" json:"keys,omitempty"`
-	Commands         string         `toml:"commands" json:"commands,omitempty"`
-	Writes           string         `toml:"writes" json:"writes,omitempty"`
+	Flushes  string `toml:"flushes" json:"flushes,omitempty"`
+	Keys     string `toml:"keys" json:"keys,omitempty"`
+	Commands string `toml:"commands" json:"commands,omitempty"`
+	Writes   string `toml:"writes" json:"writes,omitempty"`
 	// WritesRateWindow is derived from Writes, not configured: the range of its rate(), whose
 	// lag the flushes-per-write diagnosis corrects in a storm's first minutes.
 	WritesRateWindow model.Duration `toml:"-" json:"-"`
