@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path"
@@ -26,31 +27,51 @@ import (
 	"github.com/emergent-sh/emergent/config"
 )
 
-// Slack answers an incoming webhook with 429 and Retry-After: the retrier waits at least
-// that long and the message is delivered once.
-func TestSlackWebhookRateLimited(t *testing.T) {
-	rec, srv := newRecorder(t, func(n int, w http.ResponseWriter, _ *http.Request) bool {
-		if n == 1 {
-			w.Header().Set("Retry-After", "1")
+// rateLimitedSlack is an incoming webhook that answers its first limited requests with 429 and
+// Retry-After, then accepts.
+func rateLimitedSlack(t *testing.T, limited int, retryAfter string) (*recorder, *httptest.Server) {
+	return newRecorder(t, func(n int, w http.ResponseWriter, _ *http.Request) bool {
+		if n <= limited {
+			w.Header().Set("Retry-After", retryAfter)
 			w.WriteHeader(http.StatusTooManyRequests)
 			return false
 		}
 		_, _ = io.WriteString(w, "ok")
 		return true
 	})
-	var (
-		mu    sync.Mutex
-		waits []time.Duration
-	)
-	retrier := Retrier{
-		Rand: func() float64 { return 0 }, // no backoff of our own: any wait is Slack's
+}
+
+// sleepRecorder makes a Retrier that records its waits instead of sleeping, with no backoff of
+// its own: any wait it records is the receiver's Retry-After.
+type sleepRecorder struct {
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (s *sleepRecorder) retrier() Retrier {
+	return Retrier{
+		Rand: func() float64 { return 0 },
 		Sleep: func(ctx context.Context, d time.Duration) error {
-			mu.Lock()
-			defer mu.Unlock()
-			waits = append(waits, d)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.waits = append(s.waits, d)
 			return ctx.Err()
 		},
 	}
+}
+
+func (s *sleepRecorder) recorded() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.waits)
+}
+
+// Slack answers an incoming webhook with 429 and Retry-After: the retrier waits at least
+// that long and the message is delivered once.
+func TestSlackWebhookRateLimited(t *testing.T) {
+	rec, srv := rateLimitedSlack(t, 1, "1")
+	sleeps := &sleepRecorder{}
+	retrier := sleeps.retrier()
 	m, _ := startManager(t, []config.Receiver{
 		{Name: "slack", Type: config.ReceiverSlack, WebhookURL: commoncfg.Secret(srv.URL + "/services/T0/B0/secret")},
 	}, routeAll("slack"), managerOptions{retrier: retrier})
@@ -64,9 +85,7 @@ func TestSlackWebhookRateLimited(t *testing.T) {
 	if n := len(rec.accepted()); n != 1 {
 		t.Fatalf("delivered %d times, want once", n)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(waits) != 1 || waits[0] < time.Second {
+	if waits := sleeps.recorded(); len(waits) != 1 || waits[0] < time.Second {
 		t.Errorf("waits = %v, want one of at least the 1s Retry-After", waits)
 	}
 	var msg slack.WebhookMessage
@@ -401,28 +420,9 @@ func (rt *recordingTransport) get() []apiCall {
 // still delivered once, each after Slack's wait, and in the order the transitions happened (a
 // resolve never overtakes its firing message).
 func TestSlackRateLimitKeepsOrder(t *testing.T) {
-	rec, srv := newRecorder(t, func(n int, w http.ResponseWriter, _ *http.Request) bool {
-		if n <= 2 {
-			w.Header().Set("Retry-After", "2")
-			w.WriteHeader(http.StatusTooManyRequests)
-			return false
-		}
-		_, _ = io.WriteString(w, "ok")
-		return true
-	})
-	var (
-		mu    sync.Mutex
-		waits []time.Duration
-	)
-	retrier := Retrier{
-		Rand: func() float64 { return 0 },
-		Sleep: func(ctx context.Context, d time.Duration) error {
-			mu.Lock()
-			defer mu.Unlock()
-			waits = append(waits, d)
-			return ctx.Err()
-		},
-	}
+	rec, srv := rateLimitedSlack(t, 2, "2")
+	sleeps := &sleepRecorder{}
+	retrier := sleeps.retrier()
 	m, _ := startManager(t, []config.Receiver{
 		{Name: "slack", Type: config.ReceiverSlack, WebhookURL: commoncfg.Secret(srv.URL + "/services/T0/B0/secret")},
 	}, routeAll("slack"), managerOptions{retrier: retrier})
@@ -441,9 +441,7 @@ func TestSlackRateLimitKeepsOrder(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("delivered %q, want %q in that order, once each", got, want)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(waits) != 2 || waits[0] < 2*time.Second || waits[1] < 2*time.Second {
+	if waits := sleeps.recorded(); len(waits) != 2 || waits[0] < 2*time.Second || waits[1] < 2*time.Second {
 		t.Errorf("waits = %v, want two of at least the 2s Retry-After", waits)
 	}
 }
