@@ -22,7 +22,7 @@ const (
 	DefaultEvaluationInterval = model.Duration(30 * time.Second)
 	DefaultEvaluationDelay    = model.Duration(15 * time.Second)
 	DefaultHistory            = model.Duration(7 * 24 * time.Hour)
-	DefaultBaselineStep       = model.Duration(5 * time.Minute)
+	DefaultBaselineStep       = model.Duration(15 * time.Minute)
 	DefaultReplay             = model.Duration(6 * time.Hour)
 	DefaultResendDelay        = model.Duration(time.Minute)
 	DefaultResolvedRetention  = model.Duration(15 * time.Minute)

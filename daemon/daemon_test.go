@@ -79,7 +79,7 @@ func testRules(t *testing.T, promURL string) string {
 		`evaluation_interval = "30s"`:     `evaluation_interval = "15s"`,
 		`evaluation_delay = "15s"`:        `evaluation_delay = "0s"`,
 		`history = "7d"`:                  `history = "1h"`,
-		`baseline_step = "5m"`:            `baseline_step = "1m"`,
+		`baseline_step = "15m"`:           `baseline_step = "1m"`,
 		`replay = "6h"`:                   `replay = "2h"`,
 		`url = "http://127.0.0.1:9090"`:   fmt.Sprintf("url = %q", promURL),
 		`max_concurrent_queries = 4`:      `max_concurrent_queries = 2`,

@@ -417,7 +417,7 @@ func (w *world) rulesText(dc daemonConfig) string {
 		{old: `evaluation_interval = "30s"`, new: fmt.Sprintf("evaluation_interval = %q", model.Duration(evalInterval))},
 		{old: `evaluation_delay = "15s"`, new: fmt.Sprintf("evaluation_delay = %q", model.Duration(dc.delay))},
 		{old: `history = "7d"`, new: `history = "10m"`},
-		{old: `baseline_step = "5m"`, new: `baseline_step = "10s"`},
+		{old: `baseline_step = "15m"`, new: `baseline_step = "10s"`},
 		{old: `replay = "6h"`, new: `replay = "10m"`},
 		// Short, so a detector that cannot see its data raises the meta-alert within the run.
 		{old: `blind_after = "10m"`, new: `blind_after = "30s"`},
