@@ -6,54 +6,85 @@ import (
 	"time"
 )
 
-// history is a fixed ring of coarse samples (one per baseline step) for one group. It is most
-// of the memory a group costs, so it is compact: float32 columns (baselines need three
-// significant digits) in one allocation, and 32-bit step stamps.
-type history struct {
+// historyClock says which baseline step each ring slot holds, for every group of a rule at
+// once: groups share the time grid, so a stamp per group and slot would be a quarter of what a
+// group costs for nothing. A slot that moves on to a new step is cleared (NaN) in every group's
+// history, so a group without data at that step reads missing, never last week's value.
+type historyClock struct {
 	stepSec int64
-	stamp   []uint32    // 1 + the step number held by each slot; 0 when empty
-	cols    [][]float32 // one column per input series
+	stamp   []uint32 // 1 + the step number held by each slot; 0 when empty
+	members []*history
 }
 
-func newHistory(length, step time.Duration, columns int) *history {
-	n := int(length/step) + 1
-	h := &history{stepSec: int64(step / time.Second), stamp: make([]uint32, n), cols: make([][]float32, columns)}
-	data := make([]float32, n*columns)
-	for c := range h.cols {
-		h.cols[c] = data[c*n : (c+1)*n : (c+1)*n]
-	}
-	return h
+func newHistoryClock(length, step time.Duration) *historyClock {
+	return &historyClock{stepSec: int64(step / time.Second), stamp: make([]uint32, int(length/step)+1)}
 }
 
 // slot returns the ring index of unix time t and the stamp a slot holding it carries. Step
 // numbers fit 32 bits for any step of a second or more until 2106.
-func (h *history) slot(unix int64) (int, uint32) {
-	k := unix / h.stepSec
-	return int(k % int64(len(h.stamp))), uint32(k + 1)
+func (c *historyClock) slot(unix int64) (int, uint32) {
+	k := unix / c.stepSec
+	return int(k % int64(len(c.stamp))), uint32(k + 1)
 }
 
-// put stores vals at unix time t (NaN marks a value that must not be learned from).
+// history is one group's ring of coarse samples (one per baseline step), on its rule's clock.
+// It is most of the memory a group costs, so it is compact: float32 columns (baselines need
+// three significant digits) in one allocation, NaN where nothing was stored.
+type history struct {
+	clock *historyClock
+	cols  [][]float32 // one column per input series
+}
+
+func newHistory(clock *historyClock, columns int) *history {
+	n := len(clock.stamp)
+	h := &history{clock: clock, cols: make([][]float32, columns)}
+	data := make([]float32, n*columns)
+	nan := float32(math.NaN())
+	for i := range data {
+		data[i] = nan
+	}
+	for c := range h.cols {
+		h.cols[c] = data[c*n : (c+1)*n : (c+1)*n]
+	}
+	clock.members = append(clock.members, h)
+	return h
+}
+
+// put stores vals at unix time t (NaN marks a value that must not be learned from). A time
+// older than what its slot holds is dropped.
 func (h *history) put(unix int64, vals []float64) {
-	i, k := h.slot(unix)
-	h.stamp[i] = k
-	for c, v := range vals {
-		h.cols[c][i] = float32(v)
+	c := h.clock
+	i, k := c.slot(unix)
+	switch {
+	case c.stamp[i] > k:
+		return
+	case c.stamp[i] < k: // the slot moves on: clear last cycle's values in every group
+		c.stamp[i] = k
+		nan := float32(math.NaN())
+		for _, m := range c.members {
+			for col := range m.cols {
+				m.cols[col][i] = nan
+			}
+		}
+	}
+	for col, v := range vals {
+		h.cols[col][i] = float32(v)
 	}
 }
 
 // get returns column c at unix time t, if stored.
 func (h *history) get(unix int64, c int) (float64, bool) {
-	i, k := h.slot(unix)
-	if h.stamp[i] != k {
+	i, k := h.clock.slot(unix)
+	if h.clock.stamp[i] != k {
 		return math.NaN(), false
 	}
 	v := float64(h.cols[c][i])
 	return v, isNum(v)
 }
 
-// each calls fn for every stored slot with its column values.
+// each calls fn for every slot that holds a step (its values may still be NaN for this group).
 func (h *history) each(fn func(i int)) {
-	for i, k := range h.stamp {
+	for i, k := range h.clock.stamp {
 		if k != 0 {
 			fn(i)
 		}
@@ -74,7 +105,7 @@ const (
 )
 
 func (h *history) seasonalAt(unix int64, c int) seasonal {
-	unix -= unix % h.stepSec
+	unix -= unix % h.clock.stepSec
 	var buf [max(maxSeasonalDays, recentPoints)]float64 // on the stack: this runs every step
 	xs := buf[:0]
 	for d := int64(1); d <= maxSeasonalDays; d++ {
@@ -88,7 +119,7 @@ func (h *history) seasonalAt(unix int64, c int) seasonal {
 	}
 	xs = xs[:0]
 	for k := int64(1); k <= recentPoints; k++ {
-		if v, ok := h.get(unix-k*h.stepSec, c); ok {
+		if v, ok := h.get(unix-k*h.clock.stepSec, c); ok {
 			xs = append(xs, v)
 		}
 	}

@@ -289,7 +289,7 @@ func TestFitProportionalIsRobust(t *testing.T) {
 }
 
 func TestSeasonalBaseline(t *testing.T) {
-	h := newHistory(8*24*time.Hour, 5*time.Minute, 1)
+	h := newHistory(newHistoryClock(8*24*time.Hour, 5*time.Minute), 1)
 	for d := 1; d <= 7; d++ {
 		day := t0.Add(-time.Duration(d) * 24 * time.Hour)
 		h.put(day.Unix(), []float64{100 + float64(d)}) // same time of day on past days

@@ -71,8 +71,9 @@ type Rule struct {
 	baselineStep time.Duration
 	historyLen   time.Duration
 	groups       map[string]*group
-	keys         []string  // sorted group keys, so events come out in a stable order
-	row          []float64 // scratch for historyRow
+	keys         []string      // sorted group keys, so events come out in a stable order
+	clock        *historyClock // the time grid of every group's history
+	row          []float64     // scratch for historyRow
 	fit          fitScratch
 }
 
@@ -106,6 +107,7 @@ func NewRule(cfg config.Rule, g config.Global) *Rule {
 		interval:     time.Duration(g.EvaluationInterval),
 		baselineStep: time.Duration(g.BaselineStep),
 		historyLen:   time.Duration(g.History),
+		clock:        newHistoryClock(time.Duration(g.History), time.Duration(g.BaselineStep)),
 		groups:       map[string]*group{},
 	}
 }
@@ -119,7 +121,7 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 	}
 	g := &group{
 		labels:     labels,
-		hist:       newHistory(r.historyLen, r.baselineStep, r.historyColumns()),
+		hist:       newHistory(r.clock, r.historyColumns()),
 		learned:    -1,
 		phase:      relearnPhase(key),
 		cmdPer:     math.NaN(),

@@ -199,3 +199,37 @@ func TestFlushesPerWriteAtStormStart(t *testing.T) {
 	}
 	t.Fatal("the storm never fired")
 }
+
+// Groups share their rule's history clock. When a slot moves on to a new step, a group that
+// has no data at that step must read missing there, not the value it had a ring ago; a put
+// older than what the slot holds is dropped.
+func TestHistoryClockClearsAbsentGroups(t *testing.T) {
+	step := 5 * time.Minute
+	clock := newHistoryClock(time.Hour, step) // 13 slots
+	a, b := newHistory(clock, 1), newHistory(clock, 1)
+	at := t0.Unix()
+	a.put(at, []float64{1})
+	b.put(at, []float64{2})
+	if v, ok := b.get(at, 0); !ok || v != 2 {
+		t.Fatalf("b at t0: %v %v, want 2", v, ok)
+	}
+	later := at + 13*int64(step/time.Second) // the same slot, one ring later
+	a.put(later, []float64{3})
+	if v, ok := b.get(later, 0); ok {
+		t.Errorf("b has no data one ring later, but reads %v there", v)
+	}
+	if v, ok := b.get(at, 0); ok {
+		t.Errorf("b reads %v at t0, which the ring no longer holds", v)
+	}
+	if v, ok := a.get(later, 0); !ok || v != 3 {
+		t.Errorf("a one ring later: %v %v, want 3", v, ok)
+	}
+	b.put(at, []float64{9}) // older than the slot's step: dropped
+	if v, ok := b.get(later, 0); ok {
+		t.Errorf("an older put wrote %v into the newer step", v)
+	}
+	c := newHistory(clock, 1) // a group that appears later has nothing stored
+	if v, ok := c.get(later, 0); ok {
+		t.Errorf("a new group reads %v", v)
+	}
+}
