@@ -130,8 +130,12 @@ func (h *history) seasonalAt(unix int64, c int) seasonal {
 // proportionalFit is work ≈ Ratio·inbound + Floor, learned robustly from history.
 type proportionalFit struct {
 	Ratio, Floor float64
-	Sigma        float64 // spread of the residuals
-	Points       int
+	// AllRatio is work per request with no floor: the most of the work inbound can explain.
+	// Where inbound varied little, ratio and floor are hard to tell apart, and a fit that put
+	// the work in the floor would take a legitimate surge, which work follows, for an anomaly.
+	AllRatio float64
+	Sigma    float64 // spread of the residuals
+	Points   int
 }
 
 // minFitPoints is the least history (in baseline steps) a learned ratio is trusted from.
@@ -211,6 +215,7 @@ func (sc *fitScratch) fit(inbound, work []float64, quantum float64) (proportiona
 	// few rounds of medians converge on both without giving outliers a say.
 	sc.sorted = append(sc.sorted[:0], ratios...)
 	ratio, floor := median(sc.sorted), 0.0
+	fit.AllRatio = ratio
 	resid := slices.Grow(sc.rs[:0], max(n, len(pointIn)))[:n]
 	defer func() { sc.rs = resid }()
 	for range fitRounds {

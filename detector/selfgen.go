@@ -54,11 +54,14 @@ func (g *group) expectedWork(s int, sig config.Signal, inbound float64) (expecte
 	}
 	if sig.MaxRatio > 0 {
 		fit.Ratio = math.Min(fit.Ratio, sig.MaxRatio)
+		fit.AllRatio = math.Min(fit.AllRatio, sig.MaxRatio)
 	}
 	if sig.MaxFloor > 0 {
 		fit.Floor = math.Min(fit.Floor, sig.MaxFloor)
 	}
-	expected = fit.Ratio*inbound + fit.Floor
+	// Work inbound could explain in full is explained: the learned floor must not turn a surge
+	// that work follows into unexplained work.
+	expected = math.Max(fit.Ratio*inbound+fit.Floor, fit.AllRatio*inbound)
 	return expected, math.Max(fit.Sigma, countingNoise(expected, sig.EventQuantum)), true
 }
 
