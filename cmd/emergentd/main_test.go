@@ -263,9 +263,15 @@ func TestSIGKILLDoesNotPageTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.NewReplacer(`history = "7d"`, `history = "1h"`, `replay = "6h"`, `replay = "2h"`,
-		`evaluation_interval = "30s"`, `evaluation_interval = "5s"`, `baseline_step = "5m"`, `baseline_step = "1m"`,
-		`resend_delay = "1m"`, `resend_delay = "1s"`).Replace(string(shipped)) + fmt.Sprintf(`
+	timings := []string{`history = "7d"`, `history = "1h"`, `replay = "6h"`, `replay = "2h"`,
+		`evaluation_interval = "30s"`, `evaluation_interval = "5s"`, `baseline_step = "15m"`, `baseline_step = "1m"`,
+		`resend_delay = "1m"`, `resend_delay = "1s"`}
+	for i := 0; i < len(timings); i += 2 {
+		if !strings.Contains(string(shipped), timings[i]) {
+			t.Fatalf("rules.toml no longer contains %q; update the test", timings[i])
+		}
+	}
+	cfg := strings.NewReplacer(timings...).Replace(string(shipped)) + fmt.Sprintf(`
 [[receivers]]
 name = "am"
 type = "alertmanager"
@@ -307,6 +313,12 @@ receiver = "slack"
 
 	first := start()
 	waitFor(t, 60*time.Second, "two Slack pages", func() bool { return posts() == 2 })
+	// Delivery is at least once: a page is recorded after Slack accepted it, so a SIGKILL in
+	// between pages again (a lost page would be worse). Kill once both are recorded.
+	waitFor(t, 10*time.Second, "both pages recorded in the Slack state file", func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "data", "slack-slack.json"))
+		return err == nil && strings.Count(string(b), `"fired_at"`) == 2
+	})
 	if err := first.Process.Kill(); err != nil { // SIGKILL, by the PID we started
 		t.Fatal(err)
 	}
@@ -322,7 +334,9 @@ receiver = "slack"
 	// it has evaluated, and any second Slack page would have been posted.
 	waitFor(t, 60*time.Second, "the restarted daemon re-sending to Alertmanager", func() bool { return amCount() >= sent+3 })
 	if n := posts(); n != 2 {
-		t.Errorf("Slack got %d posts after the restart, want still 2", n)
+		mu.Lock()
+		t.Errorf("Slack got %d posts after the restart, want still 2:\n%s", n, strings.Join(slackPosts, "\n"))
+		mu.Unlock()
 	}
 	mu.Lock()
 	defer mu.Unlock()
