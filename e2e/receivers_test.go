@@ -15,22 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emergent-sh/emergent/detector"
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slacktest"
 )
 
 // labelKey renders a label set as a stable map key: {a="1", b="2"}.
 func labelKey(labels map[string]string) string {
-	names := make([]string, 0, len(labels))
-	for k := range labels {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	parts := make([]string, len(names))
-	for i, k := range names {
-		parts[i] = fmt.Sprintf("%s=%q", k, labels[k])
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
+	return "{" + detector.GroupString(labels) + "}"
 }
 
 // amAlert is an alert as Alertmanager's API v2 shows it, or as a client posts it.
