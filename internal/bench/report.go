@@ -98,15 +98,7 @@ func WriteReport(w io.Writer, r *Result) {
 	fmt.Fprintln(w, "\n`false`: episodes matching no incident; `repeat`: further episodes for an incident already detected (pages again, counted as true in precision). Delay: first matching episode start − incident start (a flush storm starts at its first flush); from definition: − the time the incident met its kind's definition (a storm's third flush within 10 minutes).")
 
 	fmt.Fprintf(w, "\n#### False alert episodes on controls: per service-day (episodes during the control events / events)\n\n")
-	fmt.Fprint(w, "| control | services | service-days |")
-	for _, d := range Detectors() {
-		fmt.Fprintf(w, " %s |", d)
-	}
-	fmt.Fprint(w, "\n|---|---:|---:|")
-	for range Detectors() {
-		fmt.Fprint(w, "---:|")
-	}
-	fmt.Fprintln(w)
+	detectorColumns(w, "| control | services | service-days |", "|---|---:|---:|", "%s")
 	for _, c := range controlOrder {
 		base, ok := r.Pooled[DetectorEmergent].Controls[c]
 		if !ok {
@@ -132,15 +124,7 @@ func WriteReport(w io.Writer, r *Result) {
 	}
 
 	fmt.Fprintf(w, "\n#### Recall and delay by scenario\n\n")
-	fmt.Fprint(w, "| scenario | incidents |")
-	for _, d := range Detectors() {
-		fmt.Fprintf(w, " %s detected, p50 |", d)
-	}
-	fmt.Fprint(w, "\n|---|---:|")
-	for range Detectors() {
-		fmt.Fprint(w, "---:|")
-	}
-	fmt.Fprintln(w)
+	detectorColumns(w, "| scenario | incidents |", "|---|---:|", "%s detected, p50")
 	var scenarios []string
 	for sc := range r.Pooled[DetectorEmergent].Scenarios {
 		scenarios = append(scenarios, sc)
@@ -159,15 +143,8 @@ func WriteReport(w io.Writer, r *Result) {
 		fmt.Fprintln(w)
 	}
 
-	fmt.Fprintf(w, "\n#### F1 per seed (overall)\n\n| seed |")
-	for _, d := range Detectors() {
-		fmt.Fprintf(w, " %s |", d)
-	}
-	fmt.Fprint(w, "\n|---:|")
-	for range Detectors() {
-		fmt.Fprint(w, "---:|")
-	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "\n#### F1 per seed (overall)\n\n")
+	detectorColumns(w, "| seed |", "|---:|", "%s")
 	for _, run := range r.Runs {
 		fmt.Fprintf(w, "| %d |", run.Seed)
 		for _, d := range Detectors() {
@@ -235,4 +212,18 @@ func WriteEvidence(w io.Writer, r *Result, detector string) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// detectorColumns writes a table header: the leading columns, then one right-aligned column per
+// detector, titled by title (a format taking the detector's name).
+func detectorColumns(w io.Writer, lead, leadAlign, title string) {
+	fmt.Fprint(w, lead)
+	for _, d := range Detectors() {
+		fmt.Fprintf(w, " "+title+" |", d)
+	}
+	fmt.Fprint(w, "\n"+leadAlign)
+	for range Detectors() {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprintln(w)
 }
