@@ -102,6 +102,17 @@ type Rule struct {
 	// Instances returns one series per instance doing the work (group labels + InstanceLabel).
 	Instances     string `toml:"instances" json:"instances,omitempty"`
 	InstanceLabel string `toml:"instance_label" json:"instance_label,omitempty"`
+	// Replicas returns one series per live instance of the group (group labels +
+	// InstanceLabel), whatever work it does: their number scales bounded signals' learned
+	// per-instance level, and new names or a changed number mark a deploy or a scaling event.
+	Replicas string `toml:"replicas" json:"replicas,omitempty"`
+	// CacheResets is above zero per group while its cache was reset recently — a Redis restart
+	// (resets of redis_uptime_in_seconds) or a flush: the rebuild after it is a transient, and a
+	// storm of them is the flush-storm rule's to report.
+	CacheResets string `toml:"cache_resets" json:"cache_resets,omitempty"`
+	// Settle is how long after a deploy, a scaling event or a restart work may stay above its
+	// learned level without paging: cold caches warm up within it; work still up after it pages.
+	Settle model.Duration `toml:"settle" json:"settle,omitempty"`
 
 	// Flush storm.
 	Flushes  string `toml:"flushes" json:"flushes,omitempty"`
@@ -125,8 +136,12 @@ type Signal struct {
 	Name     string `toml:"name" json:"name"`
 	Query    string `toml:"query" json:"query"`
 	Relation string `toml:"relation" json:"relation"`
-	// Ceiling is the most a bounded signal may do, per second, whatever inbound does.
+	// Ceiling optionally caps what a bounded signal may do per second in a group, whatever its
+	// learned level; zero means no cap.
 	Ceiling float64 `toml:"ceiling" json:"ceiling,omitempty"`
+	// MaxPerInstance optionally caps the per-instance level a bounded signal may learn, so a
+	// bug present in all of history is not learned as normal; zero means no cap.
+	MaxPerInstance float64 `toml:"max_per_instance" json:"max_per_instance,omitempty"`
 	// MaxRatio caps the learned work-per-request ratio of a proportional signal, so history
 	// that already holds the bug cannot teach the detector that the bug is normal.
 	MaxRatio float64 `toml:"max_ratio" json:"max_ratio,omitempty"`

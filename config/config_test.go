@@ -41,7 +41,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"invalid-missing-secret-file.toml", `invalid-missing-secret-file.toml:4: receivers[0].webhook_url_file: read secret`},
 		{"invalid-no-routes.toml", `no [[routes]] sends alerts to them`},
 		{"invalid-route-receiver.toml", `invalid-route-receiver.toml:7: routes[0].receiver: no receiver named "alertmanger"`},
-		{"invalid-bounded-no-ceiling.toml", `invalid-bounded-no-ceiling.toml:7: rules[0].signals[0]: a bounded signal needs ceiling > 0`},
+		{"invalid-bounded-negative-ceiling.toml", `invalid-bounded-negative-ceiling.toml:10: rules[0].signals[0].ceiling: must not be negative`},
 		{"invalid-secret-url.toml", `invalid-secret-url.toml:4: receivers[0].webhook_url: must be an http(s) URL`},
 	}
 	for _, tc := range tests {

@@ -248,6 +248,8 @@ func (v *validator) rule(path string, r *Rule) {
 	}
 	v.promql(path+".inbound", r.Inbound, false)
 	v.promql(path+".instances", r.Instances, false)
+	v.promql(path+".replicas", r.Replicas, false)
+	v.promql(path+".cache_resets", r.CacheResets, false)
 
 	switch r.Kind {
 	case KindSelfGenerated:
@@ -279,6 +281,9 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 	if r.IdleInbound < 0 {
 		v.errf(path+".idle_inbound", "must not be negative, got %g", r.IdleInbound)
 	}
+	// A rolling deploy replaces pods a minute or two apart and each new cache refreshes once
+	// within a rate window of its start: ten minutes cover both for the shipped 2m windows.
+	v.positive(path+".settle", &r.Settle, model.Duration(10*time.Minute))
 	names := map[string]bool{}
 	for j := range r.Signals {
 		s := &r.Signals[j]
@@ -303,8 +308,11 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 				v.errf(sp+".max_floor", "must not be negative, got %g", s.MaxFloor)
 			}
 		case RelationBounded:
-			if s.Ceiling <= 0 {
-				v.errf(sp, "a bounded signal needs ceiling > 0 (the most it may do per second)")
+			if s.Ceiling < 0 {
+				v.errf(sp+".ceiling", "must not be negative, got %g", s.Ceiling)
+			}
+			if s.MaxPerInstance < 0 {
+				v.errf(sp+".max_per_instance", "must not be negative, got %g", s.MaxPerInstance)
 			}
 		case "":
 			v.errf(sp, "relation is required (%s or %s)", RelationProportional, RelationBounded)
@@ -540,7 +548,7 @@ func (c *Config) Queries() []string {
 // Queries lists the rule's PromQL queries, each once.
 func (r Rule) Queries() []string {
 	var out []string
-	for _, q := range append([]string{r.Inbound, r.Instances, r.Flushes, r.Keys, r.Commands, r.Writes}, r.SignalQueries()...) {
+	for _, q := range append([]string{r.Inbound, r.Instances, r.Replicas, r.CacheResets, r.Flushes, r.Keys, r.Commands, r.Writes}, r.SignalQueries()...) {
 		if q != "" && !contains(out, q) {
 			out = append(out, q)
 		}

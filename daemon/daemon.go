@@ -270,8 +270,11 @@ func (d *Daemon) evaluate(ctx context.Context, gen *generation) error {
 	}
 	for _, ev := range events {
 		state := "fired"
-		if ev.Resolved {
+		switch {
+		case ev.Resolved:
 			state = "resolved"
+		case ev.Updated:
+			state = "updated"
 		}
 		d.logger.Info("episode "+state, "kind", ev.Episode.Kind, "rule", ev.Episode.Rule,
 			"group", detector.GroupString(ev.Episode.Labels), "start", ev.Episode.Start, "summary", ev.Episode.Summary)

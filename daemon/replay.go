@@ -96,9 +96,12 @@ func Replay(ctx context.Context, cfg *config.Config, rec *sources.Recorded, w io
 		}
 		a = alerts.WithExternalLabels(a, g.ExternalLabels)
 		state := "FIRING"
-		if ev.Resolved {
+		switch {
+		case ev.Resolved:
 			state = "RESOLVED"
-		} else {
+		case ev.Updated:
+			state = "UPDATED"
+		default:
 			episodes++
 		}
 		fmt.Fprintf(w, "=== %s %s %s %s\n", eventTime(ev).UTC().Format(time.RFC3339), state, ev.Episode.Kind, detector.GroupString(ev.Episode.Labels))
@@ -113,8 +116,11 @@ func Replay(ctx context.Context, cfg *config.Config, rec *sources.Recorded, w io
 }
 
 func eventTime(ev detector.Event) time.Time {
-	if ev.Resolved {
+	switch {
+	case ev.Resolved:
 		return ev.Episode.End
+	case ev.Updated:
+		return ev.At
 	}
 	return ev.Episode.Start
 }

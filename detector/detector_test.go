@@ -195,10 +195,10 @@ func TestEpisodes(t *testing.T) {
 			name: "three flushes in ten minutes are a storm",
 			rule: flushRule(),
 			// counter appears at 1 (the first flush) at step 1, then flushes at 6 and 11: fires at 11.
-			// At 21 the first leaves the window (2 left: hysteresis keeps it), at 26 the second
-			// (1 left: clear), resolve_for 10 steps → resolves at 36.
+			// No flush after step 11: clear from 12, resolve_for 10 steps → resolves at 22, not a
+			// window later (the flushes still in the window do not keep a finished storm open).
 			in:   series{flushes: "_x1 1x4 2x4 3x20", keys: "1000x40"},
-			want: []wantEpisode{{fireStep: 11, resolveStep: 36}},
+			want: []wantEpisode{{fireStep: 11, resolveStep: 22}},
 		},
 		{
 			name: "one maintenance flush is an event",

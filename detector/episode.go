@@ -11,6 +11,7 @@ const (
 	StateInactive State = 0
 	StatePending  State = 1
 	StateFiring   State = 2
+	StateLearning State = 3 // too little history to judge: nothing fires
 )
 
 func (s State) String() string {
@@ -21,6 +22,8 @@ func (s State) String() string {
 		return "pending"
 	case StateFiring:
 		return "firing"
+	case StateLearning:
+		return "learning"
 	}
 	return "inactive"
 }
@@ -43,16 +46,17 @@ const (
 )
 
 // step advances the machine with one known observation. breach is evaluated with the firing
-// thresholds when inactive or pending and with the hysteresis thresholds when firing.
-func (l *lifecycle) step(t time.Time, breach bool, forDur, resolveFor time.Duration) transition {
+// thresholds when inactive or pending and with the hysteresis thresholds when firing. hold
+// keeps a pending episode from firing (a transient is settling); its pending time still counts.
+func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor time.Duration) transition {
 	switch l.state {
-	case StateInactive, StateUnknown:
+	case StateInactive, StateUnknown, StateLearning:
 		if !breach {
 			l.state = StateInactive
 			return noChange
 		}
 		l.state, l.pendingSince = StatePending, t
-		if forDur == 0 {
+		if forDur == 0 && !hold {
 			l.state, l.firingSince = StateFiring, t
 			return fired
 		}
@@ -61,7 +65,7 @@ func (l *lifecycle) step(t time.Time, breach bool, forDur, resolveFor time.Durat
 			l.state = StateInactive
 			return noChange
 		}
-		if t.Sub(l.pendingSince) >= forDur {
+		if t.Sub(l.pendingSince) >= forDur && !hold {
 			l.state, l.firingSince, l.clearSince = StateFiring, t, time.Time{}
 			return fired
 		}

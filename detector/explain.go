@@ -22,16 +22,28 @@ type Explanation struct {
 	Unexplained      float64 // Observed − Expected, per second
 	UnexplainedShare float64 // Unexplained / Observed, 0..1
 	Inbound          float64 // inbound requests per second
-	InboundUsual     float64 // seasonal inbound baseline; NaN while learning
+	InboundUsual     float64 // usual inbound: seasonal, or recent while fewer days; NaN if unknown
+	InboundDays      int     // past days InboundUsual is taken from; 0: the recent hours
 	InboundState     string
 	Instances        int // instances doing the work, 0 if no breakdown query
+	// Replicas is the number of live instances (0 without a replicas query); UsualReplicas
+	// their median over the history (NaN if unknown).
+	Replicas      int
+	UsualReplicas float64
+	// PerInstance is a bounded signal's learned healthy level per instance; NaN otherwise.
+	PerInstance float64
+	// Transient is the deploy, scaling event or restart the group went through recently.
+	Transient *Transient
 
 	// Flush storm.
 	Flushes                 float64 // flush commands within the window
 	Collapses               float64 // keyspace collapses within the window
 	Window                  time.Duration
 	KeysNow, KeysBefore     float64
-	Writes                  float64 // writes (uploads) within the window
+	KeysAfter               float64   // keyspace size right after the latest collapse
+	StormEvents             float64   // flushes and collapses since the storm began
+	StormStart, LastFlush   time.Time // first and latest flush or collapse of the storm
+	Writes                  float64   // writes (uploads) within the window
 	FlushesPerWrite         float64
 	CommandsPerRequest      float64
 	UsualCommandsPerRequest float64
@@ -74,50 +86,112 @@ func GroupString(labels map[string]string) string {
 	return strings.Join(parts, ", ")
 }
 
-func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string) {
+func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, over bool) {
+	ex.Remedy = r.cfg.Remedy
+	if ex.Remedy == "" {
+		ex.Remedy = RemedyShareCache
+	}
+	expectation := "expected " + num(ex.Expected) + "/s"
+	if isNum(ex.PerInstance) && ex.Replicas > 0 {
+		expectation += fmt.Sprintf(" (%s/s per instance × %d)", num(ex.PerInstance), ex.Replicas)
+	}
+	if !over {
+		ex.Summary = fmt.Sprintf("%s: %s back to %s/s, %s; inbound %s/s",
+			GroupString(labels), ex.Unit, num(ex.Observed), expectation, num(ex.Inbound))
+		ex.Diagnosis = fmt.Sprintf("%s back within what inbound and the instances explain (%s/s against %s/s expected)",
+			ex.Unit, num(ex.Observed), num(ex.Expected))
+		return
+	}
 	perReq := "n/a"
 	if ex.Inbound > 0 {
 		perReq = num(ex.Observed / ex.Inbound)
-	}
-	expectation := "expected " + num(ex.Expected) + "/s"
-	if ex.Bounded {
-		expectation = "ceiling " + num(ex.Expected) + "/s"
 	}
 	ex.Summary = fmt.Sprintf("%s: %s %s/s (%s per inbound request), %s; %.0f%% unexplained by inbound %s/s",
 		GroupString(labels), ex.Unit, num(ex.Observed), perReq, expectation, 100*ex.UnexplainedShare, num(ex.Inbound))
 
 	var why []string
-	if ex.Instances >= 2 {
+	switch {
+	case ex.replicasGrew():
+		from := num(ex.UsualReplicas)
+		if tr := ex.Transient; tr != nil && tr.Kind == TransientScaleOut {
+			from = strconv.Itoa(tr.From)
+		}
+		why = append(why, fmt.Sprintf("instances went %s → %d while inbound is %s; %s per request rose %sx → work tracks replica count, "+
+			"not demand: per-instance cache or state (APCu per PHP-FPM master, filesystem cache per pod)",
+			from, ex.Replicas, inboundWords(ex), ex.Unit, num(ex.Observed/math.Max(ex.Expected, 1e-9))))
+	case ex.Instances >= 2:
 		why = append(why, fmt.Sprintf("%d instances do the work independently; it tracks instance count, "+
 			"not demand → the cache is not shared (per-instance cache: APCu per PHP-FPM master, filesystem cache per pod)",
 			ex.Instances))
 	}
 	switch ex.InboundState {
 	case InboundIdle:
-		why = append(why, fmt.Sprintf("idle but busy: %s/s %s while inbound is %s/s (usual %s/s) → work no user asked for",
-			num(ex.Observed), ex.Unit, num(ex.Inbound), num(ex.InboundUsual)))
+		why = append(why, fmt.Sprintf("idle but busy: %s/s %s while inbound is %s → work no user asked for",
+			num(ex.Observed), ex.Unit, inboundWords(ex)))
 	case InboundSurging:
 		why = append(why, fmt.Sprintf("inbound is surging (%sx its usual %s/s), but %s grew beyond what the surge explains",
 			num(ex.Inbound/ex.InboundUsual), num(ex.InboundUsual), ex.Unit))
 	default:
-		switch { // the factor only while over: a resolved episode is not at "0.1x its ceiling"
-		case ex.Observed <= ex.Expected:
+		switch {
 		case ex.Expected > 0 && ex.Bounded:
-			why = append(why, fmt.Sprintf("%s run at %sx their ceiling of %s/s, whatever the demand", ex.Unit, num(ex.Observed/ex.Expected), num(ex.Expected)))
+			why = append(why, fmt.Sprintf("%s run at %sx the level this service's instances keep when healthy, whatever the demand", ex.Unit, num(ex.Observed/ex.Expected)))
 		case ex.Expected > 0:
 			why = append(why, fmt.Sprintf("%s run at %sx what inbound explains", ex.Unit, num(ex.Observed/ex.Expected)))
 		}
 	}
-	ex.Diagnosis = strings.Join(why, "; ")
-	ex.Remedy = r.cfg.Remedy
-	if ex.Remedy == "" {
-		ex.Remedy = RemedyShareCache
+	if tr := ex.Transient; tr != nil {
+		why = append(why, "still up "+model.Duration(r.cfg.Settle).String()+" after "+tr.String()+": not a warm-up")
 	}
+	ex.Diagnosis = strings.Join(why, "; ")
 }
 
-func (r *Rule) explainFlush(ex *Explanation, labels map[string]string) {
-	ex.Summary = fmt.Sprintf("%s: %s flushes and %s keyspace collapses in the last %s (storm at %s)",
-		GroupString(labels), num(ex.Flushes), num(ex.Collapses), model.Duration(ex.Window), num(ex.Expected))
+// String describes the event: "scale-out at 12:04 UTC (2 → 6 instances)".
+func (t Transient) String() string {
+	s := t.Kind + " at " + t.Start.UTC().Format("15:04 UTC")
+	switch {
+	case t.Kind == TransientCacheReset:
+		return s + " (Redis restarted or flushed)"
+	case t.From != t.To && t.NewInstances > 0:
+		return s + fmt.Sprintf(" (%d → %d instances, %d new)", t.From, t.To, t.NewInstances)
+	case t.From != t.To:
+		return s + fmt.Sprintf(" (%d → %d instances)", t.From, t.To)
+	}
+	return s + fmt.Sprintf(" (%d new instances)", t.NewInstances)
+}
+
+// inboundWords says inbound now against its usual level and what that level is taken from,
+// so no claim is made without its basis.
+func inboundWords(ex *Explanation) string {
+	now := num(ex.Inbound) + "/s"
+	switch {
+	case !isNum(ex.InboundUsual):
+		return now + " (usual inbound unknown: too little history)"
+	case ex.InboundDays > 0:
+		return fmt.Sprintf("%s (usual %s/s at this time of day over %d days)", now, num(ex.InboundUsual), ex.InboundDays)
+	}
+	return fmt.Sprintf("%s (usual %s/s over the recent hours)", now, num(ex.InboundUsual))
+}
+
+func (r *Rule) explainFlush(ex *Explanation, labels map[string]string, over bool) {
+	ex.Remedy = r.cfg.Remedy
+	if ex.Remedy == "" {
+		ex.Remedy = RemedyFlushStorm
+	}
+	since := ""
+	if !ex.StormStart.IsZero() {
+		since = fmt.Sprintf("; %s flushes or collapses since %s", num(ex.StormEvents), ex.StormStart.UTC().Format("15:04 UTC"))
+	}
+	if !over {
+		last := "none in the window"
+		if !ex.LastFlush.IsZero() {
+			last = "the last at " + ex.LastFlush.UTC().Format("15:04:05 UTC")
+		}
+		ex.Summary = fmt.Sprintf("%s: flushes stopped (%s)%s", GroupString(labels), last, since)
+		ex.Diagnosis = "no FLUSHDB/FLUSHALL or keyspace collapse since " + last
+		return
+	}
+	ex.Summary = fmt.Sprintf("%s: %s flushes and %s keyspace collapses in the last %s (storm at %s)%s",
+		GroupString(labels), num(ex.Flushes), num(ex.Collapses), model.Duration(ex.Window), num(ex.Expected), since)
 	var why []string
 	if isNum(ex.FlushesPerWrite) {
 		onWrite := ""
@@ -128,18 +202,16 @@ func (r *Rule) explainFlush(ex *Explanation, labels map[string]string) {
 	}
 	if isNum(ex.CommandsPerRequest) {
 		s := fmt.Sprintf("%s Redis commands per inbound request", num(ex.CommandsPerRequest))
-		if isNum(ex.UsualCommandsPerRequest) && ex.UsualCommandsPerRequest > 0 {
-			s += fmt.Sprintf(" vs %s usual (%sx): the rebuild is the load",
-				num(ex.UsualCommandsPerRequest), num(ex.CommandsPerRequest/ex.UsualCommandsPerRequest))
+		if u := ex.UsualCommandsPerRequest; isNum(u) && u > 0 {
+			s += fmt.Sprintf(" vs %s usual (%sx)", num(u), num(ex.CommandsPerRequest/u))
+			if ex.CommandsPerRequest >= 2*u {
+				s += ": the rebuild is the load"
+			}
 		}
 		why = append(why, s)
 	}
-	if ex.Collapses > 0 && isNum(ex.KeysBefore) {
-		why = append(why, fmt.Sprintf("keyspace fell from %s to %s keys", num(ex.KeysBefore), num(ex.KeysNow)))
+	if ex.Collapses > 0 && isNum(ex.KeysBefore) && isNum(ex.KeysAfter) {
+		why = append(why, fmt.Sprintf("keyspace collapsed from %s to %s keys (now %s)", num(ex.KeysBefore), num(ex.KeysAfter), num(ex.KeysNow)))
 	}
 	ex.Diagnosis = strings.Join(why, "; ")
-	ex.Remedy = r.cfg.Remedy
-	if ex.Remedy == "" {
-		ex.Remedy = RemedyFlushStorm
-	}
 }

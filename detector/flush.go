@@ -13,7 +13,11 @@ type flushState struct {
 	writes    []timedCount           // writes per step within the window
 	keys      float64                // keyspace size at the last step; NaN if unknown
 	keysFrom  float64                // keyspace size before the latest collapse
-	seen      bool                   // the group had a known step before
+	keysTo    float64                // keyspace size right after it
+	// The storm under way: when it began, its flushes and collapses, the latest of them.
+	stormStart, lastEvent time.Time
+	stormEvents           float64
+	seen                  bool // the group had a known step before
 }
 
 type counterSeen struct {
@@ -27,7 +31,7 @@ type timedCount struct {
 }
 
 func newFlushState() *flushState {
-	return &flushState{counters: map[string]counterSeen{}, keys: math.NaN(), keysFrom: math.NaN()}
+	return &flushState{counters: map[string]counterSeen{}, keys: math.NaN(), keysFrom: math.NaN(), keysTo: math.NaN()}
 }
 
 // counterMemory is how long a vanished counter's last value is kept: a Redis that comes back
@@ -93,15 +97,20 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 		return false, false, ex
 	}
 
-	if n := f.observeFlushes(t, series); n > 0 {
-		f.flushes = append(f.flushes, timedCount{t, n})
+	events := f.observeFlushes(t, series)
+	if events > 0 {
+		f.flushes = append(f.flushes, timedCount{t, events})
 	}
 	if isNum(keys) {
 		if isNum(f.keys) && f.keys >= r.cfg.MinKeys && keys <= (1-r.cfg.CollapseFraction)*f.keys {
 			f.collapses = append(f.collapses, timedCount{t, 1})
-			f.keysFrom = f.keys
+			f.keysFrom, f.keysTo = f.keys, keys
+			events = max(events, 1) // a FLUSHDB usually shows as both: one event
 		}
 		f.keys = keys
+	}
+	if events > 0 {
+		f.lastEvent = t
 	}
 	if w := value(in.Writes, key); isNum(w) && w > 0 {
 		f.writes = append(f.writes, timedCount{t, w * r.interval.Seconds()})
@@ -114,7 +123,7 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	ex.Observed = math.Max(ex.Flushes, ex.Collapses)
 	ex.Expected = float64(r.cfg.MinFlushes)
 	ex.Window = window
-	ex.KeysNow, ex.KeysBefore = keys, f.keysFrom
+	ex.KeysNow, ex.KeysBefore, ex.KeysAfter = keys, f.keysFrom, f.keysTo
 	ex.Inbound = value(in.Inbound, key)
 	season := g.hist.seasonalAt(t.Unix(), 0)
 	ex.InboundUsual = season.Usual
@@ -155,10 +164,30 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	}
 	ex.UsualCommandsPerRequest = g.cmdPer
 
-	need := float64(r.cfg.MinFlushes)
+	// A storm begins when min_flushes fall within the window and goes on while flushes do: once
+	// firing, each step with a flush or collapse keeps it breaching, so it resolves resolve_for
+	// after the last one rather than a whole window later.
 	if g.life.state == StateFiring {
-		need = math.Max(1, math.Floor(need*r.cfg.Hysteresis))
+		breach = events > 0
+	} else {
+		breach = ex.Observed >= float64(r.cfg.MinFlushes)
 	}
-	breach = ex.Observed >= need
+	switch {
+	case g.life.state != StateFiring && breach:
+		f.stormStart, f.stormEvents = t, 0
+		if len(f.flushes) > 0 {
+			f.stormStart = f.flushes[0].at
+		}
+		for _, c := range f.flushes {
+			f.stormEvents += c.n
+		}
+		f.stormEvents = math.Max(f.stormEvents, ex.Collapses)
+	case g.life.state == StateFiring:
+		f.stormEvents += events
+	}
+	if !f.stormStart.IsZero() {
+		ex.StormStart, ex.StormEvents = f.stormStart, f.stormEvents
+	}
+	ex.LastFlush = f.lastEvent
 	return breach, true, ex
 }

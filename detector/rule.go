@@ -28,6 +28,10 @@ type Input struct {
 	Signals []Values // in the rule's signal order
 	// Instances holds, per group, the value of the breakdown query per instance.
 	Instances map[string]Values
+	// Replicas holds, per group, one value per live instance (the replicas query).
+	Replicas map[string]Values
+	// CacheResets is above zero for groups whose cache was reset (restarted, flushed) recently.
+	CacheResets Values
 	// Flushes holds, per group, raw flush-command counters per series.
 	Flushes  map[string]Values
 	Keys     Values
@@ -46,6 +50,7 @@ type Episode struct {
 	Summary  string
 	// Explanation holds the numbers at the latest evaluated step.
 	Explanation Explanation
+	notified    float64 // observed work at the last firing or update event
 }
 
 // Active reports whether the episode has not resolved.
@@ -53,8 +58,12 @@ func (e *Episode) Active() bool { return e.End.IsZero() }
 
 // Event is a change in an episode.
 type Event struct {
-	Resolved bool // false: the episode fired
-	Episode  Episode
+	Resolved bool // the episode resolved
+	// Updated is set when an open episode got much worse than what was last sent: its new
+	// numbers are news (a firing event has neither flag).
+	Updated bool
+	At      time.Time // the step the event happened at
+	Episode Episode
 }
 
 // GroupStatus is a group's state at the latest step, for metrics and the web UI.
@@ -72,6 +81,8 @@ type Rule struct {
 	historyLen   time.Duration
 	groups       map[string]*group
 	keys         []string      // sorted group keys, so events come out in a stable order
+	cmdCol       int           // history column of Redis commands, -1 if the rule reads none
+	replicasCol  int           // history column of the instance count, -1 if none
 	clock        *historyClock // the time grid of every group's history
 	row          []float64     // scratch for historyRow
 	fit          fitScratch
@@ -84,10 +95,16 @@ type group struct {
 	phase   int64 // seconds into each hour at which the group relearns
 	fits    []proportionalFit
 	fitOK   []bool
+	levels  []boundedLevel // per signal; meaningful for bounded signals
+	levelOK []bool
 	cmdPer  float64 // usual Redis commands per inbound request; NaN if unknown
-	life    lifecycle
-	unknown bool
-	episode *Episode // the active episode
+	// usualReplicas is the median number of live instances in the history; NaN if unknown.
+	usualReplicas float64
+	instances     instanceTracker
+	learning      bool // a signal with data has too little history to judge
+	life          lifecycle
+	unknown       bool
+	episode       *Episode // the active episode
 	// signalSeen is when each signal last had a value, to tell "never existed" (zero work)
 	// from "disappeared" (unknown).
 	signalSeen []time.Time
@@ -102,14 +119,24 @@ const signalGone = time.Hour
 // NewRule prepares a rule for evaluation. interval is the evaluation step; g gives the
 // baseline step and history length.
 func NewRule(cfg config.Rule, g config.Global) *Rule {
-	return &Rule{
+	r := &Rule{
 		cfg:          cfg,
 		interval:     time.Duration(g.EvaluationInterval),
 		baselineStep: time.Duration(g.BaselineStep),
 		historyLen:   time.Duration(g.History),
 		clock:        newHistoryClock(time.Duration(g.History), time.Duration(g.BaselineStep)),
 		groups:       map[string]*group{},
+		cmdCol:       -1,
+		replicasCol:  -1,
 	}
+	n := 1 + len(cfg.Signals)
+	if cfg.Commands != "" {
+		r.cmdCol, n = n, n+1
+	}
+	if cfg.Replicas != "" {
+		r.replicasCol = n
+	}
+	return r
 }
 
 // Config returns the rule's configuration.
@@ -120,12 +147,13 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 		return g, false
 	}
 	g := &group{
-		labels:     labels,
-		hist:       newHistory(r.clock, r.historyColumns()),
-		learned:    -1,
-		phase:      relearnPhase(key),
-		cmdPer:     math.NaN(),
-		signalSeen: make([]time.Time, len(r.cfg.Signals)),
+		labels:        labels,
+		hist:          newHistory(r.clock, r.historyColumns()),
+		learned:       -1,
+		phase:         relearnPhase(key),
+		cmdPer:        math.NaN(),
+		usualReplicas: math.NaN(),
+		signalSeen:    make([]time.Time, len(r.cfg.Signals)),
 	}
 	if r.cfg.Kind == config.KindFlushStorm {
 		g.flush = newFlushState()
@@ -138,14 +166,11 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 	return g, true
 }
 
-// Column layout of a group's history: inbound, then each signal, then Redis commands if the
-// rule reads them (the history is most of what a group costs: no column without a query).
+// Column layout of a group's history: inbound, then each signal, then Redis commands and the
+// instance count if the rule reads them (the history is most of what a group costs: no column
+// without a query).
 func (r *Rule) historyColumns() int {
-	n := 1 + len(r.cfg.Signals)
-	if r.cfg.Commands != "" {
-		n++
-	}
-	return n
+	return 1 + len(r.cfg.Signals) + min(1, r.cmdCol+1) + min(1, r.replicasCol+1)
 }
 
 func (r *Rule) historyRow(in Input, key string, learnable bool) []float64 {
@@ -160,10 +185,16 @@ func (r *Rule) historyRow(in Input, key string, learnable bool) []float64 {
 			row[1+i] = value(in.Signals[i], key)
 		}
 	}
-	if r.cfg.Commands != "" {
-		row[len(row)-1] = math.NaN()
+	if r.cmdCol >= 0 {
+		row[r.cmdCol] = math.NaN()
 		if learnable {
-			row[len(row)-1] = value(in.Commands, key)
+			row[r.cmdCol] = value(in.Commands, key)
+		}
+	}
+	if r.replicasCol >= 0 {
+		row[r.replicasCol] = math.NaN()
+		if live, ok := in.Replicas[key]; ok {
+			row[r.replicasCol] = float64(len(live))
 		}
 	}
 	return row
@@ -185,6 +216,13 @@ func (r *Rule) AddHistory(in Input) {
 	for key, labels := range in.Groups {
 		g, _ := r.group(key, labels)
 		g.hist.put(in.Time.Unix(), r.historyRow(in, key, true))
+		for s := range r.cfg.Signals {
+			if s < len(in.Signals) {
+				if _, ok := in.Signals[s][key]; ok {
+					g.signalSeen[s] = in.Time
+				}
+			}
+		}
 	}
 }
 
@@ -202,13 +240,14 @@ func (r *Rule) Eval(in Input) []Event {
 			continue
 		}
 		g.relearn(r, t)
-		var breach, known bool
+		var breach, known, hold bool
 		var ex Explanation
 		switch r.cfg.Kind {
 		case config.KindFlushStorm:
 			breach, known, ex = r.evalFlush(g, key, in)
 		default:
 			breach, known, ex = r.evalSelfGenerated(g, key, in)
+			hold = g.instances.settling(t, time.Duration(r.cfg.Settle))
 		}
 		g.unknown = !known
 		if t.Unix()%int64(r.baselineStep/time.Second) == 0 {
@@ -218,39 +257,43 @@ func (r *Rule) Eval(in Input) []Event {
 		if !known {
 			continue
 		}
-		tr := g.life.step(t, breach, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor))
+		tr := g.life.step(t, breach, hold, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor))
 		if tr != noChange || g.life.state != StateInactive {
-			r.explain(&ex, g.labels) // words only where someone will read them
+			r.explain(&ex, g.labels, breach) // words only where someone will read them
 		}
 		g.last = ex
 		switch tr {
 		case fired:
 			g.episode = &Episode{
 				Kind: r.cfg.Kind, Rule: r.cfg.Name, Severity: r.cfg.Severity,
-				Labels: g.labels, Start: t, Summary: ex.Summary, Explanation: ex,
+				Labels: g.labels, Start: t, Summary: ex.Summary, Explanation: ex, notified: ex.Observed,
 			}
-			events = append(events, Event{Episode: *g.episode})
+			events = append(events, Event{At: t, Episode: *g.episode})
 		case resolved:
 			if g.episode != nil {
-				g.episode.End = t
-				events = append(events, Event{Resolved: true, Episode: *g.episode})
+				g.episode.End, g.episode.Summary, g.episode.Explanation = t, ex.Summary, ex
+				events = append(events, Event{Resolved: true, At: t, Episode: *g.episode})
 				g.episode = nil
 			}
 		default:
-			if g.episode != nil {
-				g.episode.Explanation = ex
+			if ep := g.episode; ep != nil {
+				ep.Summary, ep.Explanation = ex.Summary, ex
+				if worsened(ep.notified, ex.Observed) {
+					ep.notified = ex.Observed
+					events = append(events, Event{Updated: true, At: t, Episode: *ep})
+				}
 			}
 		}
 	}
 	return events
 }
 
-func (r *Rule) explain(ex *Explanation, labels map[string]string) {
+func (r *Rule) explain(ex *Explanation, labels map[string]string, over bool) {
 	if r.cfg.Kind == config.KindFlushStorm {
-		r.explainFlush(ex, labels)
+		r.explainFlush(ex, labels, over)
 		return
 	}
-	r.explainSelfGenerated(ex, labels)
+	r.explainSelfGenerated(ex, labels, over)
 }
 
 // relearn refits a group's baselines once per hour of data time, at the group's phase in the
@@ -265,9 +308,27 @@ func (g *group) relearn(r *Rule, t time.Time) {
 	n := len(r.cfg.Signals)
 	if len(g.fits) != n {
 		g.fits, g.fitOK = make([]proportionalFit, n), make([]bool, n)
+		g.levels, g.levelOK = make([]boundedLevel, n), make([]bool, n)
 	}
 	sc := &r.fit
+	g.usualReplicas = math.NaN()
+	if r.replicasCol >= 0 {
+		reps := sc.in[:0]
+		g.hist.each(func(i int) {
+			if c := float64(g.hist.cols[r.replicasCol][i]); isNum(c) && c > 0 {
+				reps = append(reps, c)
+			}
+		})
+		sc.in = reps
+		if len(reps) >= minLearnPoints {
+			g.usualReplicas = median(reps)
+		}
+	}
 	for s := range n {
+		if r.cfg.Signals[s].Relation == config.RelationBounded {
+			g.levels[s], g.levelOK[s] = r.learnBounded(g, s)
+			continue
+		}
 		in, work := sc.in[:0], sc.work[:0]
 		g.hist.each(func(i int) {
 			x, w := float64(g.hist.cols[0][i]), float64(g.hist.cols[1+s][i])
@@ -279,13 +340,12 @@ func (g *group) relearn(r *Rule, t time.Time) {
 		g.fits[s], g.fitOK[s] = sc.fit(in, work, r.cfg.Signals[s].EventQuantum)
 	}
 	g.cmdPer = math.NaN()
-	if r.cfg.Commands == "" {
+	if r.cmdCol < 0 {
 		return
 	}
 	per := sc.in[:0]
-	cmdCol := len(g.hist.cols) - 1
 	g.hist.each(func(i int) {
-		x, c := float64(g.hist.cols[0][i]), float64(g.hist.cols[cmdCol][i])
+		x, c := float64(g.hist.cols[0][i]), float64(g.hist.cols[r.cmdCol][i])
 		if isNum(x) && isNum(c) && x > 0 {
 			per = append(per, c/x)
 		}
@@ -294,6 +354,27 @@ func (g *group) relearn(r *Rule, t time.Time) {
 	if len(per) >= minFitPoints {
 		g.cmdPer = median(per)
 	}
+}
+
+// learnBounded learns signal s's healthy level per instance from the group's history; without
+// a replicas query every step counts as one instance.
+func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
+	sc := &r.fit
+	per := sc.work[:0]
+	g.hist.each(func(i int) {
+		w := float64(g.hist.cols[1+s][i])
+		reps := 1.0 // without instance data the group counts as one, as evaluation counts it
+		if r.replicasCol >= 0 {
+			if c := float64(g.hist.cols[r.replicasCol][i]); isNum(c) && c > 0 {
+				reps = c
+			}
+		}
+		if isNum(w) {
+			per = append(per, w/reps)
+		}
+	})
+	sc.work = per
+	return sc.learnLevel(per, r.cfg.Signals[s].EventQuantum)
 }
 
 // relearnPhase is where in each hour a group relearns: fixed by its key, the same in every
@@ -309,10 +390,7 @@ func (r *Rule) Status() []GroupStatus {
 	out := make([]GroupStatus, 0, len(r.keys))
 	for _, key := range r.keys {
 		g := r.groups[key]
-		st := g.life.state
-		if g.unknown {
-			st = StateUnknown
-		}
+		st := g.state()
 		out = append(out, GroupStatus{Labels: g.labels, State: st, Explanation: g.last})
 	}
 	return out
@@ -333,11 +411,7 @@ func (r *Rule) AllUnknown() bool {
 func (r *Rule) StateCounts() map[State]int {
 	counts := map[State]int{}
 	for _, g := range r.groups {
-		st := g.life.state
-		if g.unknown {
-			st = StateUnknown
-		}
-		counts[st]++
+		counts[g.state()]++
 	}
 	return counts
 }
@@ -351,4 +425,25 @@ func (r *Rule) Active() []Episode {
 		}
 	}
 	return out
+}
+
+// state is the group's state at the latest step: unknown and learning override an inactive
+// lifecycle (a learning group with an open episode still shows it).
+func (g *group) state() State {
+	switch {
+	case g.unknown:
+		return StateUnknown
+	case g.learning && g.life.state == StateInactive:
+		return StateLearning
+	}
+	return g.life.state
+}
+
+// worsenFactor is how much an open episode's observed work must grow beyond what was last
+// notified to be news: a 100x worsening must not hide behind an old page, while the ordinary
+// wobble of a firing signal is not worth a message.
+const worsenFactor = 3
+
+func worsened(notified, now float64) bool {
+	return isNum(now) && isNum(notified) && notified > 0 && now >= worsenFactor*notified
 }

@@ -2,6 +2,7 @@ package detector
 
 import (
 	"math"
+	"time"
 
 	"github.com/emergent-sh/emergent/config"
 )
@@ -22,14 +23,18 @@ const surgeFactor = 2
 // ordinary jitter around a learned ratio is never "unexplained".
 const noiseSigmas = 3
 
-// classifyInbound says whether inbound is normal, surging or idle against its seasonal usual.
+// idleFraction is the share of its usual level under which inbound is idle: what is left when
+// users are gone is health checks and crawlers, a few percent of a service's usual demand.
+const idleFraction = 0.1
+
+// classifyInbound says whether inbound is normal, surging or idle against its usual level.
 func classifyInbound(in float64, s seasonal, idleBelow float64) string {
 	switch {
 	case in <= 0 || in <= idleBelow:
 		return InboundIdle
 	case math.IsNaN(s.Usual):
 		return InboundLearning
-	case s.Usual > 0 && in < 0.05*s.Usual:
+	case s.Usual > 0 && in < idleFraction*s.Usual:
 		return InboundIdle
 	case in > surgeFactor*s.Usual && in > s.Usual+noiseSigmas*s.Sigma:
 		return InboundSurging
@@ -37,12 +42,12 @@ func classifyInbound(in float64, s seasonal, idleBelow float64) string {
 	return InboundNormal
 }
 
-// expectedWork returns what a signal should do given inbound, and the noise band around it.
-// ok is false while a proportional signal has too little history and no max_ratio to fall
-// back on: such a group is unknown, not quiet.
-func (g *group) expectedWork(s int, sig config.Signal, inbound float64) (expected, sigma float64, ok bool) {
+// expectedWork returns what a signal should do given inbound and the live instances, and the
+// noise band around it. ok is false while the signal has too little history and nothing
+// configured to fall back on: the group is learning, not quiet.
+func (g *group) expectedWork(s int, sig config.Signal, inbound float64, instances int) (expected, sigma float64, ok bool) {
 	if sig.Relation == config.RelationBounded {
-		return sig.Ceiling, 0, true
+		return g.expectedBounded(s, sig, instances)
 	}
 	fit, learned := g.fits[s], g.fitOK[s]
 	switch {
@@ -63,6 +68,28 @@ func (g *group) expectedWork(s int, sig config.Signal, inbound float64) (expecte
 	// that work follows into unexplained work.
 	expected = math.Max(fit.Ratio*inbound+fit.Floor, fit.AllRatio*inbound)
 	return expected, math.Max(fit.Sigma, countingNoise(expected, sig.EventQuantum)), true
+}
+
+// expectedBounded is the group's learned healthy level per instance times its live instances,
+// capped by the configured ceiling; the ceiling alone while nothing is learned.
+func (g *group) expectedBounded(s int, sig config.Signal, instances int) (expected, sigma float64, ok bool) {
+	if !g.levelOK[s] {
+		if sig.Ceiling > 0 {
+			return sig.Ceiling, countingNoise(sig.Ceiling, sig.EventQuantum), true
+		}
+		return math.NaN(), math.NaN(), false
+	}
+	lvl := g.levels[s]
+	per := lvl.PerInstance
+	if sig.MaxPerInstance > 0 {
+		per = math.Min(per, sig.MaxPerInstance)
+	}
+	n := float64(max(1, instances))
+	expected = per * n
+	if sig.Ceiling > 0 {
+		expected = math.Min(expected, sig.Ceiling)
+	}
+	return expected, math.Max(lvl.Sigma*n, countingNoise(expected, sig.EventQuantum)), true
 }
 
 // countingNoise is the standard deviation of a rate made of Poisson events when expected is
@@ -89,12 +116,26 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 	season := g.hist.seasonalAt(in.Time.Unix(), 0)
 	ex.Inbound, ex.InboundUsual = inbound, season.Usual
 	ex.InboundState = classifyInbound(inbound, season, r.cfg.IdleInbound)
+	ex.InboundDays = season.Days
 	ex.Instances = countInstances(in.Instances[key])
+	// A group missing from the replicas answer is a gap in that query, not zero instances.
+	g.instances.observe(in.Time, in.Replicas[key], value(in.CacheResets, key) > 0, time.Duration(r.cfg.Settle))
+	ex.Replicas, ex.UsualReplicas = g.instances.count(), g.usualReplicas
+	if ev, ok := g.instances.recent(in.Time, r.transientMemory()); ok {
+		ex.Transient = &ev
+	}
 
 	scale := 1.0
 	if g.life.state == StateFiring {
 		scale = r.cfg.Hysteresis
 	}
+	// Work per request that rose while the instances multiplied and inbound did not is the
+	// third incident (per-pod state): it pages at a lower share than work nothing explains.
+	minShare := r.cfg.MinUnexplainedShare
+	if ex.replicasGrew() && ex.InboundState != InboundSurging {
+		minShare = math.Min(minShare, replicaShare)
+	}
+	g.learning = false
 	best := -1
 	for s, sig := range r.cfg.Signals {
 		work, present := math.NaN(), false
@@ -112,16 +153,20 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 			work = 0 // never reported: this group does none of this work
 		}
 		work = math.Max(0, work)
-		expected, sigma, ok := g.expectedWork(s, sig, inbound)
+		if work == 0 && g.signalSeen[s].IsZero() {
+			continue // the group does none of this work: nothing to learn or judge
+		}
+		expected, sigma, ok := g.expectedWork(s, sig, inbound, ex.Replicas)
 		if !ok {
-			return false, false, ex
+			g.learning = true
+			continue
 		}
 		unexplained := work - expected
 		share := 0.0
 		if work > 0 {
 			share = math.Max(0, unexplained) / work
 		}
-		b := share >= r.cfg.MinUnexplainedShare*scale &&
+		b := share >= minShare*scale &&
 			unexplained >= r.cfg.MinUnexplainedRate*scale &&
 			unexplained > noiseSigmas*sigma*scale
 		// Headline the breaching signal with the largest unexplained share; near-ties go to the
@@ -132,9 +177,31 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 			ex.Observed, ex.Expected = work, expected
 			ex.Unexplained, ex.UnexplainedShare = unexplained, share
 			ex.Bounded = sig.Relation == config.RelationBounded
+			ex.PerInstance = math.NaN()
+			if ex.Bounded && g.levelOK[s] {
+				ex.PerInstance = expected / float64(max(1, ex.Replicas))
+			}
 		}
 	}
 	return breach, true, ex
+}
+
+// replicaShare is the unexplained share that pages while the instances have grown by
+// replicaGrowth over their usual number with inbound not surging: per-pod state multiplies
+// work by the replicas added, so a scale-out from 2 to 6 can raise work by a third to several
+// times without any of it being unexplained by a 50 % share.
+const replicaShare = 0.25
+
+// replicasGrew reports whether the live instances are replicaGrowth times their usual number.
+func (ex *Explanation) replicasGrew() bool {
+	return isNum(ex.UsualReplicas) && ex.UsualReplicas > 0 && float64(ex.Replicas) >= replicaGrowth*ex.UsualReplicas
+}
+
+// transientMemory is how long after its last change an event is still named in explanations:
+// settle time plus the rule's for, so an episode that fires once a Transient has settled names
+// the event it followed.
+func (r *Rule) transientMemory() time.Duration {
+	return time.Duration(r.cfg.Settle) + time.Duration(r.cfg.For)
 }
 
 // shareTie is how much larger an unexplained share must be to take the headline from an

@@ -183,12 +183,13 @@ func (r *ruleState) track(t time.Time, failed bool, events []detector.Event, g c
 // fired to when it saw again.
 type blindEpisode struct{ start, end time.Time }
 
-// historyQueries are the queries baselines learn from (inbound, work signals, Redis commands):
+// historyQueries are the queries baselines learn from (inbound, work signals, Redis commands,
+// live instances):
 // the history fetch leaves out the rest, which only evaluation reads.
 func (e *Engine) historyQueries() []string {
 	var out []string
 	for _, r := range e.cfg.Rules {
-		for _, q := range append([]string{r.Inbound, r.Commands}, r.SignalQueries()...) {
+		for _, q := range append([]string{r.Inbound, r.Commands, r.Replicas}, r.SignalQueries()...) {
 			if q != "" && !slices.Contains(out, q) {
 				out = append(out, q)
 			}
@@ -257,7 +258,9 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 		for _, sig := range c.Signals {
 			rb.signals = append(rb.signals, column(sig.Query, nil))
 		}
-		rb.instances = column(c.Instances, func(m model.Metric) string { return string(m[model.LabelName(c.InstanceLabel)]) })
+		byInstance := func(m model.Metric) string { return string(m[model.LabelName(c.InstanceLabel)]) }
+		rb.instances, rb.replicas = column(c.Instances, byInstance), column(c.Replicas, byInstance)
+		rb.cacheResets = column(c.CacheResets, nil)
 		rb.flushes = column(c.Flushes, func(m model.Metric) string { return m.String() })
 		b.rules[ri] = rb
 	}
@@ -279,10 +282,12 @@ type ruleBatch struct {
 	labels                            map[string]map[string]string
 	inbound, keys, commands, writes   []seriesCursor
 	signals                           [][]seriesCursor
-	instances, flushes                []seriesCursor
+	instances, replicas, flushes      []seriesCursor
+	cacheResets                       []seriesCursor
 	inboundV, keysV, commandsV, writV detector.Values
+	cacheResetsV                      detector.Values
 	signalsV                          []detector.Values
-	instancesV, flushesV              breakdownValues
+	instancesV, replicasV, flushesV   breakdownValues
 }
 
 // each calls fn for every step of the batch in time order with every rule's input. The inputs
@@ -306,12 +311,14 @@ func (rb *ruleBatch) input(t time.Time, ts model.Time) detector.Input {
 			rb.signalsV[i] = detector.Values{}
 		}
 		rb.inboundV, rb.keysV, rb.commandsV, rb.writV = detector.Values{}, detector.Values{}, detector.Values{}, detector.Values{}
+		rb.cacheResetsV = detector.Values{}
 	}
 	in := detector.Input{
 		Time: t, Failed: rb.failed, Groups: rb.labels,
 		Inbound: sumAt(rb.inbound, ts, rb.inboundV), Keys: sumAt(rb.keys, ts, rb.keysV),
 		Commands: sumAt(rb.commands, ts, rb.commandsV), Writes: sumAt(rb.writes, ts, rb.writV),
 		Instances: rb.instancesV.at(rb.instances, ts), Flushes: rb.flushesV.at(rb.flushes, ts),
+		Replicas: rb.replicasV.at(rb.replicas, ts), CacheResets: sumAt(rb.cacheResets, ts, rb.cacheResetsV),
 		Signals: make([]detector.Values, len(rb.signals)),
 	}
 	for i, cur := range rb.signals {

@@ -74,7 +74,7 @@ func (m *Metrics) observeAdvance(e *Engine, steps int, took time.Duration) {
 		}
 		m.blind.WithLabelValues(r.cfg.Name).Set(blind)
 		counts := r.det.StateCounts()
-		for _, st := range []detector.State{detector.StateInactive, detector.StatePending, detector.StateFiring, detector.StateUnknown} {
+		for _, st := range []detector.State{detector.StateInactive, detector.StatePending, detector.StateFiring, detector.StateUnknown, detector.StateLearning} {
 			m.groupsByRule.WithLabelValues(r.cfg.Name, st.String()).Set(float64(counts[st]))
 		}
 	}
@@ -118,7 +118,7 @@ func (c *GroupCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	sort.Strings(names[1:])
 	desc := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, names, nil) }
-	state := desc("emergent_group_state", "Group state: -1 unknown, 0 inactive, 1 pending, 2 firing.")
+	state := desc("emergent_group_state", "Group state: -1 unknown, 0 inactive, 1 pending, 2 firing, 3 learning (too little history to judge).")
 	observed := desc("emergent_observed_work_per_second", "Work rate of the group's most unexplained signal.")
 	expected := desc("emergent_expected_work_per_second", "Work rate inbound explains for that signal.")
 	share := desc("emergent_unexplained_work_ratio", "Share of work that inbound does not explain (0..1).")

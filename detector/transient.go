@@ -1,0 +1,114 @@
+package detector
+
+import (
+	"slices"
+	"time"
+)
+
+// Transient events: a rolling deploy (new instance names), a scale-out or scale-in (the number
+// of instances changes) and a reset of the cache (a Redis restart or flush). Each explains work
+// for a while — new caches start cold and refresh once, a flushed Redis is refilled — and pages
+// only if the work is still up once the rule's settle time has passed since the last of them.
+
+// Transient is the latest deploy, scaling event or cache reset of a group, from its first change to
+// its last.
+type Transient struct {
+	Kind         string    // TransientDeploy, TransientScaleOut, TransientScaleIn, TransientCacheReset
+	Start, Last  time.Time // first and latest change of the event
+	From, To     int       // instances before it and now
+	NewInstances int       // instance names that appeared during it
+}
+
+// Kinds of Transient events.
+const (
+	TransientDeploy     = "rolling deploy"
+	TransientScaleOut   = "scale-out"
+	TransientScaleIn    = "scale-in"
+	TransientCacheReset = "cache reset"
+)
+
+// instanceTracker follows the live instances of one group.
+type instanceTracker struct {
+	names []string // sorted names seen at the last step with replicas data; nil before
+	event Transient
+}
+
+// observe records the live instances at t (nil when the rule reads no replicas or the group has
+// none this step) and whether its cache was reset recently. settle joins changes closer
+// than it into one event.
+func (it *instanceTracker) observe(t time.Time, live Values, restarted bool, settle time.Duration) {
+	if live != nil {
+		names := make([]string, 0, len(live))
+		for n, v := range live {
+			if isNum(v) {
+				names = append(names, n)
+			}
+		}
+		slices.Sort(names)
+		if it.names != nil {
+			added := 0
+			for _, n := range names {
+				if _, found := slices.BinarySearch(it.names, n); !found {
+					added++
+				}
+			}
+			if added > 0 || len(names) != len(it.names) {
+				it.change(t, settle, len(it.names))
+				it.event.NewInstances += added
+				it.event.To = len(names)
+				it.event.Kind = instanceEventKind(it.event)
+			}
+		}
+		it.names = names
+	}
+	if restarted {
+		n := len(it.names)
+		fresh := it.change(t, settle, n)
+		if fresh || it.event.Kind == "" {
+			it.event.Kind, it.event.To = TransientCacheReset, n
+		}
+	}
+}
+
+// change extends the current event to t or starts a new one; it reports a new one.
+func (it *instanceTracker) change(t time.Time, settle time.Duration, before int) bool {
+	if !it.event.Last.IsZero() && t.Sub(it.event.Last) < settle {
+		it.event.Last = t
+		return false
+	}
+	it.event = Transient{Start: t, Last: t, From: before, To: before}
+	return true
+}
+
+// replicaGrowth is how much the number of instances must change to be a scaling event rather
+// than a deploy: a rolling deploy adds one surge pod at a time, a scaling event at least half
+// as many again as there were.
+const replicaGrowth = 1.5
+
+func instanceEventKind(e Transient) string {
+	switch {
+	case e.From > 0 && float64(e.To) >= replicaGrowth*float64(e.From):
+		return TransientScaleOut
+	case e.To > 0 && float64(e.From) >= replicaGrowth*float64(e.To):
+		return TransientScaleIn
+	case e.NewInstances > 0:
+		return TransientDeploy
+	}
+	return e.Kind
+}
+
+// settling reports whether t is within settle of the group's latest event.
+func (it *instanceTracker) settling(t time.Time, settle time.Duration) bool {
+	return !it.event.Last.IsZero() && t.Sub(it.event.Last) < settle
+}
+
+// recent returns the latest event if it ended within window of t.
+func (it *instanceTracker) recent(t time.Time, window time.Duration) (Transient, bool) {
+	if it.event.Last.IsZero() || t.Sub(it.event.Last) > window {
+		return Transient{}, false
+	}
+	return it.event, true
+}
+
+// count is the number of live instances at the last step with data, 0 when unknown.
+func (it *instanceTracker) count() int { return len(it.names) }
