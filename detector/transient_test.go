@@ -1,0 +1,216 @@
+package detector
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/config"
+	"github.com/prometheus/common/model"
+)
+
+// fleetStep is one evaluation step of a group with instances: how many are live, which
+// deploy generation names them (a new generation renames every instance: a rolling deploy),
+// inbound, the work signal, and whether the cache was reset.
+type fleetStep struct {
+	instances, generation int
+	inbound, work         float64
+	cacheReset            bool
+}
+
+// fleet repeats a step n times.
+func fleet(n int, s fleetStep) []fleetStep {
+	out := make([]fleetStep, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+func (s fleetStep) input(at time.Time) Input {
+	live := Values{}
+	for k := range s.instances {
+		live[fmt.Sprintf("pod-g%d-%d", s.generation, k)] = 1
+	}
+	in := Input{
+		Time: at, Groups: map[string]map[string]string{key: service},
+		Inbound: Values{key: s.inbound}, Signals: []Values{{key: s.work}},
+		Replicas: map[string]Values{key: live}, CacheResets: Values{},
+	}
+	if s.cacheReset {
+		in.CacheResets[key] = 1
+	}
+	return in
+}
+
+// fleetRule watches one signal of the given relation, with a replicas query and no ceiling:
+// every level is learned.
+func fleetRule(relation string) config.Rule {
+	r := tokenRule(relation)
+	r.Signals[0].Ceiling, r.Signals[0].MaxRatio = 0, 0
+	r.Replicas, r.CacheResets = "replicas", "resets"
+	r.InstanceLabel = "instance"
+	r.Settle = model.Duration(10 * time.Minute)
+	return r
+}
+
+// runFleet feeds a day of healthy history at the baseline step, then evaluates the steps.
+func runFleet(t *testing.T, r *Rule, healthy fleetStep, steps []fleetStep, interval time.Duration) (events []Event) {
+	t.Helper()
+	base := time.Duration(global(interval).BaselineStep)
+	for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
+		r.AddHistory(healthy.input(at))
+	}
+	for i, s := range steps {
+		events = append(events, r.Eval(s.input(t0.Add(time.Duration(i)*interval)))...)
+	}
+	return events
+}
+
+func firings(events []Event) []Event {
+	var out []Event
+	for _, ev := range events {
+		if !ev.Resolved && !ev.Updated {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func TestTransients(t *testing.T) {
+	const step = 30 * time.Second
+	// 24 instances with many per-process caches each, refreshing 5-minute tokens: 1.3 mints/s
+	// while healthy, forty times a fleet-wide ceiling of 0.033/s.
+	busy := fleetStep{instances: 24, inbound: 50, work: 1.3}
+	quiet := fleetStep{instances: 4, inbound: 5, work: 0.004}
+	with := func(s fleetStep, f func(*fleetStep)) fleetStep { f(&s); return s }
+	cat := func(parts ...[]fleetStep) []fleetStep {
+		var out []fleetStep
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		relation string
+		healthy  fleetStep
+		steps    []fleetStep
+		fireStep int    // -1: nothing fires
+		words    string // in the firing diagnosis
+	}{
+		{
+			name: "a busy fleet's healthy minting is its normal", relation: config.RelationBounded,
+			healthy: busy, steps: fleet(60, busy), fireStep: -1,
+		},
+		{
+			name: "the same fleet thrashing pages", relation: config.RelationBounded,
+			healthy: busy, steps: cat(fleet(10, busy), fleet(30, with(busy, func(s *fleetStep) { s.work = 40 }))),
+			fireStep: 14, words: "token mints 40/s",
+		},
+		{
+			// New pods refresh every cache once: 12 minutes of extra mints, longer than for.
+			name: "a rolling deploy's cold caches do not page", relation: config.RelationBounded,
+			healthy: quiet,
+			steps: cat(fleet(10, quiet), fleet(8, with(quiet, func(s *fleetStep) { s.generation, s.instances, s.work = 1, 5, 0.2 })),
+				fleet(16, with(quiet, func(s *fleetStep) { s.generation, s.work = 1, 0.2 })), fleet(40, with(quiet, func(s *fleetStep) { s.generation = 1 }))),
+			fireStep: -1,
+		},
+		{
+			// The deploy brought the bug: still up a settle time after the last new pod, it pages
+			// then (pending counted from onset) and names the deploy.
+			name: "work still up after a deploy pages and names it", relation: config.RelationBounded,
+			healthy: quiet,
+			steps: cat(fleet(10, quiet), fleet(4, with(quiet, func(s *fleetStep) { s.generation, s.instances, s.work = 1, 5, 0.2 })),
+				fleet(60, with(quiet, func(s *fleetStep) { s.generation, s.work = 1, 0.2 }))),
+			fireStep: 34, words: "still up 10m after rolling deploy at 00:05 UTC (5 new instances)",
+		},
+		{
+			name: "a healthy scale-out raises bounded work per instance, explained", relation: config.RelationBounded,
+			healthy: quiet,
+			steps:   cat(fleet(10, quiet), fleet(60, with(quiet, func(s *fleetStep) { s.instances, s.work = 12, 0.012 }))),
+			fireStep: -1,
+		},
+		{
+			// Per-pod state: six pods each refresh their own cache from Redis; inbound flat, Redis
+			// commands 1.4x — under a 50 % unexplained share, over the replica-scaling one.
+			name: "work per request that grows with replicas pages as replica scaling", relation: config.RelationProportional,
+			healthy:  fleetStep{instances: 2, inbound: 10, work: 50},
+			steps:    cat(fleet(10, fleetStep{instances: 2, inbound: 10, work: 50}), fleet(60, fleetStep{instances: 6, inbound: 10, work: 70})),
+			fireStep: 30, words: "instances went 2 → 6",
+		},
+		{
+			name: "a scale-out that follows demand is not replica scaling", relation: config.RelationProportional,
+			healthy:  fleetStep{instances: 2, inbound: 10, work: 50},
+			steps:    cat(fleet(10, fleetStep{instances: 2, inbound: 10, work: 50}), fleet(60, fleetStep{instances: 6, inbound: 30, work: 150})),
+			fireStep: -1,
+		},
+		{
+			name: "the rebuild after a cache reset does not page", relation: config.RelationProportional,
+			healthy: fleetStep{instances: 2, inbound: 10, work: 50},
+			steps: cat(fleet(10, fleetStep{instances: 2, inbound: 10, work: 50}),
+				fleet(2, fleetStep{instances: 2, inbound: 10, work: 400, cacheReset: true}),
+				fleet(16, fleetStep{instances: 2, inbound: 10, work: 400}), fleet(30, fleetStep{instances: 2, inbound: 10, work: 50})),
+			fireStep: -1,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRule(fleetRule(tc.relation), global(step))
+			fired := firings(runFleet(t, r, tc.healthy, tc.steps, step))
+			if tc.fireStep < 0 {
+				if len(fired) > 0 {
+					t.Fatalf("fired at step %d: %s", int(fired[0].Episode.Start.Sub(t0)/step), fired[0].Episode.Explanation.Diagnosis)
+				}
+				return
+			}
+			if len(fired) != 1 {
+				t.Fatalf("want one episode, got %d", len(fired))
+			}
+			ep := fired[0].Episode
+			if got := int(ep.Start.Sub(t0) / step); got != tc.fireStep {
+				t.Errorf("fired at step %d, want %d", got, tc.fireStep)
+			}
+			if text := ep.Summary + " | " + ep.Explanation.Diagnosis; !strings.Contains(text, tc.words) {
+				t.Errorf("words %q do not say %q", text, tc.words)
+			}
+		})
+	}
+}
+
+// A group born an hour ago has learned nothing yet: it is learning, and pages nothing.
+func TestLearningGroupDoesNotPage(t *testing.T) {
+	const step = 30 * time.Second
+	r := NewRule(fleetRule(config.RelationBounded), global(step))
+	var events []Event
+	for i := range 40 {
+		events = append(events, r.Eval(fleetStep{instances: 2, inbound: 3, work: 0.5}.input(t0.Add(time.Duration(i)*step)))...)
+	}
+	if len(events) > 0 {
+		t.Fatalf("a group without history paged: %s", events[0].Episode.Summary)
+	}
+	if st := r.Status()[0].State; st != StateLearning {
+		t.Errorf("state %s, want learning", st)
+	}
+}
+
+// An open episode that gets much worse is news, once per worsening, with the new numbers.
+func TestWorseningIsAnUpdate(t *testing.T) {
+	const step = 30 * time.Second
+	busy := fleetStep{instances: 4, inbound: 10, work: 0.01}
+	steps := append(fleet(10, busy), fleet(20, fleetStep{instances: 4, inbound: 10, work: 0.14})...)
+	steps = append(steps, fleet(20, fleetStep{instances: 4, inbound: 10, work: 19})...)
+	var updates []Event
+	for _, ev := range runFleet(t, NewRule(fleetRule(config.RelationBounded), global(step)), busy, steps, step) {
+		if ev.Updated {
+			updates = append(updates, ev)
+		}
+	}
+	if len(updates) != 1 {
+		t.Fatalf("want one update for 0.14/s → 19/s, got %d", len(updates))
+	}
+	if s := updates[0].Episode.Summary; !strings.Contains(s, "token mints 19/s") {
+		t.Errorf("update summary %q does not carry the new rate", s)
+	}
+}
