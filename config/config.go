@@ -147,6 +147,10 @@ type Signal struct {
 	MaxRatio float64 `toml:"max_ratio" json:"max_ratio,omitempty"`
 	// MaxFloor caps the learned floor (work per second with no inbound).
 	MaxFloor float64 `toml:"max_floor" json:"max_floor,omitempty"`
+	// PerInstance makes a proportional signal's floor a floor per live instance: each instance
+	// refreshes on its own (a token cache misses once per lifetime), so the floor grows with
+	// instances and a scale-out is explained. Bounded signals are always per instance.
+	PerInstance bool `toml:"per_instance" json:"per_instance,omitempty"`
 	// Unit names what the signal counts, for messages ("token mints").
 	Unit string `toml:"unit" json:"unit,omitempty"`
 	// EventQuantum is derived from Query, not configured: what one event adds to its value

@@ -177,7 +177,7 @@ type fitScratch struct {
 
 func (sc *fitScratch) fit(inbound, work []float64, quantum float64) (proportionalFit, bool) {
 	points := len(inbound)
-	if points < minFitPoints {
+	if points < minLearnPoints {
 		return proportionalFit{Points: points}, false
 	}
 	fit := proportionalFit{Points: points}

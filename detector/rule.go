@@ -330,11 +330,16 @@ func (g *group) relearn(r *Rule, t time.Time) {
 			continue
 		}
 		in, work := sc.in[:0], sc.work[:0]
+		perInstance := r.cfg.Signals[s].PerInstance
 		g.hist.each(func(i int) {
 			x, w := float64(g.hist.cols[0][i]), float64(g.hist.cols[1+s][i])
-			if isNum(x) && isNum(w) {
-				in, work = append(in, x), append(work, w)
+			if !isNum(x) || !isNum(w) {
+				return
 			}
+			if reps := r.replicasAt(g, i); perInstance {
+				x, w = x/reps, w/reps // work/n = ratio·inbound/n + floor per instance
+			}
+			in, work = append(in, x), append(work, w)
 		})
 		sc.in, sc.work = in, work
 		g.fits[s], g.fitOK[s] = sc.fit(in, work, r.cfg.Signals[s].EventQuantum)
@@ -362,19 +367,23 @@ func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
 	sc := &r.fit
 	per := sc.work[:0]
 	g.hist.each(func(i int) {
-		w := float64(g.hist.cols[1+s][i])
-		reps := 1.0 // without instance data the group counts as one, as evaluation counts it
-		if r.replicasCol >= 0 {
-			if c := float64(g.hist.cols[r.replicasCol][i]); isNum(c) && c > 0 {
-				reps = c
-			}
-		}
-		if isNum(w) {
-			per = append(per, w/reps)
+		if w := float64(g.hist.cols[1+s][i]); isNum(w) {
+			per = append(per, w/r.replicasAt(g, i))
 		}
 	})
 	sc.work = per
 	return sc.learnLevel(per, r.cfg.Signals[s].EventQuantum)
+}
+
+// replicasAt is the number of live instances at history slot i; without instance data the
+// group counts as one, as evaluation counts it.
+func (r *Rule) replicasAt(g *group, i int) float64 {
+	if r.replicasCol >= 0 {
+		if c := float64(g.hist.cols[r.replicasCol][i]); isNum(c) && c > 0 {
+			return c
+		}
+	}
+	return 1
 }
 
 // relearnPhase is where in each hour a group relearns: fixed by its key, the same in every

@@ -64,10 +64,14 @@ func (g *group) expectedWork(s int, sig config.Signal, inbound float64, instance
 	if sig.MaxFloor > 0 {
 		fit.Floor = math.Min(fit.Floor, sig.MaxFloor)
 	}
+	n := 1.0
+	if sig.PerInstance && learned { // the fit is per instance: floor and spread scale with them
+		n = float64(max(1, instances))
+	}
 	// Work inbound could explain in full is explained: the learned floor must not turn a surge
 	// that work follows into unexplained work.
-	expected = math.Max(fit.Ratio*inbound+fit.Floor, fit.AllRatio*inbound)
-	return expected, math.Max(fit.Sigma, countingNoise(expected, sig.EventQuantum)), true
+	expected = math.Max(fit.Ratio*inbound+fit.Floor*n, fit.AllRatio*inbound)
+	return expected, math.Max(fit.Sigma*n, countingNoise(expected, sig.EventQuantum)), true
 }
 
 // expectedBounded is the group's learned healthy level per instance times its live instances,
