@@ -24,6 +24,9 @@ type Alert struct {
 	GeneratorURL string
 	// Details holds the numbers behind the annotations, for rich messages.
 	Details Details
+	// Revision counts the updates of a firing episode that got much worse since it was paged:
+	// each is news every receiver gets once (0: as it fired).
+	Revision int
 }
 
 // Details are the numbers behind an alert, for receivers that render more than text.

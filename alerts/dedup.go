@@ -36,6 +36,8 @@ type episodeRecord struct {
 	TS      string `json:"ts,omitempty"`
 	// Edited reports that the firing message was edited to show the resolve.
 	Edited bool `json:"edited,omitempty"`
+	// Revision is the latest update of the episode posted.
+	Revision int `json:"revision,omitempty"`
 }
 
 func (r episodeRecord) lastPost() time.Time {

@@ -57,12 +57,19 @@ type receiver struct {
 	sent        map[string]sentState // by fingerprint
 
 	// Slack and webhook: one message per transition.
-	queued map[string]bool // by episode key: whether the transition queued was the resolve
+	queued map[string]transition // by episode key: the latest transition queued
 }
 
 type sentState struct {
 	resolved bool
+	revision int
 	at       time.Time
+}
+
+// transition is where an episode stands for receivers that post once per change.
+type transition struct {
+	resolved bool
+	revision int
 }
 
 // delivery is one queue and the goroutine that empties it into a notifier.
@@ -127,7 +134,7 @@ func newManager(g config.Global, receivers []config.Receiver, routes []config.Ro
 			// failures").
 			validFor: 4 * max(orDefault(time.Duration(g.EvaluationInterval), defaultEvaluationInterval), resend),
 			sent:     map[string]sentState{},
-			queued:   map[string]bool{},
+			queued:   map[string]transition{},
 		}
 		if err := m.addDeliveries(r, rc, opts); err != nil {
 			return nil, fmt.Errorf("receiver %q: %w", rc.Name, err)
@@ -300,7 +307,7 @@ func (r *receiver) alertmanagerItems(now time.Time, alerts []*Alert) []*item {
 			continue
 		}
 		prev, seen := r.sent[fp]
-		changed := !seen || prev.resolved != resolved
+		changed := !seen || prev.resolved != resolved || prev.revision != a.Revision
 		if !changed && now.Sub(prev.at) < r.resendDelay {
 			sent[fp] = prev
 			continue
@@ -319,7 +326,7 @@ func (r *receiver) alertmanagerItems(now time.Time, alerts []*Alert) []*item {
 			c.EndsAt = now.Add(r.validFor)
 		}
 		items = append(items, &item{key: fp, alert: &c, resolved: resolved, prio: prio})
-		sent[fp] = sentState{resolved: resolved, at: now}
+		sent[fp] = sentState{resolved: resolved, revision: a.Revision, at: now}
 	}
 	// Alerts no longer handed to us are forgotten; if one comes back it is new again.
 	r.sent = sent
@@ -340,24 +347,27 @@ func supersedes(a, cur *Alert) bool {
 // episode log, which outlives restarts; this only keeps every Update from queueing again.
 func (r *receiver) transitionItems(alerts []*Alert) []*item {
 	var items []*item
-	queued := make(map[string]bool, len(alerts))
+	queued := make(map[string]transition, len(alerts))
 	for _, a := range alerts {
-		key, resolved := a.EpisodeKey(), a.Resolved()
+		key, now := a.EpisodeKey(), transition{resolved: a.Resolved(), revision: a.Revision}
 		prev, seen := r.queued[key]
-		if seen && prev {
+		if seen && prev.resolved {
 			// Resolved is final for an episode.
-			queued[key] = true
+			queued[key] = prev
 			continue
 		}
-		queued[key] = resolved
-		if seen && prev == resolved {
+		queued[key] = now
+		if seen && prev == now {
 			continue
 		}
 		state, prio := "firing", prioFiring
-		if resolved {
+		switch {
+		case now.resolved:
 			state, prio = "resolved", prioResolve
+		case now.revision > 0:
+			state = fmt.Sprintf("update-%d", now.revision)
 		}
-		items = append(items, &item{key: key + "/" + state, alert: a, resolved: resolved, prio: prio})
+		items = append(items, &item{key: key + "/" + state, alert: a, resolved: now.resolved, prio: prio})
 	}
 	r.queued = queued
 	return items

@@ -88,6 +88,9 @@ func (s *Slack) notify(ctx context.Context, a *Alert) (bool, error) {
 	key := a.EpisodeKey()
 	rec, posted := s.log.get(key)
 	if !a.Resolved() {
+		if posted && rec.Revision < a.Revision {
+			return s.notifyUpdate(ctx, key, rec, a)
+		}
 		if posted {
 			return false, nil
 		}
@@ -96,7 +99,7 @@ func (s *Slack) notify(ctx context.Context, a *Alert) (bool, error) {
 		if err != nil {
 			return s.failed(fmt.Sprintf("post firing %s", a.Labels["alertname"]), err)
 		}
-		s.record(key, episodeRecord{FiredAt: s.log.now(), Channel: channel, TS: ts})
+		s.record(key, episodeRecord{FiredAt: s.log.now(), Channel: channel, TS: ts, Revision: a.Revision})
 		return false, nil
 	}
 
@@ -130,6 +133,29 @@ func (s *Slack) notify(ctx context.Context, a *Alert) (bool, error) {
 		rec.Edited = true
 		s.record(key, rec)
 	}
+	return false, nil
+}
+
+// notifyUpdate tells that a firing episode got much worse: in bot mode a reply in its thread
+// with the new numbers (broadcast to the channel: it is news) and the original message edited
+// to them, so nothing is hidden behind an old page; with a webhook a new message.
+func (s *Slack) notifyUpdate(ctx context.Context, key string, rec episodeRecord, a *Alert) (bool, error) {
+	text, blocks := slackMessage(a)
+	var err error
+	if s.api != nil && rec.TS != "" {
+		_, _, err = s.post(ctx, slackUpdateReply(a), nil, rec.TS)
+		if err == nil {
+			_, _, _, err = s.api.UpdateMessageContext(ctx, rec.Channel, rec.TS,
+				slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+		}
+	} else {
+		_, _, err = s.post(ctx, text, blocks, "")
+	}
+	if err != nil {
+		return s.failed(fmt.Sprintf("post update %d of %s", a.Revision, a.Labels["alertname"]), err)
+	}
+	rec.Revision = a.Revision
+	s.record(key, rec)
 	return false, nil
 }
 

@@ -28,8 +28,11 @@ var slackReservedLabels = map[string]bool{"alertname": true, "kind": true, "rule
 func slackMessage(a *Alert) (text string, blocks []slack.Block) {
 	d := a.Details
 	emoji, state := "🔥", "FIRING"
-	if a.Resolved() {
+	switch {
+	case a.Resolved():
 		emoji, state = "✅", "RESOLVED"
+	case a.Revision > 0:
+		state = "FIRING (worse)"
 	}
 	title := strings.Join(nonEmpty(kindTitle(a.Labels["kind"]), a.Labels["rule"], groupLabels(a.Labels)), " · ")
 	header := truncate(fmt.Sprintf("%s %s: %s", emoji, state, title), slackHeaderMax)
@@ -96,6 +99,10 @@ func slackMessage(a *Alert) (text string, blocks []slack.Block) {
 }
 
 // slackResolveReply is the short thread reply that marks an episode resolved.
+func slackUpdateReply(a *Alert) string {
+	return "⬆️ Worse: " + a.Annotations["summary"]
+}
+
 func slackResolveReply(a *Alert) string {
 	return fmt.Sprintf("✅ Resolved at %s after %s.", slackTime(a.EndsAt), episodeDuration(a))
 }

@@ -79,8 +79,8 @@ func (w *Webhook) Notify(ctx context.Context, alerts ...*Alert) (bool, error) {
 	for _, a := range alerts {
 		rec, posted := w.log.get(a.EpisodeKey())
 		switch {
-		case !a.Resolved() && !posted:
-			due = append(due, a)
+		case !a.Resolved() && (!posted || rec.Revision < a.Revision):
+			due = append(due, a) // a firing not posted yet, or an update of one that was
 		case a.Resolved() && posted && rec.ResolvedAt.IsZero():
 			due = append(due, a)
 		}
@@ -99,10 +99,13 @@ func (w *Webhook) Notify(ctx context.Context, alerts ...*Alert) (bool, error) {
 	for _, a := range due {
 		key := a.EpisodeKey()
 		rec, _ := w.log.get(key)
-		if a.Resolved() {
+		switch {
+		case a.Resolved():
 			rec.ResolvedAt = now
-		} else {
-			rec.FiredAt = now
+		case rec.FiredAt.IsZero():
+			rec.FiredAt, rec.Revision = now, a.Revision
+		default:
+			rec.Revision = a.Revision
 		}
 		if err := w.log.put(key, rec); err != nil {
 			w.logger.Warn("Cannot save webhook state file; a restart may post this episode again", "file", w.log.path, "err", err)

@@ -50,7 +50,9 @@ type Episode struct {
 	Summary  string
 	// Explanation holds the numbers at the latest evaluated step.
 	Explanation Explanation
-	notified    float64 // observed work at the last firing or update event
+	// Revision counts the updates sent because the episode got much worse (0: as it fired).
+	Revision int
+	notified float64 // observed work at the last firing or update event
 }
 
 // Active reports whether the episode has not resolved.
@@ -280,6 +282,7 @@ func (r *Rule) Eval(in Input) []Event {
 				ep.Summary, ep.Explanation = ex.Summary, ex
 				if worsened(ep.notified, ex.Observed) {
 					ep.notified = ex.Observed
+					ep.Revision++
 					events = append(events, Event{Updated: true, At: t, Episode: *ep})
 				}
 			}

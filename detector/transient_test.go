@@ -128,8 +128,8 @@ func TestTransients(t *testing.T) {
 		},
 		{
 			name: "a healthy scale-out raises bounded work per instance, explained", relation: config.RelationBounded,
-			healthy: quiet,
-			steps:   cat(fleet(10, quiet), fleet(60, with(quiet, func(s *fleetStep) { s.instances, s.work = 12, 0.012 }))),
+			healthy:  quiet,
+			steps:    cat(fleet(10, quiet), fleet(60, with(quiet, func(s *fleetStep) { s.instances, s.work = 12, 0.012 }))),
 			fireStep: -1,
 		},
 		{

@@ -72,6 +72,7 @@ func (e *Engine) episodeAlert(rule config.Rule, ep detector.Episode) *alerts.Ale
 		},
 		StartsAt:     ep.Start,
 		EndsAt:       ep.End,
+		Revision:     ep.Revision,
 		GeneratorURL: e.graphURL(rule, ep.Labels),
 		Details: alerts.Details{
 			Unit: ex.Unit, ObservedPerSec: ex.Observed, ExpectedPerSec: ex.Expected,
