@@ -92,7 +92,7 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 		ex.Remedy = RemedyShareCache
 	}
 	expectation := "expected " + num(ex.Expected) + "/s"
-	if isNum(ex.PerInstance) && ex.Replicas > 0 {
+	if isNum(ex.PerInstance) && ex.PerInstance > 0 && ex.Replicas > 0 {
 		expectation += fmt.Sprintf(" (%s/s per instance × %d)", num(ex.PerInstance), ex.Replicas)
 	}
 	if !over {
@@ -116,9 +116,13 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 		if tr := ex.Transient; tr != nil && tr.Kind == TransientScaleOut {
 			from = strconv.Itoa(tr.From)
 		}
-		why = append(why, fmt.Sprintf("instances went %s → %d while inbound is %s; %s per request rose %sx → work tracks replica count, "+
+		rose := "rose from none"
+		if ex.Expected > 0 {
+			rose = "rose " + num(ex.Observed/ex.Expected) + "x"
+		}
+		why = append(why, fmt.Sprintf("instances went %s → %d while inbound is %s; %s per request %s → work tracks replica count, "+
 			"not demand: per-instance cache or state (APCu per PHP-FPM master, filesystem cache per pod)",
-			from, ex.Replicas, inboundWords(ex), ex.Unit, num(ex.Observed/math.Max(ex.Expected, 1e-9))))
+			from, ex.Replicas, inboundWords(ex), ex.Unit, rose))
 	case ex.Instances >= 2:
 		why = append(why, fmt.Sprintf("%d instances do the work independently; it tracks instance count, "+
 			"not demand → the cache is not shared (per-instance cache: APCu per PHP-FPM master, filesystem cache per pod)",

@@ -218,6 +218,9 @@ func (r *Rule) AddHistory(in Input) {
 	for key, labels := range in.Groups {
 		g, _ := r.group(key, labels)
 		g.hist.put(in.Time.Unix(), r.historyRow(in, key, true))
+		if g.instances.born.IsZero() {
+			g.instances.born = in.Time // a group with history is not being born
+		}
 		for s := range r.cfg.Signals {
 			if s < len(in.Signals) {
 				if _, ok := in.Signals[s][key]; ok {
@@ -304,7 +307,10 @@ func (r *Rule) explain(ex *Explanation, labels map[string]string, over bool) {
 // a fleet's groups relearn spread over the hour, not all in one evaluation.
 func (g *group) relearn(r *Rule, t time.Time) {
 	hour := (t.Unix() - g.phase) / 3600
-	if hour == g.learned {
+	// A learning group relearns at every baseline step until it has learned: a service born
+	// now pages after its first hour, not after the hour boundary that follows it.
+	newPoint := g.learning && t.Unix()%int64(r.baselineStep/time.Second) == 0
+	if hour == g.learned && !newPoint {
 		return
 	}
 	g.learned = hour

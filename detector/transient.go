@@ -29,7 +29,8 @@ const (
 
 // instanceTracker follows the live instances of one group.
 type instanceTracker struct {
-	names []string // sorted names seen at the last step with replicas data; nil before
+	names []string  // sorted names seen at the last step with replicas data; nil before
+	born  time.Time // first step with replicas data
 	event Transient
 }
 
@@ -45,7 +46,12 @@ func (it *instanceTracker) observe(t time.Time, live Values, restarted bool, set
 			}
 		}
 		slices.Sort(names)
-		if it.names != nil {
+		if it.born.IsZero() {
+			it.born = t
+		}
+		// Instances that come up one by one as a group is born (or first seen) are its birth,
+		// not a scaling event.
+		if it.names != nil && t.Sub(it.born) >= settle {
 			added := 0
 			for _, n := range names {
 				if _, found := slices.BinarySearch(it.names, n); !found {

@@ -179,19 +179,34 @@ func TestTransients(t *testing.T) {
 	}
 }
 
-// A group born an hour ago has learned nothing yet: it is learning, and pages nothing.
+// A group born a few minutes ago has learned nothing yet: it is learning, and pages nothing.
+// Once it has its hour of history (four baseline steps) it judges, whatever the hour
+// boundary: a thrash then pages.
 func TestLearningGroupDoesNotPage(t *testing.T) {
 	const step = 30 * time.Second
 	r := NewRule(fleetRule(config.RelationBounded), global(step))
 	var events []Event
-	for i := range 40 {
-		events = append(events, r.Eval(fleetStep{instances: 2, inbound: 3, work: 0.5}.input(t0.Add(time.Duration(i)*step)))...)
+	i := 0
+	eval := func(n int, s fleetStep) {
+		for range n {
+			events = append(events, r.Eval(s.input(t0.Add(time.Duration(i)*step)))...)
+			i++
+		}
 	}
+	eval(20, fleetStep{instances: 2, inbound: 3, work: 0.5})
 	if len(events) > 0 {
 		t.Fatalf("a group without history paged: %s", events[0].Episode.Summary)
 	}
 	if st := r.Status()[0].State; st != StateLearning {
 		t.Errorf("state %s, want learning", st)
+	}
+	eval(60, fleetStep{instances: 2, inbound: 3, work: 0.01})
+	if st := r.Status()[0].State; st != StateInactive {
+		t.Fatalf("after 40 minutes of history the state is %s, want inactive", st)
+	}
+	eval(20, fleetStep{instances: 2, inbound: 3, work: 2})
+	if len(firings(events)) != 1 {
+		t.Errorf("a thrash after the group learned fired %d episodes, want 1", len(firings(events)))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +24,8 @@ const (
 	stormAlertBound = 8
 	resolveBound    = 22 // rate window (10) + resolve_for (5) + delay, steps and delivery
 	// quietFor is how long after the onsets the controls are watched: the token rule's `for`
-	// plus ten intervals, and the whole 40 s surge plus `for`.
+	// plus ten intervals, and the whole 40 s surge plus `for`; longer if the rules settle
+	// (ledger's scale-out must stay quiet past settle and `for`).
 	quietFor = 60 * time.Second
 )
 
@@ -61,10 +63,23 @@ func TestRealStack(t *testing.T) {
 	w.warmUp(t)
 	t.Logf("warm-up done %s after start", time.Since(began).Round(time.Millisecond))
 
+	// The settle the daemons run with (a scaling event's raised work pages only after it): the
+	// scale-out's alert bound and how long the controls are watched include it.
+	settle, err := settleOf(w.rulesText(daemonConfig{promURL: w.prom.URL, delay: evalDelay}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := max(quietFor, settle+tokenFor+10*evalInterval)
+	// Before onset the scaled services run scaledFrom instances, each exporting as a target of
+	// its own; their idle listeners export nothing.
+	for _, svc := range []string{"inventory", "ledger"} {
+		waitFor(t, 2*rateWindow, svc+"'s instances before onset", func() error { return w.checkLive(svc, scaledFrom) })
+	}
+
 	onsets := w.startIncidents(t)
 	onset := onsets["checkout"]
-	incidents := []string{"checkout", "reports", "media"}
-	controls := []string{"search", "catalog", "files", "billing", "sessions"}
+	incidents := []string{"checkout", "reports", "media", "inventory"}
+	controls := []string{"search", "catalog", "files", "billing", "sessions", "ledger"}
 
 	t.Run("fragmented", func(t *testing.T) {
 		a := w.waitDetected(t, "SelfGeneratedTraffic", "checkout", onsets["checkout"], tokenAlertBound)
@@ -124,6 +139,34 @@ func TestRealStack(t *testing.T) {
 		t.Logf("media: %.2f FLUSHDB per upload in the raw counters; the detector said %q at firing, and %.3g (%q) %s after onset",
 			truth, between(a.Annotations["diagnosis"], "", " FLUSHDB"), ep.Numbers["flushes_per_write"],
 			between(ep.Diagnosis, "", ";"), time.Since(onsets["media"]).Round(time.Second))
+	})
+
+	t.Run("scale-out", func(t *testing.T) {
+		// Per-pod state: inventory's six per-instance caches revoke each other's tokens where
+		// two did not. Inbound is flat; mints grow with the replicas.
+		waitFor(t, rateWindow+5*evalInterval, "inventory's "+strconv.Itoa(scaledTo)+" instances, each minting", func() error {
+			if err := w.checkLive("inventory", scaledTo); err != nil {
+				return err
+			}
+			n, err := w.query(`count(token_mint_count{service="inventory"} > 0)`)
+			if err != nil || n != scaledTo {
+				return fmt.Errorf("%g instances minted, want %d (%v)", n, scaledTo, err)
+			}
+			return nil
+		})
+		bound := tokenAlertBound + intervals(settle)
+		t.Logf("inventory: scaled %d → %d instances; rules settle %s (bound %.0f intervals)", scaledFrom, scaledTo, settle, bound)
+		a := w.waitDetected(t, "SelfGeneratedTraffic", "inventory", onsets["inventory"], bound)
+		want := fmt.Sprintf("instances went %d → %d", scaledFrom, scaledTo)
+		if !strings.Contains(a.Annotations["diagnosis"], want) {
+			t.Errorf("Alertmanager's diagnosis does not say %q: %q", want, a.Annotations["diagnosis"])
+		}
+		if ep, err := w.daemons["primary"].episode("self_generated_traffic", "inventory"); err != nil {
+			t.Error(err)
+		} else if !strings.Contains(ep.Diagnosis, want) {
+			t.Errorf("the API's diagnosis does not say %q: %q", want, ep.Diagnosis)
+		}
+		w.waitSlack(t, "inventory", "Self-generated traffic", want)
 	})
 
 	t.Run("replicas", func(t *testing.T) {
@@ -290,7 +333,7 @@ func TestRealStack(t *testing.T) {
 				latest = at
 			}
 		}
-		until := latest.Add(quietFor + vmEvalDelay)
+		until := latest.Add(quiet + vmEvalDelay)
 		for {
 			if v := w.controlViolations(controls); len(v) > 0 {
 				t.Fatalf("a control raised an alert %s after onset:\n%s", time.Since(latest).Round(time.Second), strings.Join(v, "\n"))
@@ -300,7 +343,7 @@ func TestRealStack(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if err := w.watcher.healthy(latest.Add(quietFor)); err != nil {
+		if err := w.watcher.healthy(latest.Add(quiet)); err != nil {
 			t.Fatal(err)
 		}
 		// Quiet because known and inactive, not because unseen: every control group has a
@@ -425,6 +468,8 @@ func (w *world) startIncidents(t *testing.T) map[string]time.Time {
 			return rdb.FlushDB(context.Background()).Err()
 		}),
 		at("sessions", func(s *service) error { return w.restartRedis(context.Background(), s) }),
+		at("inventory", mode(url.Values{"active": {strconv.Itoa(scaledTo)}})),
+		at("ledger", mode(url.Values{"active": {strconv.Itoa(scaledTo)}})),
 	)
 	for svc, at := range onsets {
 		t.Logf("onset %-8s %s", svc, at.Format("15:04:05.000"))
@@ -530,6 +575,14 @@ func (w *world) checkHappened(t *testing.T, onsets map[string]time.Time) {
 		{"search minted at most a couple of tokens for all its requests (shared cache)",
 			`sum(token_mint_count{service="search"}) / sum(http_requests_total{service="search"})`,
 			func(v float64) bool { return v < 0.02 }},
+		{"ledger scaled out (instances live)", fmt.Sprintf(`count(%s)`, liveQuery("ledger")),
+			func(v float64) bool { return v == scaledTo }},
+		{"ledger's new instances served (every live instance handled requests)",
+			`count(sum by (instance) (http_requests_total{service="ledger",handler="/api/work"}) > 0)`,
+			func(v float64) bool { return v == scaledTo }},
+		{"ledger minted at most a couple of tokens for all its requests (shared cache, scaled out)",
+			`sum(token_mint_count{service="ledger"}) / sum(http_requests_total{service="ledger"})`,
+			func(v float64) bool { return v < 0.02 }},
 	} {
 		v, err := w.query(c.q)
 		if err != nil {
@@ -541,6 +594,47 @@ func (w *world) checkHappened(t *testing.T, onsets map[string]time.Time) {
 			t.Errorf("control did not happen: %s: %g (%s)", c.what, v, c.q)
 		}
 	}
+}
+
+// liveQuery is one series per live instance of svc, as the rules' replicas query counts them.
+func liveQuery(svc string) string {
+	return fmt.Sprintf(`sum by (service, instance) (rate(http_requests_total{service=%q}[%s]))`, svc, model.Duration(rateWindow))
+}
+
+// checkLive checks that svc has want live instances, each under its own instance label, the
+// address of a target of its own, and every target but theirs down (an idle listener answers
+// 503: up=0, no series).
+func (w *world) checkLive(svc string, want int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, _, _, err := w.promAPI.Query(ctx, liveQuery(svc), time.Now())
+	if err != nil {
+		return err
+	}
+	vec, ok := v.(model.Vector)
+	if !ok {
+		return fmt.Errorf("%s: want a vector, got %v", liveQuery(svc), v)
+	}
+	targets := map[string]bool{}
+	for _, tgt := range w.services[svc].targets {
+		targets[tgt] = true
+	}
+	live := map[string]bool{}
+	for _, smp := range vec {
+		inst := string(smp.Metric["instance"])
+		if !targets[inst] || live[inst] {
+			return fmt.Errorf("%s: instance %q is not one target of its own (targets %v)", svc, inst, w.services[svc].targets)
+		}
+		live[inst] = true
+	}
+	if len(live) != want {
+		return fmt.Errorf("%s: %d live instances %v, want %d", svc, len(live), live, want)
+	}
+	up, err := w.query(fmt.Sprintf(`count(up{job="lab",service=%q} == 1)`, svc))
+	if err != nil || up != float64(want) {
+		return fmt.Errorf("%s: %g lab targets up, want %d (%v)", svc, up, want, err)
+	}
+	return nil
 }
 
 // between returns the part of s after from (from its start if from is "") and before to.

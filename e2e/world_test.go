@@ -13,12 +13,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/daemon"
 	"github.com/emergent-sh/emergent/internal/stack"
 	"github.com/prometheus/client_golang/api"
@@ -51,13 +54,21 @@ const (
 	uploadsPerSecond = 0.5
 	// labDuration bounds every lab's load; the test stops them long before.
 	labDuration = 10 * time.Minute
+	// settleFor replaces a rule's settle (how long after a scaling event, a deploy or a
+	// restart raised work may last without paging), if the shipped rules.toml sets one: two
+	// rate windows, so each new instance's cache refreshes once and that refresh leaves the
+	// window (the suite scales out at once; a real rollout takes minutes).
+	settleFor = 2 * rateWindow
+	// scaledFrom and scaledTo are the instances inventory and ledger run before and after
+	// onset, of scaledTo listeners each.
+	scaledFrom, scaledTo = 2, 6
 )
 
 // service is one service of the lab, with its own Redis (redis_exporter's target carries the
 // service label, so a Redis belongs to one service) and its own lab process.
 type service struct {
 	name      string
-	instances int
+	instances int // listeners, each scraped as a target (the first active ones run an instance)
 	labArgs   []string
 
 	redisDir string
@@ -109,6 +120,14 @@ func suiteServices() []*service {
 		svc("files", 1, "--mode=flushfixed", "--rate=3", "--upload-rate=0.5"),
 		svc("billing", 1, "--mode=shared", "--rate=3", "--upload-rate=0.1"),
 		svc("sessions", 1, "--mode=shared", "--rate=3", "--upload-rate=0.1"),
+		// Per-pod state: a per-instance token cache against a provider that keeps two tokens
+		// per client is healthy on two instances; at onset the service scales out to six, whose
+		// caches revoke each other's tokens. Inbound stays flat; work grows with the replicas.
+		svc("inventory", scaledTo, "--active="+strconv.Itoa(scaledFrom), "--mode=fragmented", "--token.max-active=2",
+			"--rate=4", "--upload-rate=0.1"),
+		// Control: the same scale-out with the token shared in Redis. Nothing may fire.
+		svc("ledger", scaledTo, "--active="+strconv.Itoa(scaledFrom), "--mode=shared", "--token.max-active=2",
+			"--rate=4", "--upload-rate=0.1"),
 	}
 }
 
@@ -287,13 +306,13 @@ func (w *world) startLab(ctx context.Context, s *service) error {
 	if len(list.Instances) != s.instances {
 		return fmt.Errorf("%s: lab lists %d instances, want %d", s.name, len(list.Instances), s.instances)
 	}
-	s.targets = list.Instances
+	s.targets = list.Instances // active or not: an inactive one answers 503 (up=0, no series)
 	return nil
 }
 
 // scrapeConfigs is the scrape_configs both Prometheus and VictoriaMetrics use: every lab
-// instance (Prometheus's instance label then names it) and every exporter, labelled with the
-// service the rules group by.
+// instance listener, active or not, as a target of its own (Prometheus's instance label, its
+// address, then names it) and every exporter, labelled with the service the rules group by.
 func (w *world) scrapeConfigs() string {
 	var b strings.Builder
 	job := func(name string, targets func(*service) []string) {
@@ -400,12 +419,19 @@ const (
 // rulesText derives a daemon's rules from the shipped rules.toml: test timings and rate
 // windows (the rules' logic untouched), dc's Prometheus URL and delay, no receivers.
 func (w *world) rulesText(dc daemonConfig) string {
-	t := w.t
 	shipped, err := os.ReadFile(filepath.Join("..", "rules.toml"))
 	if err != nil {
-		t.Fatal(err)
+		w.t.Fatal(err)
 	}
-	text := string(shipped)
+	text, err := testRules(string(shipped), dc)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return text
+}
+
+// testRules rewrites the shipped rules.toml text as rulesText describes.
+func testRules(text string, dc daemonConfig) (string, error) {
 	external := `external_labels = { cluster = "e2e" }`
 	if dc.source != "" {
 		external = fmt.Sprintf(`external_labels = { cluster = "e2e", source = %q }`, dc.source)
@@ -423,13 +449,15 @@ func (w *world) rulesText(dc daemonConfig) string {
 		{old: `blind_after = "10m"`, new: `blind_after = "30s"`},
 		{old: `url = "http://127.0.0.1:9090"`, new: fmt.Sprintf("url = %q", dc.promURL)},
 		{old: `# external_labels = { cluster = "eu-1" }`, new: external},
+		// Every other range window (a query the rules gain, e.g. the replicas or restarts
+		// query) is rewritten below; these two must be there.
 		{old: "[2m]", new: "[" + model.Duration(rateWindow).String() + "]", all: true},
 		{old: "[5m]", new: "[" + model.Duration(rateWindow).String() + "]", all: true},
 		{old: "\nfor = \"5m\"\n", new: fmt.Sprintf("\nfor = %q\n", model.Duration(tokenFor))},
 		{old: "\nresolve_for = \"5m\"\n", new: "\nresolve_for = \"10s\"\n"},
 	} {
 		if !strings.Contains(text, r.old) {
-			t.Fatalf("rules.toml no longer contains %q; update the e2e configuration", r.old)
+			return "", fmt.Errorf("rules.toml no longer contains %q; update the e2e configuration", r.old)
 		}
 		if r.all {
 			text = strings.ReplaceAll(text, r.old, r.new)
@@ -437,7 +465,35 @@ func (w *world) rulesText(dc daemonConfig) string {
 			text = strings.Replace(text, r.old, r.new, 1)
 		}
 	}
-	return text
+	// Tolerant of what the rules gain while the suite stays as it is: any range window (a
+	// replicas = 'sum by (service, instance) (rate(http_requests_total[2m]))' line has one) is
+	// the test's, and a settle, where set, the test's settleFor.
+	text = rangeWindow.ReplaceAllString(text, "["+model.Duration(rateWindow).String()+"]")
+	text = settleLine.ReplaceAllString(text, fmt.Sprintf("${1}settle = %q", model.Duration(settleFor)))
+	return text, nil
+}
+
+var (
+	// rangeWindow is a PromQL range selector's window: [2m], [1h30m]; not a subquery's [10m:1m].
+	rangeWindow = regexp.MustCompile(`\[(?:[0-9]+(?:ms|[smhdwy]))+\]`)
+	// settleLine is a rule's settle key.
+	settleLine = regexp.MustCompile(`(?m)^([ \t]*)settle[ \t]*=[ \t]*"[^"]*"`)
+)
+
+// settleOf is the longest settle the rules' self-generated-traffic rules run with, as the
+// daemon loads them (a rule that sets none gets the default).
+func settleOf(rules string) (time.Duration, error) {
+	cfg, err := config.Load([]byte(rules), "rules.toml")
+	if err != nil {
+		return 0, err
+	}
+	var longest time.Duration
+	for _, r := range cfg.Rules {
+		if r.Kind == config.KindSelfGenerated {
+			longest = max(longest, time.Duration(r.Settle))
+		}
+	}
+	return longest, nil
 }
 
 // writeConfig writes a daemon's configuration: rulesText plus the real receivers.
@@ -606,4 +662,58 @@ func (s *syncBuffer) tail(n int) string {
 		return "…" + str[len(str)-n:]
 	}
 	return str
+}
+
+// TestRulesText needs no stack: the suite's rewrite of rules.toml loads, and stays right when
+// the token rule gains a replicas query (or any other windowed query) or a settle.
+func TestRulesText(t *testing.T) {
+	shipped, err := os.ReadFile(filepath.Join("..", "rules.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const replicas = `replicas = 'sum by (service, instance) (rate(http_requests_total[2m]))'`
+	withLine := func(line string) func(string) string {
+		return func(s string) string {
+			if strings.Contains(s, line) {
+				return s
+			}
+			return strings.Replace(s, "\ninstance_label = \"instance\"\n", "\ninstance_label = \"instance\"\n"+line+"\n", 1)
+		}
+	}
+	window := "[" + model.Duration(rateWindow).String() + "]"
+	for _, tc := range []struct {
+		name string
+		edit func(string) string
+		want []string
+		load bool
+	}{
+		{"shipped", func(s string) string { return s }, nil, true},
+		{"replicas", withLine(replicas), []string{strings.Replace(replicas, "[2m]", window, 1)}, true},
+		{"other window", withLine(`restarts = 'resets(redis_uptime_in_seconds[10m])'`), []string{"redis_uptime_in_seconds" + window}, false},
+		{"settle", withLine(`settle = "10m"`), []string{fmt.Sprintf("\nsettle = %q\n", model.Duration(settleFor))}, true},
+	} {
+		in := tc.edit(string(shipped))
+		out, err := testRules(in, daemonConfig{promURL: "http://127.0.0.1:9090", delay: evalDelay})
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if m := regexp.MustCompile(`\[[0-9]+[a-z]+\]`).FindAllString(out, -1); len(m) == 0 || slices.ContainsFunc(m, func(s string) bool { return s != window }) {
+			t.Errorf("%s: range windows %v, want every one %s", tc.name, m, window)
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: rewritten rules lack %q", tc.name, want)
+			}
+		}
+		if !tc.load {
+			continue
+		}
+		settle, err := settleOf(out)
+		if err != nil {
+			t.Errorf("%s: the rewritten rules do not load: %v", tc.name, err)
+		} else if settleLine.MatchString(in) && settle != settleFor {
+			t.Errorf("%s: the rules settle %s, want the test's %s", tc.name, settle, settleFor)
+		}
+	}
 }

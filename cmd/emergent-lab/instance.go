@@ -44,9 +44,10 @@ type instanceConfig struct {
 	margin      time.Duration
 }
 
-// instance is one instance of the service. It serves user requests (/api/work), uploads
-// (/api/upload) and a deep health check (/healthz) that exercises the integration, and exposes
-// its own /metrics, so Prometheus scrapes each instance as a target of its own.
+// instance is one instance of the service (one pod's lifetime in a slot). It serves user
+// requests (/api/work), uploads (/api/upload) and a deep health check (/healthz) that exercises
+// the integration, and exposes its own /metrics, so Prometheus scrapes each instance as a target
+// of its own.
 type instance struct {
 	cfg     instanceConfig
 	logger  *slog.Logger
@@ -169,9 +170,13 @@ func (in *instance) handler() http.Handler {
 	mux.Handle("/api/upload", instrument("/api/upload", in.upload))
 	mux.Handle("/healthz", instrument("/healthz", in.healthz))
 	mux.Handle("/metrics", promhttp.HandlerFor(in.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/mode", in.serveMode)
-	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	return mux
+}
+
+// close releases the instance's Redis connections.
+func (in *instance) close() {
+	in.cache.Close()
+	in.tokensR.Close()
 }
 
 // callIntegration calls the integration with the cached token. A 401 means another
@@ -262,22 +267,6 @@ func (in *instance) healthz(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "ok\n")
 }
 
-func (in *instance) serveMode(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost {
-		m, err := parseMode(r.FormValue("m"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if m != in.currentMode() {
-			in.logger.Info("mode switched", "from", in.currentMode(), "to", m)
-		}
-		in.setMode(m)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]string{"mode": string(in.currentMode())})
-}
-
 func itemValue(k int) string { return fmt.Sprintf(`{"id":%d,"name":"item %d"}`, k, k) }
 
 // rebuild writes every item of the "database" into the cache.
@@ -294,12 +283,144 @@ func rebuild(ctx context.Context, rdb *redis.Client, keys int) error {
 	return nil
 }
 
-// serve runs the instance on ln until ctx is done.
-func (in *instance) serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: in.handler(), ReadHeaderTimeout: 5 * time.Second}
+// slot is one instance listener: the process the lab started and its port, scraped as a
+// target whether or not an instance runs in it (a pod slot of a deployment). Active, it serves
+// an instance; inactive, it answers 503 to everything but its control endpoints, /metrics
+// included, so Prometheus records up=0 and no series of it. Each activation starts a fresh
+// instance — empty token cache, new Redis connections, counters from zero — as a new pod would.
+type slot struct {
+	cfg    instanceConfig
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	mode     mode
+	cur      *instance       // nil while inactive
+	curH     http.Handler    // cur's handler
+	inflight *sync.WaitGroup // requests cur is serving
+}
+
+func newSlot(cfg instanceConfig, active bool, logger *slog.Logger) *slot {
+	s := &slot{cfg: cfg, logger: logger, mode: cfg.mode}
+	s.setActive(active)
+	return s
+}
+
+// setActive starts a fresh instance (on) or stops the current one (off), and reports whether
+// that changed anything. A stopped instance closes its connections once its requests are done.
+func (s *slot) setActive(on bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case on && s.cur == nil:
+		cfg := s.cfg
+		cfg.mode = s.mode
+		s.cur = newInstance(cfg, s.logger)
+		s.curH = s.cur.handler()
+		s.inflight = &sync.WaitGroup{}
+		return true
+	case !on && s.cur != nil:
+		in, wg := s.cur, s.inflight
+		s.cur, s.curH, s.inflight = nil, nil, nil
+		go func() {
+			wg.Wait()
+			in.close()
+		}()
+		return true
+	}
+	return false
+}
+
+func (s *slot) active() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur != nil
+}
+
+func (s *slot) currentMode() mode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mode
+}
+
+// setMode sets the mode of the running instance and of every instance started later.
+func (s *slot) setMode(m mode) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mode = m
+	if s.cur != nil {
+		s.cur.setMode(m)
+	}
+}
+
+func (s *slot) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/mode", s.serveMode)
+	mux.HandleFunc("/active", s.serveActive)
+	mux.HandleFunc("/", s.serveInstance)
+	return mux
+}
+
+// serveInstance hands a request to the running instance, or answers 503 while there is none.
+func (s *slot) serveInstance(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	h, wg := s.curH, s.inflight
+	if h != nil {
+		wg.Add(1)
+	}
+	s.mu.Unlock()
+	if h == nil {
+		http.Error(w, "instance inactive (scaled in)", http.StatusServiceUnavailable)
+		return
+	}
+	defer wg.Done()
+	h.ServeHTTP(w, r)
+}
+
+// serveMode shows (GET) or changes (POST m=<mode>) the mode; an inactive slot keeps it for its
+// next instance.
+func (s *slot) serveMode(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		m, err := parseMode(r.FormValue("m"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if prev := s.currentMode(); m != prev {
+			s.logger.Info("mode switched", "from", prev, "to", m)
+		}
+		s.setMode(m)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"mode": string(s.currentMode())})
+}
+
+// serveActive shows (GET) or changes (POST active=true|false) whether an instance runs here.
+func (s *slot) serveActive(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		on, err := strconv.ParseBool(r.FormValue("active"))
+		if err != nil {
+			http.Error(w, fmt.Sprintf("active must be true or false, got %q", r.FormValue("active")), http.StatusBadRequest)
+			return
+		}
+		if s.setActive(on) {
+			if on {
+				s.logger.Info("instance started (fresh caches)", "mode", s.currentMode())
+			} else {
+				s.logger.Info("instance stopped (scaled in)")
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]bool{"active": s.active()})
+}
+
+// serve runs the slot on ln until ctx is done.
+func (s *slot) serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	in.logger.Info("instance serving", "addr", ln.Addr().String(), "mode", in.currentMode())
+	s.logger.Info("instance serving", "addr", ln.Addr().String(), "mode", s.currentMode(), "active", s.active())
 	select {
 	case err := <-errc:
 		return err
@@ -308,7 +429,6 @@ func (in *instance) serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
-	in.cache.Close()
-	in.tokensR.Close()
+	s.setActive(false)
 	return nil
 }

@@ -32,6 +32,7 @@ const (
 	maxKeys           = 100_000
 	minHealthInterval = 100 * time.Millisecond
 	maxSurgeFactor    = 20.0
+	maxTokensActive   = 100
 	// maxInFlight bounds concurrent load requests; beyond it requests are dropped (and
 	// counted), so a slow service slows nothing down but itself.
 	maxInFlight = 64
@@ -43,6 +44,8 @@ type labConfig struct {
 	service        string
 	instances      int
 	instanceAddrs  []string
+	active         int // instances active at start: the first ones
+	tokenMaxActive int
 	redisAddr      string
 	mode           mode
 	idle           bool
@@ -69,6 +72,8 @@ func (c *labConfig) validate() error {
 		c.instances = len(c.instanceAddrs)
 	}
 	check(c.instances >= 1 && c.instances <= maxInstances, "--instances must be in [1, %d], got %d", maxInstances, c.instances)
+	check(c.active >= 1 && c.active <= c.instances, "--active must be in [1, --instances=%d], got %d", c.instances, c.active)
+	check(c.tokenMaxActive >= 1 && c.tokenMaxActive <= maxTokensActive, "--token.max-active must be in [1, %d], got %d", maxTokensActive, c.tokenMaxActive)
 	check(c.rate >= 0 && c.rate <= maxRate, "--rate must be in [0, %g], got %g", maxRate, c.rate)
 	check(c.uploadRate >= 0 && c.uploadRate <= maxUploadRate, "--upload-rate must be in [0, %g], got %g", maxUploadRate, c.uploadRate)
 	check(c.duration > 0 && c.duration <= maxDuration, "--duration must be in (0, %s], got %s", maxDuration, c.duration)
@@ -83,7 +88,10 @@ func (c *labConfig) validate() error {
 
 // loadProfile is what the load generator does now; POST /mode changes it.
 type loadProfile struct {
-	Mode       mode      `json:"mode"`
+	Mode mode `json:"mode"`
+	// Active is how many instances run, the first ones: the load balancer and the prober
+	// reach only them.
+	Active     int       `json:"active"`
 	Idle       bool      `json:"idle"`
 	Rate       float64   `json:"rate"`
 	UploadRate float64   `json:"upload_rate"`
@@ -125,12 +133,14 @@ type lab struct {
 
 	sent     *prometheus.CounterVec
 	dropped  prometheus.Counter
+	activeG  prometheus.Gauge
 	inflight chan struct{}
 	wg       sync.WaitGroup
 	rr       atomic.Uint64 // round robin over instances
 
-	mu      sync.Mutex // guards profile
-	profile loadProfile
+	switchMu sync.Mutex // serialises POST /mode: one change reaches the instances at a time
+	mu       sync.Mutex // guards profile
+	profile  loadProfile
 }
 
 func newLab(cfg labConfig, logger *slog.Logger) (*lab, error) {
@@ -141,7 +151,7 @@ func newLab(cfg labConfig, logger *slog.Logger) (*lab, error) {
 	reg := prometheus.NewRegistry()
 	l := &lab{
 		cfg: cfg, logger: logger, self: self, reg: reg,
-		prov: newProvider(cfg.expiry, reg),
+		prov: newProvider(cfg.expiry, cfg.tokenMaxActive, reg),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			MaxIdleConnsPerHost: maxInFlight, IdleConnTimeout: 30 * time.Second,
 		}},
@@ -151,13 +161,17 @@ func newLab(cfg labConfig, logger *slog.Logger) (*lab, error) {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lab_load_dropped_total", Help: "Requests not sent because too many were in flight.",
 		}),
+		activeG: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lab_active_instances", Help: "Instances running (the others answer 503 as empty slots).",
+		}),
 		inflight: make(chan struct{}, maxInFlight),
-		profile:  loadProfile{Mode: cfg.mode, Idle: cfg.idle, Rate: cfg.rate, UploadRate: cfg.uploadRate},
+		profile:  loadProfile{Mode: cfg.mode, Active: cfg.active, Idle: cfg.idle, Rate: cfg.rate, UploadRate: cfg.uploadRate},
 	}
 	if cfg.mode == modeSurge {
 		l.profile.SurgeUntil = time.Now().Add(cfg.surgeFor)
 	}
-	reg.MustRegister(l.sent, l.dropped)
+	l.activeG.Set(float64(cfg.active))
+	reg.MustRegister(l.sent, l.dropped, l.activeG)
 	return l, nil
 }
 
@@ -192,7 +206,7 @@ func (l *lab) run(ctx context.Context) error {
 		if i < len(l.cfg.instanceAddrs) {
 			addr = l.cfg.instanceAddrs[i]
 		}
-		c, err := l.startChild(i, addr, providerURL)
+		c, err := l.startChild(i, addr, providerURL, i < l.cfg.active)
 		if err != nil {
 			return err
 		}
@@ -212,7 +226,7 @@ func (l *lab) run(ctx context.Context) error {
 	for i, c := range l.children {
 		addrs[i] = c.addr
 	}
-	l.logger.Info("lab ready", "addr", ln.Addr().String(), "instances", addrs, "mode", l.cfg.mode,
+	l.logger.Info("lab ready", "addr", ln.Addr().String(), "instances", addrs, "active", l.cfg.active, "mode", l.cfg.mode,
 		"idle", l.cfg.idle, "rate", l.cfg.rate, "upload_rate", l.cfg.uploadRate, "duration", l.cfg.duration)
 
 	loadCtx, stop := context.WithTimeout(ctx, l.cfg.duration)
@@ -247,8 +261,9 @@ func (l *lab) warm(ctx context.Context) error {
 }
 
 // startChild starts instance i as a process of its own on a listener the lab opens, so the
-// address is known (and free) before the process runs.
-func (l *lab) startChild(i int, addr, providerURL string) (*child, error) {
+// address is known (and free) before the process runs. An inactive one waits, answering 503,
+// until the lab scales out onto it.
+func (l *lab) startChild(i int, addr, providerURL string, active bool) (*child, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("instance %d: %w", i+1, err)
@@ -270,6 +285,9 @@ func (l *lab) startChild(i int, addr, providerURL string) (*child, error) {
 		"--provider.url="+providerURL,
 		"--name="+c.name,
 	)
+	if !active {
+		c.cmd.Args = append(c.cmd.Args, "--inactive")
+	}
 	c.cmd.ExtraFiles = []*os.File{f} // file descriptor 3 in the child
 	c.cmd.Stdout, c.cmd.Stderr = os.Stderr, os.Stderr
 	// If the lab dies without stopping its instances, they go with it.
@@ -329,17 +347,17 @@ func (l *lab) currentProfile() loadProfile {
 	return l.profile
 }
 
-// runLoad sends user requests and uploads round-robin over the instances (the load balancer)
-// and probes every instance's /healthz each health interval (the prober), until ctx is done.
+// runLoad sends user requests and uploads round-robin over the active instances (the load
+// balancer) and probes every active instance's /healthz each health interval (the prober),
+// until ctx is done. An instance that becomes active is probed at once, as a new pod is.
 func (l *lab) runLoad(ctx context.Context) {
 	const tickEvery = 10 * time.Millisecond
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
-	n := len(l.children)
-	nextProbe := make([]time.Time, n)
+	nextProbe := make([]time.Time, len(l.children))
 	start := time.Now()
-	for i := range nextProbe { // staggered, as independent probers are
-		nextProbe[i] = start.Add(time.Duration(i) * l.cfg.healthInterval / time.Duration(n))
+	for i := range l.cfg.active { // staggered, as independent probers are
+		nextProbe[i] = start.Add(time.Duration(i) * l.cfg.healthInterval / time.Duration(l.cfg.active))
 	}
 	var requestsDue, uploadsDue float64
 	last := start
@@ -350,16 +368,18 @@ func (l *lab) runLoad(ctx context.Context) {
 		case now := <-tick.C:
 			dt := now.Sub(last).Seconds()
 			last = now
-			reqRate, upRate := l.currentProfile().rates(now, l.cfg.surgeFactor)
+			p := l.currentProfile()
+			active := l.children[:p.Active]
+			reqRate, upRate := p.rates(now, l.cfg.surgeFactor)
 			requestsDue += reqRate * dt
 			uploadsDue += upRate * dt
 			for ; requestsDue >= 1; requestsDue-- {
-				l.send(ctx, l.children[l.rr.Add(1)%uint64(n)], http.MethodGet, "/api/work")
+				l.send(ctx, active[l.rr.Add(1)%uint64(len(active))], http.MethodGet, "/api/work")
 			}
 			for ; uploadsDue >= 1; uploadsDue-- {
-				l.send(ctx, l.children[l.rr.Add(1)%uint64(n)], http.MethodPost, "/api/upload")
+				l.send(ctx, active[l.rr.Add(1)%uint64(len(active))], http.MethodPost, "/api/upload")
 			}
-			for i, c := range l.children {
+			for i, c := range active {
 				if !now.Before(nextProbe[i]) {
 					nextProbe[i] = now.Add(l.cfg.healthInterval)
 					l.send(ctx, c, http.MethodGet, "/healthz")
@@ -414,7 +434,8 @@ func (l *lab) handler() http.Handler {
 	return mux
 }
 
-// serveInstances lists the instances' addresses, for scrape configs.
+// serveInstances lists every instance's address (active or not: each is a scrape target) and
+// how many, the first ones, are active, for scrape configs.
 func (l *lab) serveInstances(w http.ResponseWriter, _ *http.Request) {
 	if !l.ready.Load() {
 		http.Error(w, "starting instances", http.StatusServiceUnavailable)
@@ -425,26 +446,40 @@ func (l *lab) serveInstances(w http.ResponseWriter, _ *http.Request) {
 		addrs[i] = c.addr
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"service": l.cfg.service, "instances": addrs})
+	_ = json.NewEncoder(w).Encode(map[string]any{"service": l.cfg.service, "instances": addrs, "active": l.currentProfile().Active})
 }
 
-// serveMode shows (GET) or changes (POST) the mode and the load: m=<mode>, idle=true|false,
-// rate=<req/s>, upload_rate=<uploads/s>, each optional. The change is in effect on every
-// instance when the request returns.
+// serveMode shows (GET) or changes (POST) the mode and the load: m=<mode>, active=<instances>,
+// idle=true|false, rate=<req/s>, upload_rate=<uploads/s>, each optional. The change is in
+// effect on every instance when the request returns: a scale-out starts the new instances
+// (fresh, in the new mode) before the load balancer sends to them, a scale-in stops sending
+// before it stops them.
 func (l *lab) serveMode(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
 		if !l.ready.Load() {
 			http.Error(w, "starting instances", http.StatusServiceUnavailable)
 			return
 		}
+		l.switchMu.Lock()
+		defer l.switchMu.Unlock()
 		prev := l.currentProfile()
 		p, err := l.parseProfile(r, prev)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		for _, c := range l.children {
+		for _, c := range l.children { // inactive ones too: their next instance starts in it
 			if err := l.setChildMode(r.Context(), c, p.Mode); err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+		}
+		for i, c := range l.children[prev.Active:max(prev.Active, p.Active)] {
+			if err := l.setChildActive(r.Context(), c, true); err != nil {
+				// Back to prev: the load balancer never sent to the ones started.
+				for _, started := range l.children[prev.Active : prev.Active+i] {
+					_ = l.setChildActive(context.WithoutCancel(r.Context()), started, false)
+				}
 				http.Error(w, err.Error(), http.StatusBadGateway)
 				return
 			}
@@ -455,7 +490,14 @@ func (l *lab) serveMode(w http.ResponseWriter, r *http.Request) {
 		l.mu.Lock()
 		l.profile = p
 		l.mu.Unlock()
-		l.logger.Info("load profile changed", "mode", p.Mode, "idle", p.Idle, "rate", p.Rate, "upload_rate", p.UploadRate)
+		l.activeG.Set(float64(p.Active))
+		for _, c := range l.children[p.Active:max(p.Active, prev.Active)] {
+			if err := l.setChildActive(r.Context(), c, false); err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+		}
+		l.logger.Info("load profile changed", "mode", p.Mode, "active", p.Active, "idle", p.Idle, "rate", p.Rate, "upload_rate", p.UploadRate)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(l.currentProfile())
@@ -467,6 +509,13 @@ func (l *lab) parseProfile(r *http.Request, p loadProfile) (loadProfile, error) 
 		if p.Mode, err = parseMode(v); err != nil {
 			return p, err
 		}
+	}
+	if v := r.FormValue("active"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > l.cfg.instances {
+			return p, fmt.Errorf("active must be an integer in [1, %d] (the instances started), got %q", l.cfg.instances, v)
+		}
+		p.Active = n
 	}
 	if v := r.FormValue("idle"); v != "" {
 		if p.Idle, err = strconv.ParseBool(v); err != nil {
@@ -495,18 +544,31 @@ func (l *lab) parseProfile(r *http.Request, p loadProfile) (loadProfile, error) 
 }
 
 func (l *lab) setChildMode(ctx context.Context, c *child, m mode) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.addr+"/mode?m="+url.QueryEscape(string(m)), nil)
+	return l.postChild(ctx, c, "switching mode", "/mode?m="+url.QueryEscape(string(m)))
+}
+
+// setChildActive starts (a fresh instance) or stops the instance in c.
+func (l *lab) setChildActive(ctx context.Context, c *child, on bool) error {
+	what := "scaling in"
+	if on {
+		what = "scaling out"
+	}
+	return l.postChild(ctx, c, what, "/active?active="+strconv.FormatBool(on))
+}
+
+func (l *lab) postChild(ctx context.Context, c *child, what, pathQuery string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.addr+pathQuery, nil)
 	if err != nil {
 		return err
 	}
 	resp, err := l.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s: switching mode: %w", c.name, err)
+		return fmt.Errorf("%s: %s: %w", c.name, what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s: switching mode: %s: %s", c.name, resp.Status, body)
+		return fmt.Errorf("%s: %s: %s: %s", c.name, what, resp.Status, body)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,16 +14,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// provider is the integration the service calls: an OAuth-like token endpoint that allows ONE
-// active token per client. Minting a token revokes the client's previous one, and a call with a
-// revoked or expired token gets 401. It is what turns a per-instance token cache into a
-// ping-pong: each instance's mint revokes the token another instance holds.
+// provider is the integration the service calls: an OAuth-like token endpoint that allows
+// maxActive active tokens per client (one by default). Minting a token revokes the client's
+// oldest active one beyond maxActive, and a call with a revoked or expired token gets 401. It is
+// what turns a per-instance token cache into a ping-pong: with more instances than active
+// tokens, each instance's mint revokes a token another instance holds. With as many tokens as
+// instances, each keeps its own, until the service scales out past that.
 type provider struct {
-	expiry time.Duration
-	now    func() time.Time
+	expiry    time.Duration
+	maxActive int
+	now       func() time.Time
 
 	mu     sync.Mutex
-	active map[string]issuedToken // by client ID
+	active map[string][]issuedToken // by client ID, oldest first, at most maxActive
 
 	issued prometheus.Counter
 	calls  *prometheus.CounterVec
@@ -33,13 +37,14 @@ type issuedToken struct {
 	expires time.Time
 }
 
-func newProvider(expiry time.Duration, reg prometheus.Registerer) *provider {
+func newProvider(expiry time.Duration, maxActive int, reg prometheus.Registerer) *provider {
 	p := &provider{
-		expiry: expiry,
-		now:    time.Now,
-		active: map[string]issuedToken{},
+		expiry:    expiry,
+		maxActive: max(1, maxActive),
+		now:       time.Now,
+		active:    map[string][]issuedToken{},
 		issued: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "lab_provider_tokens_issued_total", Help: "Tokens the integration's provider issued (each revokes the client's previous one).",
+			Name: "lab_provider_tokens_issued_total", Help: "Tokens the integration's provider issued (each revokes the client's oldest beyond --token.max-active).",
 		}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lab_provider_calls_total", Help: "Calls to the integration's protected resource, by response code.",
@@ -56,19 +61,23 @@ type tokenResponse struct {
 	ExpiresIn   int    `json:"expires_in"` // seconds
 }
 
-// mint issues a new token for client and revokes its previous one.
+// mint issues a new token for client and revokes its oldest active ones beyond maxActive.
 func (p *provider) mint(client string) tokenResponse {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	tok := client + "." + hex.EncodeToString(b[:])
 	p.mu.Lock()
-	p.active[client] = issuedToken{token: tok, expires: p.now().Add(p.expiry)}
+	toks := append(p.active[client], issuedToken{token: tok, expires: p.now().Add(p.expiry)})
+	if n := len(toks) - p.maxActive; n > 0 {
+		toks = slices.Delete(toks, 0, n)
+	}
+	p.active[client] = toks
 	p.mu.Unlock()
 	p.issued.Inc()
 	return tokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int(p.expiry / time.Second)}
 }
 
-// valid reports whether tok is its client's active, unexpired token.
+// valid reports whether tok is one of its client's active, unexpired tokens.
 func (p *provider) valid(tok string) bool {
 	client, _, ok := strings.Cut(tok, ".")
 	if !ok {
@@ -76,8 +85,12 @@ func (p *provider) valid(tok string) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cur, ok := p.active[client]
-	return ok && cur.token == tok && p.now().Before(cur.expires)
+	for _, cur := range p.active[client] {
+		if cur.token == tok {
+			return p.now().Before(cur.expires)
+		}
+	}
+	return false
 }
 
 // serveToken handles POST /provider/token with form field client_id.
