@@ -17,13 +17,14 @@ type Explanation struct {
 	Signal           string
 	Unit             string
 	Bounded          bool
-	Observed         float64 // work per second (flush storm: flushes or collapses in the window)
-	Expected         float64 // work per second inbound explains (flush storm: min_flushes)
-	Unexplained      float64 // Observed − Expected, per second
-	UnexplainedShare float64 // Unexplained / Observed, 0..1
-	Inbound          float64 // inbound requests per second
-	InboundUsual     float64 // usual inbound: seasonal, or recent while fewer days; NaN if unknown
-	InboundDays      int     // past days InboundUsual is taken from; 0: the recent hours
+	Observed         float64       // work per second (flush storm: flushes or collapses in the window)
+	Expected         float64       // work per second inbound explains (flush storm: min_flushes)
+	Unexplained      float64       // Observed − Expected, per second
+	UnexplainedShare float64       // Unexplained / Observed, 0..1
+	Inbound          float64       // inbound requests per second
+	InboundUsual     float64       // usual inbound: seasonal, or recent while fewer days; NaN if unknown
+	InboundDays      int           // past days InboundUsual is taken from; 0: the recent past
+	InboundRecent    time.Duration // with no days, how far back the recent usual looks
 	InboundState     string
 	Instances        int // instances doing the work, 0 if no breakdown query
 	// Replicas is the number of live instances (0 without a replicas query); UsualReplicas
@@ -173,7 +174,7 @@ func inboundWords(ex *Explanation) string {
 	case ex.InboundDays > 0:
 		return fmt.Sprintf("%s (usual %s/s at this time of day over %d days)", now, num(ex.InboundUsual), ex.InboundDays)
 	}
-	return fmt.Sprintf("%s (usual %s/s over the recent hours)", now, num(ex.InboundUsual))
+	return fmt.Sprintf("%s (usual %s/s over the last %s)", now, num(ex.InboundUsual), model.Duration(ex.InboundRecent))
 }
 
 func (r *Rule) explainFlush(ex *Explanation, labels map[string]string, over bool) {

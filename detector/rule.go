@@ -51,8 +51,9 @@ type Episode struct {
 	// Explanation holds the numbers at the latest evaluated step.
 	Explanation Explanation
 	// Revision counts the updates sent because the episode got much worse (0: as it fired).
-	Revision int
-	notified float64 // observed work at the last firing or update event
+	Revision   int
+	notified   float64   // observed work at the last firing or update event
+	notifiedAt time.Time // and its step
 }
 
 // Active reports whether the episode has not resolved.
@@ -271,7 +272,7 @@ func (r *Rule) Eval(in Input) []Event {
 		case fired:
 			g.episode = &Episode{
 				Kind: r.cfg.Kind, Rule: r.cfg.Name, Severity: r.cfg.Severity,
-				Labels: g.labels, Start: t, Summary: ex.Summary, Explanation: ex, notified: ex.Observed,
+				Labels: g.labels, Start: t, Summary: ex.Summary, Explanation: ex, notified: ex.Observed, notifiedAt: t,
 			}
 			events = append(events, Event{At: t, Episode: *g.episode})
 		case resolved:
@@ -283,8 +284,8 @@ func (r *Rule) Eval(in Input) []Event {
 		default:
 			if ep := g.episode; ep != nil {
 				ep.Summary, ep.Explanation = ex.Summary, ex
-				if worsened(ep.notified, ex.Observed) {
-					ep.notified = ex.Observed
+				if worsened(ep.notified, ex.Observed) && t.Sub(ep.notifiedAt) >= time.Duration(r.cfg.ResolveFor) {
+					ep.notified, ep.notifiedAt = ex.Observed, t
 					ep.Revision++
 					events = append(events, Event{Updated: true, At: t, Episode: *ep})
 				}
@@ -459,7 +460,8 @@ func (g *group) state() State {
 
 // worsenFactor is how much an open episode's observed work must grow beyond what was last
 // notified to be news: a 100x worsening must not hide behind an old page, while the ordinary
-// wobble of a firing signal is not worth a message.
+// wobble of a firing signal is not worth a message. Updates are also resolve_for apart at
+// least, no closer than a resolve could follow a firing: a storm's count grows for a while.
 const worsenFactor = 3
 
 func worsened(notified, now float64) bool {

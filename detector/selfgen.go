@@ -120,7 +120,7 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 	season := g.hist.seasonalAt(in.Time.Unix(), 0)
 	ex.Inbound, ex.InboundUsual = inbound, season.Usual
 	ex.InboundState = classifyInbound(inbound, season, r.cfg.IdleInbound)
-	ex.InboundDays = season.Days
+	ex.InboundDays, ex.InboundRecent = season.Days, recentPoints*r.baselineStep
 	ex.Instances = countInstances(in.Instances[key])
 	// A group missing from the replicas answer is a gap in that query, not zero instances.
 	g.instances.observe(in.Time, in.Replicas[key], value(in.CacheResets, key) > 0, time.Duration(r.cfg.Settle))
