@@ -42,6 +42,7 @@ func run(args []string) int {
 	runSeeds := runCmd.Flag("seeds", "Held-out seeds to score, comma-separated.").Default("11,12,13").String()
 	runTune := runCmd.Flag("tune-seed", "Seed the anchors are tuned on (never scored).").Default("7").Uint64()
 	runShort := runCmd.Flag("short", "CI's short form (2 days, ~22 services per seed).").Bool()
+	runCorpus := runCmd.Flag("corpus", "Data to score on: designed (this repository's scenarios) or fleetsim (internal/fleetsim: generated from a spec of how fleets behave, written without the detector at hand).").Default(bench.CorpusDesigned).Enum(bench.CorpusDesigned, bench.CorpusFleetsim)
 	runRules := runCmd.Flag("config.file", "emergentd configuration; the shipped rules.toml by default.").String()
 	runWork := runCmd.Flag("workdir", "Directory for datasets and TSDBs (a temporary directory by default).").String()
 	runKeep := runCmd.Flag("keep", "Keep datasets and TSDBs after the run.").Bool()
@@ -126,7 +127,7 @@ func run(args []string) int {
 			}
 		}
 		res, err := bench.Run(ctx, bench.RunOptions{
-			Seeds: seeds, TuneSeed: *runTune, Short: *runShort, RulesFile: rules, NABDir: bench.NABDir(root),
+			Seeds: seeds, TuneSeed: *runTune, Short: *runShort, Corpus: *runCorpus, RulesFile: rules, NABDir: bench.NABDir(root),
 			WorkDir: work, Keep: *runKeep, BackfillJobs: *runJobs, Logger: logger, End: end,
 		})
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/daemon"
+	"github.com/emergent-sh/emergent/internal/fleetsim"
 	"github.com/emergent-sh/emergent/internal/stack"
 	"github.com/emergent-sh/emergent/sources"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,10 @@ type RunOptions struct {
 	TuneSeed uint64
 	// Short runs CI's short form (ShortOptions) instead of the full one.
 	Short bool
+	// Corpus says which generator makes the data: CorpusDesigned (this package's scenarios,
+	// written alongside the detector) or CorpusFleetsim (internal/fleetsim, written from a spec
+	// of how fleets behave without the detector at hand). Empty means CorpusDesigned.
+	Corpus string
 	// RulesFile is emergentd's configuration (the shipped rules.toml).
 	RulesFile string
 	// NABDir holds the NAB series (../shared/data/nab from the repository).
@@ -143,6 +148,41 @@ func Run(ctx context.Context, opts RunOptions) (*Result, error) {
 	return res, nil
 }
 
+// Corpora the benchmark can score on.
+const (
+	CorpusDesigned = "designed"
+	CorpusFleetsim = "fleetsim"
+)
+
+// Sizes of the fleetsim corpus: the short form is CI's; the full form scores two days per seed.
+const (
+	fleetsimShortDays, fleetsimShortServices = 2, 24
+	fleetsimFullDays, fleetsimFullServices   = 3, 30
+)
+
+// generate writes seed's dataset of the chosen corpus into dir and reads it back.
+func generate(opts RunOptions, seed uint64, dir string) (*Dataset, error) {
+	switch opts.Corpus {
+	case "", CorpusDesigned:
+		gopts := FullOptions(seed, opts.NABDir)
+		if opts.Short {
+			gopts = ShortOptions(seed, opts.NABDir)
+		}
+		gopts.End = opts.End
+		return Generate(gopts, dir)
+	case CorpusFleetsim:
+		fo := fleetsim.Options{Seed: seed, Days: fleetsimFullDays, Services: fleetsimFullServices, End: opts.End, NABDir: opts.NABDir}
+		if opts.Short {
+			fo.Days, fo.Services = fleetsimShortDays, fleetsimShortServices
+		}
+		if err := fleetsim.Generate(fo, dir); err != nil {
+			return nil, err
+		}
+		return LoadDataset(dir)
+	}
+	return nil, fmt.Errorf("bench: unknown corpus %q (want %s or %s)", opts.Corpus, CorpusDesigned, CorpusFleetsim)
+}
+
 // ErrNoNAB reports that the NAB data is not where the benchmark reads it.
 var ErrNoNAB = errors.New("NAB data not found")
 
@@ -159,14 +199,9 @@ func runSeed(ctx context.Context, opts RunOptions, seed uint64) (*SeedRun, error
 		defer os.RemoveAll(dir)
 	}
 	run := &SeedRun{Seed: seed}
-	gopts := FullOptions(seed, opts.NABDir)
-	if opts.Short {
-		gopts = ShortOptions(seed, opts.NABDir)
-	}
-	gopts.End = opts.End
 	t0 := time.Now()
 	dsDir := filepath.Join(dir, "dataset")
-	if run.Dataset, err = Generate(gopts, dsDir); err != nil {
+	if run.Dataset, err = generate(opts, seed, dsDir); err != nil {
 		return nil, err
 	}
 	run.Timings.Generate = time.Since(t0)
