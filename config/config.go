@@ -113,6 +113,10 @@ type Rule struct {
 	// Settle is how long after a deploy, a scaling event or a restart work may stay above its
 	// learned level without paging: cold caches warm up within it; work still up after it pages.
 	Settle model.Duration `toml:"settle" json:"settle,omitempty"`
+	// AverageOver is the time constant of the average work must also be unexplained over to
+	// fire: a healthy fleet's bursts average out, a sustained incident does not. Zero: the
+	// instant alone.
+	AverageOver model.Duration `toml:"average_over" json:"average_over,omitempty"`
 
 	// Flush storm.
 	Flushes  string `toml:"flushes" json:"flushes,omitempty"`

@@ -284,6 +284,9 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 	// A rolling deploy replaces pods a minute or two apart and each new cache refreshes once
 	// within a rate window of its start: ten minutes cover both for the shipped 2m windows.
 	v.positive(path+".settle", &r.Settle, model.Duration(10*time.Minute))
+	if r.AverageOver < 0 {
+		v.errf(path+".average_over", "must not be negative, got %q", r.AverageOver.String())
+	}
 	names := map[string]bool{}
 	for j := range r.Signals {
 		s := &r.Signals[j]

@@ -135,7 +135,9 @@ type proportionalFit struct {
 	// the work in the floor would take a legitimate surge, which work follows, for an anomaly.
 	AllRatio float64
 	Sigma    float64 // spread of the residuals
-	Points   int
+	// Peak is the high quantile of single points' residuals: the bursts healthy history holds.
+	Peak   float64
+	Points int
 }
 
 // minFitPoints is the least history (in baseline steps) a learned ratio is trusted from.
@@ -207,8 +209,12 @@ func (sc *fitScratch) fit(inbound, work []float64, quantum float64) (proportiona
 	if len(ratios) == 0 { // inbound never seen: everything is floor
 		sc.sorted = append(sc.sorted[:0], work...)
 		fit.Floor = median(sc.sorted)
-		sc.sorted = append(sc.sorted[:0], pointWork...)
-		_, fit.Sigma = medianMAD(sc.sorted)
+		resid := sc.rs[:0]
+		defer func() { sc.rs = resid }()
+		for _, w := range pointWork {
+			resid = append(resid, w-fit.Floor)
+		}
+		fit.Sigma, fit.Peak = spreadAndPeak(sc, resid)
 		return fit, true
 	}
 	// Alternate floor and ratio: the ratio taken with floor 0 is biased up by floor/inbound, and a
@@ -236,8 +242,22 @@ func (sc *fitScratch) fit(inbound, work []float64, quantum float64) (proportiona
 	for i, in := range pointIn {
 		resid = append(resid, pointWork[i]-fit.Ratio*in-fit.Floor)
 	}
-	_, fit.Sigma = medianMAD(resid)
+	fit.Sigma, fit.Peak = spreadAndPeak(sc, resid)
 	return fit, true
+}
+
+// peakQuantile is the quantile of single history points taken as the bursts a healthy group
+// has: refreshes in step after a deploy, a stampede at token expiry, a rebuild. At the default
+// 15m step it is about the largest point of each day, so a burst that recurs daily is normal
+// while an incident, sustained for the rule's for, still stands far above it.
+const peakQuantile = 0.99
+
+// spreadAndPeak returns the robust spread of xs and their peakQuantile; xs is reordered.
+func spreadAndPeak(sc *fitScratch, xs []float64) (sigma, peak float64) {
+	sc.sorted = append(sc.sorted[:0], xs...)
+	peak = quantile(sc.sorted, peakQuantile)
+	_, sigma = medianMAD(xs)
+	return sigma, peak
 }
 
 func mean(xs []float64) float64 {

@@ -100,7 +100,9 @@ type group struct {
 	fitOK   []bool
 	levels  []boundedLevel // per signal; meaningful for bounded signals
 	levelOK []bool
-	cmdPer  float64 // usual Redis commands per inbound request; NaN if unknown
+	// averages are each signal's work and expected work averaged over average_over.
+	averages []average
+	cmdPer   float64 // usual Redis commands per inbound request; NaN if unknown
 	// usualReplicas is the median number of live instances in the history; NaN if unknown.
 	usualReplicas float64
 	instances     instanceTracker
@@ -157,6 +159,7 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 		cmdPer:        math.NaN(),
 		usualReplicas: math.NaN(),
 		signalSeen:    make([]time.Time, len(r.cfg.Signals)),
+		averages:      make([]average, len(r.cfg.Signals)),
 	}
 	if r.cfg.Kind == config.KindFlushStorm {
 		g.flush = newFlushState()
@@ -257,7 +260,9 @@ func (r *Rule) Eval(in Input) []Event {
 		}
 		g.unknown = !known
 		if t.Unix()%int64(r.baselineStep/time.Second) == 0 {
-			learnable := known && g.life.state == StateInactive && !breach
+			// Only settled, quiet steps teach: not an episode, not a transient still settling, not
+			// instances grown past their usual number, whose work is under observation.
+			learnable := known && g.life.state == StateInactive && !breach && !hold && !ex.replicasGrew()
 			g.hist.put(t.Unix(), r.historyRow(in, key, learnable))
 		}
 		if !known {

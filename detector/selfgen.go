@@ -71,7 +71,7 @@ func (g *group) expectedWork(s int, sig config.Signal, inbound float64, instance
 	// Work inbound could explain in full is explained: the learned floor must not turn a surge
 	// that work follows into unexplained work.
 	expected = math.Max(fit.Ratio*inbound+fit.Floor*n, fit.AllRatio*inbound)
-	return expected, math.Max(fit.Sigma*n, countingNoise(expected, sig.EventQuantum)), true
+	return expected, max(fit.Sigma*n, countingNoise(expected, sig.EventQuantum), fit.Peak*n/noiseSigmas), true
 }
 
 // expectedBounded is the group's learned healthy level per instance times its live instances,
@@ -93,7 +93,10 @@ func (g *group) expectedBounded(s int, sig config.Signal, instances int) (expect
 	if sig.Ceiling > 0 {
 		expected = math.Min(expected, sig.Ceiling)
 	}
-	return expected, math.Max(lvl.Sigma*n, countingNoise(expected, sig.EventQuantum)), true
+	// Work up to the bursts healthy history holds is within the band: noiseSigmas·sigma reaches
+	// the peak.
+	burst := (lvl.Peak*n - expected) / noiseSigmas
+	return expected, max(lvl.Sigma*n, countingNoise(expected, sig.EventQuantum), burst), true
 }
 
 // countingNoise is the standard deviation of a rate made of Poisson events when expected is
@@ -173,6 +176,14 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 		b := share >= minShare*scale &&
 			unexplained >= r.cfg.MinUnexplainedRate*scale &&
 			unexplained > noiseSigmas*sigma*scale
+		avgWork, avgExpected := g.averages[s].add(in.Time, work, expected, time.Duration(r.cfg.AverageOver))
+		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {
+			// To fire, the work averaged over average_over must be unexplained too: the bursts
+			// of a healthy fleet (a deploy's refreshes replayed at each token lifetime) average
+			// out, a sustained incident does not. Resolving reads the instant: a fix shows at once.
+			avgUnexplained := avgWork - avgExpected
+			b = b && avgUnexplained >= minShare*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate
+		}
 		// Headline the breaching signal with the largest unexplained share; near-ties go to the
 		// signal listed first, which the rule's author put first for a reason.
 		if best < 0 || (b && !breach) || (b == breach && share > ex.UnexplainedShare+shareTie) {
@@ -188,6 +199,26 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 		}
 	}
 	return breach, true, ex
+}
+
+// average is an exponentially weighted mean of one signal's work and expected work: one pair
+// of numbers per group and signal instead of a window of samples.
+type average struct {
+	work, expected float64
+	at             time.Time
+}
+
+// add folds one step in with time constant tau and returns the means.
+func (a *average) add(t time.Time, work, expected float64, tau time.Duration) (float64, float64) {
+	if a.at.IsZero() || tau <= 0 || !isNum(a.work) || !isNum(a.expected) {
+		a.work, a.expected, a.at = work, expected, t
+		return work, expected
+	}
+	w := 1 - math.Exp(-t.Sub(a.at).Seconds()/tau.Seconds())
+	a.work += w * (work - a.work)
+	a.expected += w * (expected - a.expected)
+	a.at = t
+	return a.work, a.expected
 }
 
 // replicaShare is the unexplained share that pages while the instances have grown by

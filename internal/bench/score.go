@@ -180,7 +180,7 @@ func matches(ep Episode, in Incident, open time.Time) bool {
 func scoreKind(ds *Dataset, eps []Episode, kind string) KindScore {
 	var ks KindScore
 	var ins []Incident
-	for _, in := range ds.Incidents {
+	for _, in := range scoredIncidents(ds) {
 		if in.Kind == kind {
 			ins = append(ins, in)
 		}
@@ -218,6 +218,18 @@ func scoreKind(ds *Dataset, eps []Episode, kind string) KindScore {
 	return ks
 }
 
+// scoredIncidents are the incidents that reach into the scored range: one over before it is
+// history, which no detector is asked about (a generator labelling by physics may write them).
+func scoredIncidents(ds *Dataset) []Incident {
+	var out []Incident
+	for _, in := range ds.Incidents {
+		if !in.End.Before(ds.EvalFrom) {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
 func definedAt(in Incident) time.Time {
 	if in.Defined.IsZero() {
 		return in.Start
@@ -233,7 +245,7 @@ func ScoreDataset(ds *Dataset, detector string, eps []Episode) *Score {
 		s.Kinds[k] = &ks
 	}
 	// Per scenario: recall and delay.
-	for _, in := range ds.Incidents {
+	for _, in := range scoredIncidents(ds) {
 		sc := s.Scenarios[in.Scenario]
 		if sc == nil {
 			sc = &KindScore{}
