@@ -211,8 +211,11 @@ type average struct {
 // add folds one step in with time constant tau and returns the means.
 func (a *average) add(t time.Time, work, expected float64, tau time.Duration) (float64, float64) {
 	if a.at.IsZero() || tau <= 0 || !isNum(a.work) || !isNum(a.expected) {
-		a.work, a.expected, a.at = work, expected, t
-		return work, expected
+		// A group's average starts from what is expected of it: first seen mid-burst, its
+		// burst has to last to count (start-up replays the recent past, so episodes under
+		// way are averaged in again).
+		a.work, a.expected, a.at = expected, expected, t
+		return a.work, a.expected
 	}
 	w := 1 - math.Exp(-t.Sub(a.at).Seconds()/tau.Seconds())
 	a.work += w * (work - a.work)

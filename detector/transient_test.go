@@ -179,6 +179,39 @@ func TestTransients(t *testing.T) {
 	}
 }
 
+// A healthy fleet's caches, warmed together by a deploy, refresh together again at each token
+// lifetime: ten minutes at five times the level once an hour. Averaged over average_over the
+// bursts are the level; a thrash of the same height that stays is not.
+func TestAverageOverHoldsBackBursts(t *testing.T) {
+	const step = 30 * time.Second
+	quiet := fleetStep{instances: 4, inbound: 5, work: 0.01}
+	burst := fleetStep{instances: 4, inbound: 5, work: 0.05}
+	bursts := fleet(10, quiet)
+	for range 3 {
+		bursts = append(append(bursts, fleet(20, burst)...), fleet(100, quiet)...)
+	}
+	tests := []struct {
+		name        string
+		averageOver time.Duration
+		steps       []fleetStep
+		fires       bool
+	}{
+		{"echoes of a deploy, judged on the instant, page", 0, bursts, true},
+		{"echoes of a deploy, averaged over an hour, do not", time.Hour, bursts, false},
+		{"a thrash that stays pages all the same", time.Hour, append(fleet(10, quiet), fleet(120, fleetStep{instances: 4, inbound: 5, work: 0.5})...), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationBounded)
+			cfg.AverageOver = model.Duration(tc.averageOver)
+			fired := firings(runFleet(t, NewRule(cfg, global(step)), quiet, tc.steps, step))
+			if got := len(fired) > 0; got != tc.fires {
+				t.Errorf("fired %d episodes, want firing %v", len(fired), tc.fires)
+			}
+		})
+	}
+}
+
 // A group born a few minutes ago has learned nothing yet: it is learning, and pages nothing.
 // Once it has its hour of history (four baseline steps) it judges, whatever the hour
 // boundary: a thrash then pages.
