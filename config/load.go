@@ -282,8 +282,9 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 		v.errf(path+".idle_inbound", "must not be negative, got %g", r.IdleInbound)
 	}
 	// A rolling deploy replaces pods a minute or two apart and each new cache refreshes once
-	// within a rate window of its start: ten minutes cover both for the shipped 2m windows.
-	v.positive(path+".settle", &r.Settle, model.Duration(10*time.Minute))
+	// within a rate window of its start: five minutes after the last new pod cover both for
+	// the shipped 2m windows.
+	v.positive(path+".settle", &r.Settle, model.Duration(5*time.Minute))
 	if r.AverageOver < 0 {
 		v.errf(path+".average_over", "must not be negative, got %q", r.AverageOver.String())
 	}

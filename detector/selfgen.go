@@ -180,7 +180,8 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {
 			// To fire, the work averaged over average_over must be unexplained too: the bursts
 			// of a healthy fleet (a deploy's refreshes replayed at each token lifetime) average
-			// out, a sustained incident does not. Resolving reads the instant: a fix shows at once.
+			// out, a sustained incident does not. Resolving reads the instant: a fix shows at
+			// once, where the average would keep a fixed incident open for hours.
 			avgUnexplained := avgWork - avgExpected
 			b = b && avgUnexplained >= minShare*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate
 		}

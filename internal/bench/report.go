@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +15,20 @@ import (
 var controlOrder = []string{
 	ControlSteady, ControlDiurnal, ControlSurge, ControlDeploy, ControlRedisRestart,
 	ControlMaintenanceFlush, ControlScrapeGap, ControlCounterReset, ControlNAB,
+}
+
+// controlTypes lists the control types scored: the known ones in table order, then any other
+// a corpus has (fleetsim's "healthy"), sorted.
+func controlTypes(scored map[string]*ControlScore) []string {
+	out := slices.Clone(controlOrder)
+	var rest []string
+	for c := range scored {
+		if !slices.Contains(controlOrder, c) {
+			rest = append(rest, c)
+		}
+	}
+	slices.Sort(rest)
+	return append(out, rest...)
 }
 
 func fmtDelay(d time.Duration) string {
@@ -99,7 +114,7 @@ func WriteReport(w io.Writer, r *Result) {
 
 	fmt.Fprintf(w, "\n#### False alert episodes on controls: per service-day (episodes during the control events / events)\n\n")
 	detectorColumns(w, "| control | services | service-days |", "|---|---:|---:|", "%s")
-	for _, c := range controlOrder {
+	for _, c := range controlTypes(r.Pooled[DetectorEmergent].Controls) {
 		base, ok := r.Pooled[DetectorEmergent].Controls[c]
 		if !ok {
 			continue
@@ -122,6 +137,15 @@ func WriteReport(w io.Writer, r *Result) {
 		}
 		fmt.Fprintln(w)
 	}
+	serviceDays := 0.0
+	for _, run := range r.Runs {
+		serviceDays += float64(len(run.Dataset.Services)) * run.Dataset.EvalDays()
+	}
+	fmt.Fprintf(w, "\nEpisodes matching no incident, on any service, per service-day (%.0f service-days):", serviceDays)
+	for _, d := range Detectors() {
+		fmt.Fprintf(w, " %s %.3f;", d, float64(len(r.Pooled[d].False))/serviceDays)
+	}
+	fmt.Fprintln(w)
 
 	fmt.Fprintf(w, "\n#### Recall and delay by scenario\n\n")
 	detectorColumns(w, "| scenario | incidents |", "|---|---:|", "%s detected, p50")
