@@ -212,6 +212,21 @@ func TestEpisodes(t *testing.T) {
 			in: series{flushes: "7x4 _x3 7x20", keys: "5000x4 _x2 0 2000 5000x18"},
 		},
 		{
+			// Keys that expire in waves swing from scrape to scrape; measured against the last
+			// step alone, three of these swings were "collapses" and a storm.
+			name: "keys that swing around their level are no collapse",
+			rule: flushRule(),
+			in:   series{keys: "1200 1750 920 2360 1250 1580 740 2800 1690 750 2650 1760 736 2000x3"},
+		},
+		{
+			// The second storm keeps its own clear time: it resolves resolve_for after its last
+			// flush, not at its first quiet step because the first storm once cleared.
+			name: "a second storm lasts its own resolve_for",
+			rule: flushRule(),
+			in:   series{flushes: "_x1 1 2 3x62 4 5 6x20", keys: "1000x88"},
+			want: []wantEpisode{{fireStep: 3, resolveStep: 14}, {fireStep: 68, resolveStep: 79}},
+		},
+		{
 			name: "keyspace collapses count without flush commands",
 			rule: flushRule(),
 			in:   series{keys: "1000 10 1000 10 1000 10 1000x5"},

@@ -57,7 +57,7 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor time
 		}
 		l.state, l.pendingSince = StatePending, t
 		if forDur == 0 && !hold {
-			l.state, l.firingSince = StateFiring, t
+			l.state, l.firingSince, l.clearSince = StateFiring, t, time.Time{}
 			return fired
 		}
 	case StatePending:
@@ -66,7 +66,7 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor time
 			return noChange
 		}
 		if t.Sub(l.pendingSince) >= forDur && !hold {
-			l.state, l.firingSince, l.clearSince = StateFiring, t, time.Time{}
+			l.state, l.firingSince = StateFiring, t
 			return fired
 		}
 	case StateFiring:

@@ -12,6 +12,7 @@ type flushState struct {
 	collapses []timedCount           // keyspace collapses within the window
 	writes    []timedCount           // writes per step within the window
 	keys      float64                // keyspace size at the last step; NaN if unknown
+	lows      [collapseSteps]float64 // keyspace sizes of the last steps, for their low
 	keysFrom  float64                // keyspace size before the latest collapse
 	keysTo    float64                // keyspace size right after it
 	// The storm under way: when it began, its flushes and collapses, the latest of them.
@@ -31,7 +32,27 @@ type timedCount struct {
 }
 
 func newFlushState() *flushState {
-	return &flushState{counters: map[string]counterSeen{}, keys: math.NaN(), keysFrom: math.NaN(), keysTo: math.NaN()}
+	f := &flushState{counters: map[string]counterSeen{}, keys: math.NaN(), keysFrom: math.NaN(), keysTo: math.NaN()}
+	for i := range f.lows {
+		f.lows[i] = math.NaN()
+	}
+	return f
+}
+
+// collapseSteps is how many past steps a keyspace collapse is measured against: a flush empties
+// the keyspace below anything it held lately, while keys that expire in waves swing around
+// their level from one scrape to the next without falling under half of its recent low.
+const collapseSteps = 4
+
+// recentLow is the smallest keyspace of the last steps; NaN until one is known.
+func (f *flushState) recentLow() float64 {
+	low := math.NaN()
+	for _, k := range f.lows {
+		if isNum(k) && (!isNum(low) || k < low) {
+			low = k
+		}
+	}
+	return low
 }
 
 // counterMemory is how long a vanished counter's last value is kept: a Redis that comes back
@@ -101,13 +122,22 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	if events > 0 {
 		f.flushes = append(f.flushes, timedCount{t, events})
 	}
+	collapsed := false
 	if isNum(keys) {
-		if isNum(f.keys) && f.keys >= r.cfg.MinKeys && keys <= (1-r.cfg.CollapseFraction)*f.keys {
+		if low := f.recentLow(); isNum(low) && low >= r.cfg.MinKeys && keys <= (1-r.cfg.CollapseFraction)*low {
 			f.collapses = append(f.collapses, timedCount{t, 1})
 			f.keysFrom, f.keysTo = f.keys, keys
+			collapsed = true
 			events = max(events, 1) // a FLUSHDB usually shows as both: one event
 		}
 		f.keys = keys
+		copy(f.lows[1:], f.lows[:])
+		f.lows[0] = keys
+		if collapsed { // the rebuild is measured from the next step, not against the empty keyspace
+			for i := range f.lows {
+				f.lows[i] = math.NaN()
+			}
+		}
 	}
 	if events > 0 {
 		f.lastEvent = t

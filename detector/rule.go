@@ -281,6 +281,9 @@ func (r *Rule) Eval(in Input) []Event {
 			}
 			events = append(events, Event{At: t, Episode: *g.episode})
 		case resolved:
+			if g.flush != nil { // the storm's flushes are spent: a new storm counts its own
+				g.flush.flushes, g.flush.collapses = g.flush.flushes[:0], g.flush.collapses[:0]
+			}
 			if g.episode != nil {
 				g.episode.End, g.episode.Summary, g.episode.Explanation = t, ex.Summary, ex
 				events = append(events, Event{Resolved: true, At: t, Episode: *g.episode})
