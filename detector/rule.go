@@ -51,9 +51,10 @@ type Episode struct {
 	// Explanation holds the numbers at the latest evaluated step.
 	Explanation Explanation
 	// Revision counts the updates sent because the episode got much worse (0: as it fired).
-	Revision   int
-	notified   float64   // observed work at the last firing or update event
-	notifiedAt time.Time // and its step
+	Revision       int
+	notified       float64   // observed work at the last firing or update event
+	notifiedAt     time.Time // and its step
+	notifiedSignal string    // and the signal it was
 }
 
 // Active reports whether the episode has not resolved.
@@ -277,7 +278,7 @@ func (r *Rule) Eval(in Input) []Event {
 		case fired:
 			g.episode = &Episode{
 				Kind: r.cfg.Kind, Rule: r.cfg.Name, Severity: r.cfg.Severity,
-				Labels: g.labels, Start: t, Summary: ex.Summary, Explanation: ex, notified: ex.Observed, notifiedAt: t,
+				Labels: g.labels, Start: t, Summary: ex.Summary, Explanation: ex, notified: ex.Observed, notifiedAt: t, notifiedSignal: ex.Signal,
 			}
 			events = append(events, Event{At: t, Episode: *g.episode})
 		case resolved:
@@ -292,8 +293,11 @@ func (r *Rule) Eval(in Input) []Event {
 		default:
 			if ep := g.episode; ep != nil {
 				ep.Summary, ep.Explanation = ex.Summary, ex
-				if worsened(ep.notified, ex.Observed) && t.Sub(ep.notifiedAt) >= time.Duration(r.cfg.ResolveFor) {
-					ep.notified, ep.notifiedAt = ex.Observed, t
+				// News is the same work grown, while it breaches: another signal's numbers are no
+				// comparison, and a dip is no update.
+				sameWork := ex.Signal == ep.notifiedSignal
+				if breach && sameWork && worsened(ep.notified, ex.Observed) && t.Sub(ep.notifiedAt) >= time.Duration(r.cfg.ResolveFor) {
+					ep.notified, ep.notifiedAt, ep.notifiedSignal = ex.Observed, t, ex.Signal
 					ep.Revision++
 					events = append(events, Event{Updated: true, At: t, Episode: *ep})
 				}

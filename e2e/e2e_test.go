@@ -92,6 +92,7 @@ func TestRealStack(t *testing.T) {
 			t.Errorf("summary does not name token mints: %q", a.Annotations["summary"])
 		}
 		w.waitSlack(t, "checkout", "Self-generated traffic", "instances")
+		w.checkWords(t, "SelfGeneratedTraffic", "checkout", false)
 	})
 
 	t.Run("fragmented-idle", func(t *testing.T) {
@@ -103,6 +104,7 @@ func TestRealStack(t *testing.T) {
 			t.Errorf("diagnosis does not say idle but busy (only the prober calls): %q", a.Annotations["diagnosis"])
 		}
 		w.waitSlack(t, "reports", "Self-generated traffic", "idle")
+		w.checkWords(t, "SelfGeneratedTraffic", "reports", false, "idle but busy")
 	})
 
 	t.Run("flushstorm", func(t *testing.T) {
@@ -116,6 +118,7 @@ func TestRealStack(t *testing.T) {
 			t.Errorf("severity %q, want the rule's critical", a.Labels["severity"])
 		}
 		w.waitSlack(t, "media", "Flush storm", "FLUSHDB")
+		w.checkWords(t, "FlushStorm", "media", false, "FLUSHDB/FLUSHALL per write")
 
 		// Ground truth from the raw counters: every upload flushed once (the exporter and the
 		// lab are scraped at different moments, so a dozen uploads in, off by one is 8%).
@@ -167,6 +170,7 @@ func TestRealStack(t *testing.T) {
 			t.Errorf("the API's diagnosis does not say %q: %q", want, ep.Diagnosis)
 		}
 		w.waitSlack(t, "inventory", "Self-generated traffic", want)
+		w.checkWords(t, "SelfGeneratedTraffic", "inventory", false)
 	})
 
 	t.Run("replicas", func(t *testing.T) {
@@ -279,6 +283,10 @@ func TestRealStack(t *testing.T) {
 				t.Logf("Slack: %s", m.render())
 			}
 		}
+		// The webhook's resolve, Slack's and Alertmanager's: the same words, the work back.
+		eps := w.checkWords(t, "SelfGeneratedTraffic", "checkout", true)
+		r := eps[len(eps)-1].resolved
+		t.Logf("checkout: the webhook, Slack and Alertmanager resolved it at %s: %s", r.RawEndsAt, r.Annotations["summary"])
 	})
 
 	t.Run("victoriametrics", func(t *testing.T) {
@@ -367,6 +375,20 @@ func TestRealStack(t *testing.T) {
 			time.Since(latest).Round(time.Second), strings.Join(controls, ", "))
 	})
 
+	// After the quiet period, the longest the incidents have run: every episode's firing, its
+	// updates and its resolve, the same in the webhook, Slack and Alertmanager.
+	t.Run("words", func(t *testing.T) {
+		for _, c := range []struct{ alertname, svc string }{
+			{"SelfGeneratedTraffic", "checkout"}, {"SelfGeneratedTraffic", "reports"},
+			{"FlushStorm", "media"}, {"SelfGeneratedTraffic", "inventory"},
+		} {
+			t.Run(c.svc, func(t *testing.T) {
+				logWords(t, c.svc, w.checkWords(t, c.alertname, c.svc, c.svc == "checkout"))
+			})
+		}
+		w.checkSecretKept(t, "primary")
+	})
+
 	for name, d := range w.daemons {
 		select {
 		case err := <-d.done:
@@ -389,7 +411,7 @@ func TestRealStack(t *testing.T) {
 }
 
 // controlViolations lists everything ever raised about the controls: alerts Alertmanager
-// listed, alerts any daemon posted, Slack messages; and any blind meta-alert.
+// listed, alerts any daemon posted, Slack messages, webhook posts; and any blind meta-alert.
 func (w *world) controlViolations(controls []string) []string {
 	var out []string
 	for _, svc := range controls {
@@ -403,6 +425,9 @@ func (w *world) controlViolations(controls []string) []string {
 		}
 		for _, m := range w.slack.about(svc) {
 			out = append(out, fmt.Sprintf("%s: Slack got %s", svc, m.render()))
+		}
+		for _, p := range w.hook.alerts(map[string]string{"service": svc}) {
+			out = append(out, fmt.Sprintf("%s: the webhook got %s %s: %s", svc, p.Status, labelKey(p.Labels), p.Annotations["summary"]))
 		}
 	}
 	for _, s := range w.watcher.find(map[string]string{"alertname": "EmergentDetectorBlind"}) {

@@ -3,12 +3,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -127,9 +130,10 @@ func (p *amProxy) posted(want map[string]string) []amPost {
 
 // seenAlert is what the watcher knows of one label set in Alertmanager.
 type seenAlert struct {
-	first, last time.Time // first and last poll that listed it
-	alert       amAlert   // as last listed
-	present     bool      // listed by the latest poll
+	first, last time.Time   // first and last poll that listed it
+	alert       amAlert     // as last listed
+	present     bool        // listed by the latest poll
+	starts      []time.Time // every distinct startsAt listed for the label set (its episodes)
 }
 
 // amWatcher polls the real Alertmanager's API and remembers every alert it ever listed, and
@@ -191,6 +195,9 @@ func (w *amWatcher) run(ctx context.Context) {
 					w.seen[k] = s
 				}
 				s.last, s.alert, s.present = now, a, true
+				if !slices.ContainsFunc(s.starts, a.StartsAt.Equal) {
+					s.starts = append(s.starts, a.StartsAt)
+				}
 			}
 		}
 		w.mu.Unlock()
@@ -209,7 +216,9 @@ func (w *amWatcher) find(want map[string]string) []seenAlert {
 	var out []seenAlert
 	for _, s := range w.seen {
 		if s.alert.matches(want) {
-			out = append(out, *s)
+			c := *s
+			c.starts = slices.Clone(s.starts)
+			out = append(out, c)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].first.Before(out[j].first) })
@@ -356,4 +365,259 @@ func (f *slackFake) about(service string) []slackMessage {
 		}
 	}
 	return out
+}
+
+// hookReceiver is the name of the primary daemon's webhook receiver, which every payload
+// must carry.
+const hookReceiver = "oncall-webhook"
+
+// hookMessage is Alertmanager's webhook payload (version 4) as the far end decodes it.
+type hookMessage struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   int               `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []hookAlert       `json:"alerts"`
+}
+
+// hookAlert is one alert of a payload: the times as sent, and parsed.
+type hookAlert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	RawStartsAt  string            `json:"startsAt"`
+	RawEndsAt    string            `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+
+	StartsAt, EndsAt time.Time `json:"-"`
+}
+
+// Every key of Alertmanager's webhook payload and of its alerts: none may be missing.
+var (
+	hookMessageKeys = []string{"version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels",
+		"commonLabels", "commonAnnotations", "externalURL", "alerts"}
+	hookAlertKeys = []string{"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}
+	// alertnames of the kinds routed to the webhook.
+	hookAlertnames = map[string]string{"self_generated_traffic": "SelfGeneratedTraffic", "flush_storm": "FlushStorm"}
+)
+
+// hookPost is one alert of one payload, with when it arrived.
+type hookPost struct {
+	at time.Time
+	hookAlert
+}
+
+// webhookSink is the far end of the primary daemon's webhook receiver, on 127.0.0.1: it
+// decodes every payload strictly as Alertmanager's webhook JSON (version 4) and keeps its
+// alerts in arrival order, and every way a request broke the format.
+type webhookSink struct {
+	srv  *httptest.Server
+	path string // secret: the part of the URL the daemon is given in a file; never logged
+
+	mu       sync.Mutex
+	posts    []hookPost
+	problems []string
+}
+
+func newWebhookSink(t *testing.T) *webhookSink {
+	token := make([]byte, 16)
+	if _, err := rand.Read(token); err != nil {
+		t.Fatal(err)
+	}
+	h := &webhookSink{path: "/hooks/" + hex.EncodeToString(token)}
+	h.srv = httptest.NewServer(h) // on 127.0.0.1
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+// url is the receiver's URL, a secret: written to the daemon's url_file, never logged.
+func (h *webhookSink) url() string { return h.srv.URL + h.path }
+
+// secret is what must never appear in logs, metrics or the served configuration.
+func (h *webhookSink) secret() string { return strings.TrimPrefix(h.path, "/hooks/") }
+
+func (h *webhookSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	at := time.Now()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var problems []string
+	switch {
+	case r.Method != http.MethodPost:
+		problems = append(problems, fmt.Sprintf("%s request, want POST", r.Method))
+	case r.URL.Path != h.path:
+		problems = append(problems, "POST to a path other than the configured URL's")
+	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
+		problems = append(problems, fmt.Sprintf("Content-Type %q, want application/json", r.Header.Get("Content-Type")))
+	}
+	var msg hookMessage
+	if len(problems) == 0 {
+		msg, problems = decodeHook(body, at)
+	}
+	h.mu.Lock()
+	for _, p := range problems {
+		h.problems = append(h.problems, fmt.Sprintf("payload at %s: %s", at.Format("15:04:05.000"), p))
+	}
+	for _, a := range msg.Alerts {
+		h.posts = append(h.posts, hookPost{at: at, hookAlert: a})
+	}
+	h.mu.Unlock()
+	if len(problems) > 0 && len(msg.Alerts) == 0 {
+		http.Error(w, "not an Alertmanager webhook payload", http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// decodeHook decodes one payload received at at and lists everything wrong with it.
+func decodeHook(body []byte, at time.Time) (hookMessage, []string) {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	var msg hookMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&msg); err != nil {
+		bad("does not decode as Alertmanager's webhook payload: %v", err)
+		return hookMessage{}, problems
+	}
+	var keys struct {
+		Message map[string]json.RawMessage
+		Alerts  []map[string]json.RawMessage
+	}
+	_ = json.Unmarshal(body, &keys.Message)
+	_ = json.Unmarshal(keys.Message["alerts"], &keys.Alerts)
+	for _, k := range hookMessageKeys {
+		if _, ok := keys.Message[k]; !ok {
+			bad("lacks the key %q", k)
+		}
+	}
+	for i, a := range keys.Alerts {
+		for _, k := range hookAlertKeys {
+			if _, ok := a[k]; !ok {
+				bad("alert %d lacks the key %q", i, k)
+			}
+		}
+	}
+	if msg.Version != "4" {
+		bad("version %q, want \"4\"", msg.Version)
+	}
+	if msg.Receiver != hookReceiver {
+		bad("receiver %q, want %q", msg.Receiver, hookReceiver)
+	}
+	if msg.TruncatedAlerts != 0 {
+		bad("truncatedAlerts %d", msg.TruncatedAlerts)
+	}
+	if len(msg.Alerts) == 0 {
+		bad("no alerts")
+	}
+	if !strings.HasPrefix(msg.GroupKey, "{}:") {
+		bad("groupKey %q, want {}:<labels>", msg.GroupKey)
+	}
+	if labelKey(msg.GroupLabels) != labelKey(msg.CommonLabels) {
+		bad("groupLabels %s, commonLabels %s: emergent groups by the labels its alerts share", labelKey(msg.GroupLabels), labelKey(msg.CommonLabels))
+	}
+	firing := false
+	for i := range msg.Alerts {
+		a := &msg.Alerts[i]
+		firing = firing || a.Status == "firing"
+		for _, p := range checkHookAlert(a, at) {
+			bad("alert %d %s: %s", i, labelKey(a.Labels), p)
+		}
+		for k, v := range msg.CommonLabels {
+			if a.Labels[k] != v {
+				bad("commonLabels has %s=%q, alert %d has %q", k, v, i, a.Labels[k])
+			}
+		}
+		for k, v := range msg.CommonAnnotations {
+			if a.Annotations[k] != v {
+				bad("commonAnnotations has %s, alert %d differs", k, i)
+			}
+		}
+	}
+	if want := map[bool]string{true: "firing", false: "resolved"}[firing]; msg.Status != want {
+		bad("status %q, want %q (firing if any alert fires)", msg.Status, want)
+	}
+	return msg, problems
+}
+
+// checkHookAlert parses an alert's times and lists what is wrong with it.
+func checkHookAlert(a *hookAlert, at time.Time) []string {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	var err error
+	if a.StartsAt, err = time.Parse(time.RFC3339Nano, a.RawStartsAt); err != nil || !strings.HasSuffix(a.RawStartsAt, "Z") {
+		bad("startsAt %q is not an RFC 3339 UTC time (%v)", a.RawStartsAt, err)
+	} else if a.StartsAt.IsZero() || a.StartsAt.After(at) {
+		bad("startsAt %s, received %s", a.RawStartsAt, at.UTC().Format(time.RFC3339Nano))
+	}
+	switch a.Status {
+	case "firing":
+		if a.RawEndsAt != "0001-01-01T00:00:00Z" {
+			bad("firing with endsAt %q, want 0001-01-01T00:00:00Z", a.RawEndsAt)
+		}
+	case "resolved":
+		if a.EndsAt, err = time.Parse(time.RFC3339Nano, a.RawEndsAt); err != nil || !strings.HasSuffix(a.RawEndsAt, "Z") {
+			bad("endsAt %q is not an RFC 3339 UTC time (%v)", a.RawEndsAt, err)
+		} else if !a.EndsAt.After(a.StartsAt) || a.EndsAt.After(at) {
+			bad("resolved with endsAt %s: want after startsAt %s and before it was received %s",
+				a.RawEndsAt, a.RawStartsAt, at.UTC().Format(time.RFC3339Nano))
+		}
+	default:
+		bad("status %q, want firing or resolved", a.Status)
+	}
+	kind := a.Labels["kind"]
+	if name, ok := hookAlertnames[kind]; !ok || a.Labels["alertname"] != name {
+		bad("alertname %q of kind %q: only the routed kinds, under their alertnames", a.Labels["alertname"], kind)
+	}
+	for _, l := range []string{"rule", "severity", "service"} {
+		if a.Labels[l] == "" {
+			bad("lacks the label %q", l)
+		}
+	}
+	if a.Labels["cluster"] != "e2e" || a.Labels["source"] != "" {
+		bad("external labels cluster=%q source=%q, want the primary's cluster=\"e2e\" alone", a.Labels["cluster"], a.Labels["source"])
+	}
+	for _, k := range []string{"summary", "description", "diagnosis", "remedy"} {
+		if strings.TrimSpace(a.Annotations[k]) == "" {
+			bad("annotation %q is empty", k)
+		}
+	}
+	if group := fmt.Sprintf("service=%q: ", a.Labels["service"]); !strings.HasPrefix(a.Annotations["summary"], group) {
+		bad("summary does not begin with its group %q: %q", group, a.Annotations["summary"])
+	}
+	if len(a.Fingerprint) != 16 {
+		bad("fingerprint %q", a.Fingerprint)
+	}
+	if !strings.HasPrefix(a.GeneratorURL, "http://127.0.0.1:") || !strings.Contains(a.GeneratorURL, "/graph?") {
+		bad("generatorURL %q is not a graph of the suite's Prometheus", a.GeneratorURL)
+	}
+	return problems
+}
+
+// alerts returns every alert the webhook received that matches want, in arrival order.
+func (h *webhookSink) alerts(want map[string]string) []hookPost {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []hookPost
+	for _, p := range h.posts {
+		if (amAlert{Labels: p.Labels}).matches(want) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// broken lists every way a payload broke the format so far.
+func (h *webhookSink) broken() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.problems)
 }

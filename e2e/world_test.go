@@ -91,6 +91,7 @@ type world struct {
 	promAPI v1.API
 	watcher *amWatcher
 	slack   *slackFake
+	hook    *webhookSink
 	proxies map[string]*amProxy
 	daemons map[string]*daemonRun
 
@@ -223,10 +224,11 @@ func startWorld(t *testing.T) *world {
 	w.watcher = newAMWatcher(w.am.URL)
 	go w.watcher.run(wctx)
 	w.slack = newSlackFake(t)
+	w.hook = newWebhookSink(t)
 	for _, name := range []string{"primary", "replica", "victoriametrics"} {
 		w.proxies[name] = newAMProxy(t, name, w.am.URL)
 	}
-	w.startDaemon("primary", daemonConfig{promURL: w.prom.URL, delay: evalDelay, slack: true})
+	w.startDaemon("primary", daemonConfig{promURL: w.prom.URL, delay: evalDelay, slack: true, webhook: true})
 	w.startDaemon("victoriametrics", daemonConfig{promURL: w.vm.URL, delay: vmEvalDelay, source: "victoriametrics"})
 	return w
 }
@@ -355,10 +357,18 @@ func (w *world) stop() {
 			w.t.Logf("---- %s (pid %d, %s) log tail:\n%s", p.Name, p.PID(), p.Addr, log)
 		}
 		for name, d := range w.daemons {
-			w.t.Logf("---- emergentd %s log:\n%s", name, d.logs.tail(12000))
+			w.t.Logf("---- emergentd %s log:\n%s", name, w.redact(d.logs.tail(12000)))
 		}
 	}
 	w.t.Logf("stopped %d processes in %s", len(procs), time.Since(began).Round(time.Millisecond))
+}
+
+// redact masks the webhook URL's secret in text the suite prints.
+func (w *world) redact(text string) string {
+	if w.hook == nil {
+		return text
+	}
+	return strings.ReplaceAll(text, w.hook.secret(), "<webhook secret>")
 }
 
 func getJSON(u string, v any) error {
@@ -408,6 +418,7 @@ type daemonConfig struct {
 	promURL string
 	delay   time.Duration
 	slack   bool
+	webhook bool   // the webhook receiver, to the suite's webhookSink (its URL a secret, from a file)
 	source  string // extra external label, so its alerts are told apart in Alertmanager
 }
 
@@ -470,12 +481,17 @@ func testRules(text string, dc daemonConfig) (string, error) {
 	// the test's, and a settle, where set, the test's settleFor.
 	text = rangeWindow.ReplaceAllString(text, "["+model.Duration(rateWindow).String()+"]")
 	text = settleLine.ReplaceAllString(text, fmt.Sprintf("${1}settle = %q", model.Duration(settleFor)))
+	// The shipped hour-long average would hold every incident of a minutes-long suite back: the
+	// suite's is its rate window, as its other windows are.
+	text = averageOverLine.ReplaceAllString(text, fmt.Sprintf("${1}average_over = %q", model.Duration(rateWindow)))
 	return text, nil
 }
 
 var (
 	// rangeWindow is a PromQL range selector's window: [2m], [1h30m]; not a subquery's [10m:1m].
 	rangeWindow = regexp.MustCompile(`\[(?:[0-9]+(?:ms|[smhdwy]))+\]`)
+	// averageOverLine is a rule's average_over key.
+	averageOverLine = regexp.MustCompile(`(?m)^([ \t]*)average_over[ \t]*=[ \t]*"[^"]*"`)
 	// settleLine is a rule's settle key.
 	settleLine = regexp.MustCompile(`(?m)^([ \t]*)settle[ \t]*=[ \t]*"[^"]*"`)
 )
@@ -521,6 +537,23 @@ api_url = %q
 receiver = "oncall-slack"
 kinds = ["self_generated_traffic", "flush_storm"]
 `, slackToken, slackChannel, w.slack.apiURL())
+	}
+	if dc.webhook {
+		// The URL is a secret: the daemon reads it from a file, as it would in production.
+		secret := filepath.Join(w.dir, "webhook-url-"+name)
+		if err := os.WriteFile(secret, []byte(w.hook.url()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		text += fmt.Sprintf(`
+[[receivers]]
+name = %q
+type = "webhook"
+url_file = %q
+
+[[routes]]
+receiver = %q
+kinds = ["self_generated_traffic", "flush_storm"]
+`, hookReceiver, secret, hookReceiver)
 	}
 	path := filepath.Join(w.dir, "emergentd-"+name+".toml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
@@ -690,7 +723,7 @@ func TestRulesText(t *testing.T) {
 		{"shipped", func(s string) string { return s }, nil, true},
 		{"replicas", withLine(replicas), []string{strings.Replace(replicas, "[2m]", window, 1)}, true},
 		{"other window", withLine(`restarts = 'resets(redis_uptime_in_seconds[10m])'`), []string{"redis_uptime_in_seconds" + window}, false},
-		{"settle", withLine(`settle = "10m"`), []string{fmt.Sprintf("\nsettle = %q\n", model.Duration(settleFor))}, true},
+		{"settle", withLine(`settle = "5m"`), []string{fmt.Sprintf("\nsettle = %q\n", model.Duration(settleFor))}, true},
 	} {
 		in := tc.edit(string(shipped))
 		out, err := testRules(in, daemonConfig{promURL: "http://127.0.0.1:9090", delay: evalDelay})
