@@ -207,16 +207,18 @@ func TestReplayQuickStart(t *testing.T) {
 		`FIRING self_generated_traffic service="reports"`,
 		`FIRING flush_storm service="media"`,
 		`RESOLVED self_generated_traffic service="checkout"`,
+		`FIRING self_generated_traffic service="inventory"`,
 		"2 instances do the work independently",
 		"idle but busy",
 		"FLUSHDB/FLUSHALL per write (upload)",
-		"3 episodes.",
+		"instances went 2 → 6",
+		"4 episodes.",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("replay output lacks %q:\n%s", want, out)
 		}
 	}
-	for _, control := range []string{"search", "catalog", "files", "billing", "sessions"} {
+	for _, control := range []string{"search", "catalog", "files", "billing", "sessions", "ledger"} {
 		if strings.Contains(string(out), fmt.Sprintf("service=%q", control)) {
 			t.Errorf("replay output raises something on the control %s:\n%s", control, out)
 		}
