@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+	"github.com/slack-go/slack/slacktest"
 
 	"github.com/emergent-sh/emergent/config"
 )
@@ -188,4 +190,20 @@ func mustUnmarshal(t *testing.T, data []byte, v any) {
 	if err := json.Unmarshal(data, v); err != nil {
 		t.Fatalf("decode %s: %v", data, err)
 	}
+}
+
+// slackBotServer is slacktest's fake Slack API, started for the test, answering chat.update
+// as Slack does (slacktest has no handler for it).
+func slackBotServer(t *testing.T) *slacktest.Server {
+	t.Helper()
+	srv := slacktest.NewTestServer(func(c slacktest.Customize) {
+		c.Handle("/chat.update", func(w http.ResponseWriter, r *http.Request) {
+			_ = r.ParseForm()
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":%q}`, r.PostForm.Get("channel"), r.PostForm.Get("ts"))
+		})
+	})
+	srv.Start()
+	t.Cleanup(srv.Stop)
+	return srv
 }

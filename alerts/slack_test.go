@@ -22,7 +22,6 @@ import (
 
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/slack-go/slack"
-	"github.com/slack-go/slack/slacktest"
 
 	"github.com/emergent-sh/emergent/config"
 )
@@ -98,16 +97,7 @@ func TestSlackWebhookRateLimited(t *testing.T) {
 // In bot mode the resolve is a reply in the firing message's thread, and the firing message
 // is edited to show the episode resolved.
 func TestSlackBotThreadsResolve(t *testing.T) {
-	srv := slacktest.NewTestServer(func(c slacktest.Customize) {
-		// slacktest has no chat.update; answer like Slack does.
-		c.Handle("/chat.update", func(w http.ResponseWriter, r *http.Request) {
-			_ = r.ParseForm()
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":%q}`, r.PostForm.Get("channel"), r.PostForm.Get("ts"))
-		})
-	})
-	srv.Start()
-	t.Cleanup(srv.Stop)
+	srv := slackBotServer(t)
 
 	rt := &recordingTransport{}
 	m, _ := startManager(t, []config.Receiver{{

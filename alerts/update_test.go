@@ -1,7 +1,6 @@
 package alerts
 
 import (
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -10,22 +9,13 @@ import (
 
 	"github.com/emergent-sh/emergent/config"
 	commoncfg "github.com/prometheus/common/config"
-	"github.com/slack-go/slack/slacktest"
 )
 
 // An episode that got much worse is news on every channel, once, with its new numbers: a Slack
 // reply in the thread plus the original edited, the webhook posted again, Alertmanager sent
 // at once rather than at the next resend.
 func TestUpdatesReachEveryReceiver(t *testing.T) {
-	srv := slacktest.NewTestServer(func(c slacktest.Customize) {
-		c.Handle("/chat.update", func(w http.ResponseWriter, r *http.Request) {
-			_ = r.ParseForm()
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":%q}`, r.PostForm.Get("channel"), r.PostForm.Get("ts"))
-		})
-	})
-	srv.Start()
-	t.Cleanup(srv.Stop)
+	srv := slackBotServer(t)
 	hook, hookSrv := newRecorder(t, nil)
 	am, amSrv := newRecorder(t, nil)
 

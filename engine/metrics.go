@@ -44,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "emergent_rule_blind", Help: "1 when the rule has not seen its data for global.blind_after.",
 		}, []string{"rule"}),
 		groupsByRule: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "emergent_rule_groups", Help: "Groups by rule and state (inactive, pending, firing, unknown).",
+			Name: "emergent_rule_groups", Help: "Groups by rule and state (inactive, pending, firing, unknown, learning).",
 		}, []string{"rule", "state"}),
 	}
 	reg.MustRegister(m.steps, m.duration, m.queryErrors, m.lastStep, m.active, m.blind, m.groupsByRule)

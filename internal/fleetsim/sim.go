@@ -1,6 +1,7 @@
 package fleetsim
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -480,15 +481,7 @@ func (s *svcSim) step(i int) {
 		}
 	}
 	sc.rate = sharedRate
-	slices.SortStableFunc(s.inst, func(x, y instant) int {
-		switch {
-		case x.t < y.t:
-			return -1
-		case x.t > y.t:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(s.inst, func(x, y instant) int { return cmp.Compare(x.t, y.t) })
 
 	// Tokens: the shared cache lives in Redis and goes with it.
 	s.invs = s.invs[:0]

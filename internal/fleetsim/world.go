@@ -1,6 +1,7 @@
 package fleetsim
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -250,15 +251,7 @@ func drawWorld(seed uint64, idx int, tl *timeline, nabs []*nabSeries) *world {
 	}
 	w.hash = k8sName(r, 10)
 	w.drawEvents(r, tl)
-	slices.SortStableFunc(w.acts, func(a, b action) int {
-		switch {
-		case a.t < b.t:
-			return -1
-		case a.t > b.t:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(w.acts, func(a, b action) int { return cmp.Compare(a.t, b.t) })
 	w.simSeed = [2]uint64{r.Uint64(), r.Uint64()}
 	return w
 }
