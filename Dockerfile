@@ -1,5 +1,7 @@
 # Build: docker build -t emergentd .
-# Run:   docker run -p 9799:9799 -v $PWD/rules.toml:/etc/emergent/rules.toml emergentd
+# Run:   docker run -p 9799:9799 -v $PWD/rules.toml:/etc/emergent/rules.toml \
+#          -e EMERGENT_PROMETHEUS_URL=http://prometheus:9090 emergentd
+# (127.0.0.1, the shipped rules.toml's Prometheus, is the container itself.)
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -21,5 +23,7 @@ COPY --from=build --chown=65532:65532 /out/state /var/lib/emergent
 WORKDIR /var/lib/emergent
 EXPOSE 9799
 USER nonroot
+# The image has no shell or curl: the binary probes itself.
+HEALTHCHECK --interval=30s --timeout=10s CMD ["/bin/emergentd", "healthcheck"]
 ENTRYPOINT ["/bin/emergentd"]
 CMD ["--config.file=/etc/emergent/rules.toml", "--storage.path=/var/lib/emergent"]

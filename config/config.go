@@ -4,6 +4,8 @@
 package config
 
 import (
+	"encoding/json"
+
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 )
@@ -76,6 +78,18 @@ type Prometheus struct {
 
 	// HTTPClient is loaded from HTTPConfigFile (or defaults) during Load.
 	HTTPClient commoncfg.HTTPClientConfig `toml:"-" json:"-"`
+}
+
+// MarshalJSON encodes p as /api/v1/status/config serves it: its URLs without their userinfo
+// or query, where credentials and tokens go, masked by redact (load.go), the package's one URL
+// redaction, which its errors use too. p itself, which the daemon connects with, is left as
+// it is.
+func (p Prometheus) MarshalJSON() ([]byte, error) {
+	type plain Prometheus // plain has no MarshalJSON: no recursion
+	out := plain(p)
+	out.URL = redact(p.URL)
+	out.GraphURL = redact(p.GraphURL)
+	return json.Marshal(out)
 }
 
 // Rule is one detector: a kind, the queries it watches and its thresholds.
@@ -198,6 +212,22 @@ type Receiver struct {
 
 	// HTTPClient is loaded from HTTPConfigFile (or defaults) during Load.
 	HTTPClient commoncfg.HTTPClientConfig `toml:"-" json:"-"`
+}
+
+// MarshalJSON encodes r as /api/v1/status/config serves it: its URLs without their userinfo
+// or query, as for Prometheus; the secrets (webhook_url, token, url) marshal as <secret>. r
+// itself, which the daemon delivers with, is left as it is.
+func (r Receiver) MarshalJSON() ([]byte, error) {
+	type plain Receiver // plain has no MarshalJSON: no recursion
+	out := plain(r)
+	out.APIURL = redact(r.APIURL)
+	if r.URLs != nil {
+		out.URLs = make([]string, len(r.URLs)) // a copy: r.URLs is the running configuration's
+		for i, u := range r.URLs {
+			out.URLs[i] = redact(u)
+		}
+	}
+	return json.Marshal(out)
 }
 
 // Route sends the alerts it matches to a receiver. Every matching route is used.

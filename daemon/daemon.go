@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,6 +155,7 @@ func (d *Daemon) build(cfg *config.Config, prev *generation) (*generation, error
 			return nil, fmt.Errorf("prometheus source: %w", err)
 		}
 		g.engine = engine.New(cfg, src, d.logger, engine.NewMetrics(g.engReg))
+		g.engine.ReadStartsBack()
 	}
 	if prev != nil && reflect.DeepEqual(prev.cfg.Receivers, cfg.Receivers) && reflect.DeepEqual(prev.cfg.Routes, cfg.Routes) &&
 		reflect.DeepEqual(prev.cfg.Global, cfg.Global) {
@@ -184,10 +187,17 @@ func (d *Daemon) Reload() error {
 			d.mu.Lock()
 			d.cur = gen
 			d.mu.Unlock()
+			if prev.engine != gen.engine {
+				gen.engine.Carry(prev.engine.Active()) // a changed rule keeps its open episodes' starts
+			}
 			if prev.manager != gen.manager {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				prev.manager.Stop(ctx)
-				cancel()
+				// The old receivers finish in the background: a receiver that is down must not
+				// hold up the reload (nor the evaluation loop that runs it).
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					prev.manager.Stop(ctx)
+				}()
 			}
 		}
 	}
@@ -202,12 +212,17 @@ func (d *Daemon) Reload() error {
 	return nil
 }
 
-// Run evaluates until ctx is done, then delivers what is pending and returns.
+// Run evaluates until ctx is done, then delivers what is pending and returns. The listeners are
+// bound before anything else, so a taken port fails at once rather than after loading history.
 func (d *Daemon) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second}
 	webErr := make(chan error, 1)
 	if d.opts.Web != nil {
-		go func() { webErr <- web.ListenAndServe(srv, d.opts.Web, d.logger) }()
+		serve, err := listen(d.opts.Web)
+		if err != nil {
+			return fmt.Errorf("web server: %w", err)
+		}
+		go func() { webErr <- serve(srv, d.opts.Web, d.logger) }()
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -237,7 +252,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					continue
 				}
-				d.logger.Error("bootstrap failed; retrying", "err", err, "in", backoff)
+				d.logger.Error("loading history failed; not ready, retrying", "err", err, "in", backoff)
 				timer.Reset(backoff + rand.N(backoff/2+1))
 				backoff = min(2*backoff, interval)
 				continue
@@ -260,11 +275,11 @@ func (d *Daemon) evaluate(ctx context.Context, gen *generation) error {
 	var err error
 	if !gen.engine.Bootstrapped() {
 		began := time.Now()
-		events, err = gen.engine.Bootstrap(ctx, at)
-		if err != nil {
+		if events, err = gen.engine.Bootstrap(ctx, at); err != nil {
 			return err
 		}
-		d.logger.Info("history loaded; evaluating", "took", time.Since(began).Round(time.Millisecond), "rules", len(gen.cfg.Rules))
+		d.logger.Info("history loaded; evaluating", "took", time.Since(began).Round(time.Millisecond), "rules", len(gen.cfg.Rules),
+			"active_episodes", len(gen.engine.Active()))
 	} else if events, err = gen.engine.Advance(ctx, at); err != nil {
 		return err
 	}
@@ -290,4 +305,32 @@ func (d *Daemon) shutdown() error {
 	gen.manager.Stop(ctx)
 	d.logger.Info("stopped; pending notifications delivered or timed out")
 	return nil
+}
+
+// listen binds every TCP listen address now and returns what serves on them. Systemd socket
+// activation and vsock addresses are left to exporter-toolkit, which binds as it serves.
+func listen(flags *web.FlagConfig) (func(*http.Server, *web.FlagConfig, *slog.Logger) error, error) {
+	if flags.WebSystemdSocket != nil && *flags.WebSystemdSocket {
+		return web.ListenAndServe, nil
+	}
+	var listeners []net.Listener
+	for _, addr := range *flags.WebListenAddresses {
+		if strings.HasPrefix(addr, "vsock://") {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return web.ListenAndServe, nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return nil, err
+		}
+		listeners = append(listeners, l)
+	}
+	return func(srv *http.Server, flags *web.FlagConfig, logger *slog.Logger) error {
+		return web.ServeMultiple(listeners, srv, flags, logger)
+	}, nil
 }

@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emergent-sh/emergent/detector"
@@ -42,17 +46,35 @@ func (d *Daemon) handler() http.Handler {
 	return http.MaxBytesHandler(mux, 1<<20)
 }
 
-// ready is 200 once history is loaded and at least one rule can see its data.
+// ready is 200 once history is loaded and at least one rule can see its data. A rule whose
+// queries return no series does not make the daemon unready (the data may come later, and a
+// probe would restart a healthy process), but the answer names it.
 func (d *Daemon) ready(w http.ResponseWriter, _ *http.Request) {
 	g := d.current()
 	switch {
 	case !g.engine.Bootstrapped():
-		http.Error(w, "emergentd is not ready: loading history from Prometheus", http.StatusServiceUnavailable)
+		msg := "emergentd is not ready: loading history from Prometheus"
+		if err := g.engine.HistoryError(); err != nil {
+			msg += " (the last attempt failed, retrying: " + err.Error() + ")"
+		}
+		http.Error(w, msg, http.StatusServiceUnavailable)
 	case len(g.cfg.Rules) > 0 && len(g.engine.Blind()) == len(g.cfg.Rules):
 		http.Error(w, fmt.Sprintf("emergentd is not ready: every rule is blind (%v)", g.engine.Blind()), http.StatusServiceUnavailable)
 	default:
 		fmt.Fprintln(w, "emergentd is Ready.")
+		empty := g.engine.WatchingNothing()
+		for _, name := range slices.Sorted(maps.Keys(empty)) {
+			fmt.Fprintf(w, "Rule %q watches nothing: no series from %s\n", name, strings.Join(quoteAll(empty[name]), ", "))
+		}
 	}
+}
+
+func quoteAll(qs []string) []string {
+	out := make([]string, len(qs))
+	for i, q := range qs {
+		out[i] = strconv.Quote(q)
+	}
+	return out
 }
 
 func (d *Daemon) reload(w http.ResponseWriter, r *http.Request) {

@@ -52,6 +52,9 @@ type Explanation struct {
 	Summary   string
 	Diagnosis string
 	Remedy    string
+
+	// instantBreach: the step breaches before the average_over gate (any signal).
+	instantBreach bool
 }
 
 // Remedies the seeds' post-mortems learned.

@@ -90,6 +90,10 @@ type Rule struct {
 	clock        *historyClock // the time grid of every group's history
 	row          []float64     // scratch for historyRow
 	fit          fitScratch
+	// carried are the starts of episodes an earlier process had open, by GroupString; an
+	// episode whose breach was under way by carriedBy is that episode (see Carry).
+	carried   map[string]time.Time
+	carriedBy time.Time
 }
 
 type group struct {
@@ -116,6 +120,9 @@ type group struct {
 	signalSeen []time.Time
 	flush      *flushState
 	last       Explanation
+	// quietSinceCarry: a known step past the rule's carriedBy did not breach, so whatever
+	// episode an earlier process had open for this group ended; nothing is carried.
+	quietSinceCarry bool
 }
 
 // signalGone is how long a work series may be absent before it counts as zero rather than as
@@ -147,6 +154,17 @@ func NewRule(cfg config.Rule, g config.Global) *Rule {
 
 // Config returns the rule's configuration.
 func (r *Rule) Config() config.Rule { return r.cfg }
+
+// Carry hands the rule the starts of episodes an earlier process had open, by the group's
+// labels. A replay sees only its own window, so an episode older than it would fire again with
+// the window's first steps as its start: a new identity, a second page. An episode that fires
+// for one of these groups, breaching at every step it could judge after by (the replay's
+// first steps: a rate or a window needs its samples), is the same episode and keeps the
+// earlier start; the average_over gate, which starts afresh, does not count. Each start is
+// used once.
+func (r *Rule) Carry(starts map[string]time.Time, by time.Time) {
+	r.carried, r.carriedBy = starts, by
+}
 
 func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 	if g, ok := r.groups[key]; ok {
@@ -260,6 +278,9 @@ func (r *Rule) Eval(in Input) []Event {
 			hold = g.instances.settling(t, time.Duration(r.cfg.Settle))
 		}
 		g.unknown = !known
+		if known && !breach && !ex.instantBreach && g.life.state != StateFiring && t.After(r.carriedBy) {
+			g.quietSinceCarry = true
+		}
 		if t.Unix()%int64(r.baselineStep/time.Second) == 0 {
 			// Only settled, quiet steps teach: not an episode, not a transient still settling, not
 			// instances grown past their usual number, whose work is under observation.
@@ -276,9 +297,14 @@ func (r *Rule) Eval(in Input) []Event {
 		g.last = ex
 		switch tr {
 		case fired:
+			start := t
+			if s, ok := r.carried[GroupString(g.labels)]; ok && s.Before(t) && !g.quietSinceCarry {
+				start = s
+				delete(r.carried, GroupString(g.labels))
+			}
 			g.episode = &Episode{
 				Kind: r.cfg.Kind, Rule: r.cfg.Name, Severity: r.cfg.Severity,
-				Labels: g.labels, Start: t, Summary: ex.Summary, Explanation: ex, notified: ex.Observed, notifiedAt: t, notifiedSignal: ex.Signal,
+				Labels: g.labels, Start: start, Summary: ex.Summary, Explanation: ex, notified: ex.Observed, notifiedAt: t, notifiedSignal: ex.Signal,
 			}
 			events = append(events, Event{At: t, Episode: *g.episode})
 		case resolved:

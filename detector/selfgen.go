@@ -176,6 +176,7 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 		b := share >= minShare*scale &&
 			unexplained >= r.cfg.MinUnexplainedRate*scale &&
 			unexplained > noiseSigmas*sigma*scale
+		ex.instantBreach = ex.instantBreach || b
 		avgWork, avgExpected := g.averages[s].add(in.Time, work, expected, time.Duration(r.cfg.AverageOver))
 		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {
 			// To fire, the work averaged over average_over must be unexplained too: the bursts

@@ -5,8 +5,8 @@ import (
 	"math"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
-	"time"
 
 	"github.com/emergent-sh/emergent/alerts"
 	"github.com/emergent-sh/emergent/config"
@@ -38,12 +38,12 @@ func (e *Engine) Alerts() []*alerts.Alert {
 		for _, ep := range r.resolved {
 			out = append(out, e.episodeAlert(r.cfg, ep))
 		}
-		if r.blind {
-			out = append(out, e.blindAlert(r.cfg.Name, blindEpisode{start: r.blindSince.Add(time.Duration(e.cfg.Global.BlindAfter))}))
-		}
-		for _, b := range r.blindEpisodes {
-			out = append(out, e.blindAlert(r.cfg.Name, b))
-		}
+	}
+	if !e.blindStart.IsZero() {
+		out = append(out, e.blindAlert(blindEpisode{start: e.blindStart}))
+	}
+	for _, b := range e.blindEpisodes {
+		out = append(out, e.blindAlert(b))
 	}
 	return out
 }
@@ -117,6 +117,9 @@ func fmtNum(x float64) string {
 }
 
 // graphURL links a Prometheus graph of the rule's main signal and inbound, narrowed to the group.
+// The link goes to people (Slack buttons, generatorURL), so it never carries the userinfo or
+// query of prometheus.url, where the daemon's credentials and tokens go: a browser asks for
+// its own. A base without a host (not an absolute URL) gives no link.
 func (e *Engine) graphURL(rule config.Rule, group map[string]string) string {
 	base := e.cfg.Prometheus.GraphURL
 	if base == "" {
@@ -125,6 +128,11 @@ func (e *Engine) graphURL(rule config.Rule, group map[string]string) string {
 	if base == "" {
 		return ""
 	}
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	u.User, u.Fragment, u.RawFragment = nil, "", ""
 	main := rule.Flushes
 	if len(rule.Signals) > 0 {
 		main = rule.Signals[0].Query
@@ -142,7 +150,9 @@ func (e *Engine) graphURL(rule config.Rule, group map[string]string) string {
 		q.Set(g+"tab", "0")
 		q.Set(g+"range_input", "1h")
 	}
-	return strings.TrimRight(base, "/") + "/graph?" + q.Encode()
+	u = u.JoinPath("graph")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // forGroup adds the group's label matchers to every selector of expr, so the graph shows one
@@ -169,12 +179,28 @@ func forGroup(expr string, group map[string]string) string {
 }
 
 // blindAlert is the meta-alert of a rule that cannot see its data; b.end is zero while blind.
-func (e *Engine) blindAlert(rule string, b blindEpisode) *alerts.Alert {
-	labels := map[string]string{
-		"alertname": "EmergentDetectorBlind", "kind": KindDetectorBlind, "rule": rule, "severity": "warning",
+func (e *Engine) blindAlert(b blindEpisode) *alerts.Alert {
+	labels := map[string]string{"alertname": "EmergentDetectorBlind", "kind": KindDetectorBlind, "severity": "warning"}
+	var blind []string
+	var lastErr error
+	for _, r := range e.rules {
+		if r.blind {
+			blind = append(blind, strconv.Quote(r.cfg.Name))
+			if r.lastErr != nil {
+				lastErr = r.lastErr
+			}
+		}
 	}
-	msg := fmt.Sprintf("emergentd cannot see the data of rule %q: queries fail or every group is unknown. "+
-		"Nothing fires or resolves on it until it can see again.", rule)
+	var msg string
+	if b.end.IsZero() {
+		msg = fmt.Sprintf("emergentd cannot see the data of %s %s: queries fail or every group is unknown. "+
+			"Nothing fires or resolves on them until they can see again.", plural(len(blind), "rule", "rules"), strings.Join(blind, ", "))
+		if lastErr != nil {
+			msg += " Last error: " + lastErr.Error()
+		}
+	} else {
+		msg = "emergentd sees the data of every rule again."
+	}
 	return &alerts.Alert{
 		Labels:      labels,
 		Annotations: map[string]string{"summary": msg, "description": msg},
@@ -182,6 +208,13 @@ func (e *Engine) blindAlert(rule string, b blindEpisode) *alerts.Alert {
 		EndsAt:      b.end,
 		Details:     alerts.Details{Diagnosis: msg},
 	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // AlertFor renders an episode as the alert the daemon would deliver for it, or nil if no rule

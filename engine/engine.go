@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -40,10 +41,25 @@ type Engine struct {
 	interval time.Duration
 	metrics  *Metrics
 
-	mu           sync.Mutex // guards everything below; held for a whole Advance
+	// evalMu serialises Bootstrap and Advance. It is held across queries; mu never is, so
+	// /metrics, readiness and the API answer while a query hangs.
+	evalMu sync.Mutex
+
+	mu           sync.Mutex // guards everything below; held for one step's evaluation at most
 	rules        []*ruleState
 	last         time.Time // last evaluated step; zero before Bootstrap
 	bootstrapped bool
+	// historyErr is why the last bootstrap failed; nil once history loaded.
+	historyErr error
+	// carried are starts of episodes an earlier process had open: rule → GroupString → start.
+	carried map[string]map[string]time.Time
+	// readStartsBack makes Bootstrap read exported episode starts back from the source.
+	readStartsBack bool
+	// blindStart is when the meta-alert began (some rule blind); zero while every rule sees.
+	// One alert covers every blind rule: a Prometheus outage blinds them all at once.
+	blindStart time.Time
+	// blindEpisodes are resolved blind stretches kept for ResolvedRetention.
+	blindEpisodes []blindEpisode
 }
 
 type ruleState struct {
@@ -51,19 +67,28 @@ type ruleState struct {
 	cfg        config.Rule
 	blindSince time.Time // first step of the current run of blind steps; zero when seeing
 	blind      bool
-	// blindEpisodes are resolved blind stretches kept for ResolvedRetention.
-	blindEpisodes []blindEpisode
-	resolved      []detector.Episode // resolved episodes kept for ResolvedRetention
-	known         knownGroups
+	resolved   []detector.Episode // resolved episodes kept for ResolvedRetention
+	known      knownGroups
+	// lastErr is the latest failed query of this rule, for the blind alert and the log.
+	lastErr error
+	// empty lists the rule's queries that returned no series at the latest fetch.
+	empty []string
 }
 
 // New prepares an engine; it queries nothing until Bootstrap or Advance. metrics may be nil.
 func New(cfg *config.Config, src Source, logger *slog.Logger, metrics *Metrics) *Engine {
 	e := &Engine{cfg: cfg, src: src, logger: logger, interval: time.Duration(cfg.Global.EvaluationInterval), metrics: metrics}
-	for _, r := range cfg.Rules {
-		e.rules = append(e.rules, &ruleState{det: detector.NewRule(r, cfg.Global), cfg: r})
-	}
+	e.rules = e.freshRules()
+	metrics.observeHistory(e, false)
 	return e
+}
+
+func (e *Engine) freshRules() []*ruleState {
+	var out []*ruleState
+	for _, r := range e.cfg.Rules {
+		out = append(out, &ruleState{det: detector.NewRule(r, e.cfg.Global), cfg: r})
+	}
+	return out
 }
 
 // Config returns the configuration the engine evaluates.
@@ -75,6 +100,10 @@ func Align(t time.Time, step time.Duration) time.Time {
 	return t.Truncate(step)
 }
 
+// ReadStartsBack makes every Bootstrap first read back the episode starts emergentd exported
+// (EpisodeStartMetric) from the source, which must then be the Prometheus that scrapes it.
+func (e *Engine) ReadStartsBack() { e.readStartsBack = true }
+
 // Bootstrapped reports whether history has been loaded.
 func (e *Engine) Bootstrapped() bool {
 	e.mu.Lock()
@@ -82,64 +111,181 @@ func (e *Engine) Bootstrapped() bool {
 	return e.bootstrapped
 }
 
+// HistoryError is why the last attempt to load history failed; nil once it loaded or before
+// the first attempt.
+func (e *Engine) HistoryError() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.historyErr
+}
+
 // Bootstrap learns baselines from global.history before the replay window, then replays the
 // window up to now so episodes already under way come back with their original start. It is
 // what makes a restarted detector, or a second replica, agree with the first.
+//
+// Any query that fails fails the bootstrap, and the engine stays as if it had not begun: an
+// engine that learned from half its history, or replayed a window it could not see, would
+// report wrong normals and new starts for old episodes. The caller retries.
 func (e *Engine) Bootstrap(ctx context.Context, now time.Time) ([]detector.Event, error) {
+	e.evalMu.Lock()
+	defer e.evalMu.Unlock()
+	events, err := e.bootstrap(ctx, now)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.historyErr = err
+	if err != nil {
+		e.rules, e.last, e.bootstrapped = e.freshRules(), time.Time{}, false
+		e.metrics.observeHistory(e, false)
+		return nil, err
+	}
+	e.bootstrapped = true
+	e.metrics.observeHistory(e, true)
+	return events, nil
+}
+
+func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event, error) {
 	g := e.cfg.Global
 	baseStep := time.Duration(g.BaselineStep)
 	replayStart := Align(now.Add(-time.Duration(g.Replay)), baseStep)
 	histStart := replayStart.Add(-time.Duration(g.History))
 	histEnd := replayStart.Add(-baseStep)
+	if e.readStartsBack {
+		n, err := e.carryFromSource(ctx, now)
+		if err != nil {
+			return nil, err
+		}
+		e.logger.Info("episode starts read back from Prometheus", "episodes", n)
+	}
+	e.mu.Lock()
+	e.rules, e.bootstrapped = e.freshRules(), false
+	for _, r := range e.rules {
+		r.det.Carry(maps.Clone(e.carried[r.cfg.Name]), replayStart.Add(carrySlack(r.cfg, e.interval)))
+	}
+	e.mu.Unlock()
 	for start := histStart; !start.After(histEnd); start = start.Add(maxStepsPerQuery * baseStep) {
 		end := minTime(start.Add((maxStepsPerQuery-1)*baseStep), histEnd)
 		b, err := e.fetch(ctx, sources.Range{Start: start, End: end, Step: baseStep}, e.historyQueries())
 		if err != nil {
 			return nil, err
 		}
+		if err := b.failure(); err != nil {
+			return nil, fmt.Errorf("history %s to %s: %w", start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), err)
+		}
 		b.each(func(_ time.Time, inputs []detector.Input) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
 			for i, r := range e.rules {
 				r.det.AddHistory(inputs[i])
 			}
 		})
 	}
+	e.mu.Lock()
 	e.last = replayStart.Add(-e.interval)
-	e.bootstrapped = true
-	return e.advance(ctx, now)
+	e.mu.Unlock()
+	events, err := e.advance(ctx, now, true)
+	if err != nil {
+		return nil, fmt.Errorf("replay from %s: %w", replayStart.UTC().Format(time.RFC3339), err)
+	}
+	return events, nil
+}
+
+// observeFetch keeps each rule's latest query error and empty queries, and logs when a rule
+// starts or stops watching nothing: a rule that watches nothing looks exactly like a healthy one.
+// Only the latest chunk of a catch-up says what exists now; earlier ones may predate a series.
+func (e *Engine) observeFetch(b *batch, latest bool) {
+	for i, r := range e.rules {
+		rb := b.rules[i]
+		if rb.err != nil {
+			r.lastErr = rb.err
+		}
+		if !latest {
+			continue
+		}
+		was, now := r.cfg.WatchesNothing(r.empty), r.cfg.WatchesNothing(rb.empty)
+		if rb.failed { // a failed query says nothing about what exists
+			continue
+		}
+		switch {
+		case now && !was:
+			e.logger.Warn("rule watches nothing: its queries return no series", "rule", r.cfg.Name, "queries", rb.empty)
+		case was && !now:
+			e.logger.Info("rule sees series again", "rule", r.cfg.Name)
+		}
+		r.empty = rb.empty
+		if r.empty == nil {
+			r.empty = []string{}
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "none"
+	}
+	return err.Error()
+}
+
+// carrySlack is how far into the replay an episode may begin breaching and still be the one an
+// earlier process had open: a rate or a flush window needs its range of samples first.
+func carrySlack(r config.Rule, interval time.Duration) time.Duration {
+	return max(2*interval, time.Duration(r.Window))
 }
 
 // Advance evaluates every step after the last one up to now and returns what fired or resolved.
 func (e *Engine) Advance(ctx context.Context, now time.Time) ([]detector.Event, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.bootstrapped {
+	e.evalMu.Lock()
+	defer e.evalMu.Unlock()
+	if !e.Bootstrapped() {
 		return nil, fmt.Errorf("engine: Advance before Bootstrap")
 	}
-	return e.advance(ctx, now)
+	return e.advance(ctx, now, false)
 }
 
-func (e *Engine) advance(ctx context.Context, now time.Time) ([]detector.Event, error) {
+// advance queries without holding mu and evaluates each step under it. strict makes a failed
+// query an error (the replay) instead of a step of unknown data (live evaluation).
+func (e *Engine) advance(ctx context.Context, now time.Time, strict bool) ([]detector.Event, error) {
 	end := Align(now, e.interval)
 	var events []detector.Event
-	for e.last.Before(end) {
-		start := e.last.Add(e.interval)
+	e.mu.Lock()
+	last := e.last
+	e.mu.Unlock()
+	for last.Before(end) {
+		start := last.Add(e.interval)
 		chunkEnd := minTime(start.Add((maxStepsPerQuery-1)*e.interval), end)
 		began := time.Now()
 		b, err := e.fetch(ctx, sources.Range{Start: start, End: chunkEnd, Step: e.interval}, e.cfg.Queries())
 		if err != nil {
 			return events, err
 		}
+		if strict {
+			if err := b.failure(); err != nil {
+				return events, err
+			}
+		}
 		b.each(func(t time.Time, inputs []detector.Input) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
 			for i, r := range e.rules {
 				evs := r.det.Eval(inputs[i])
 				events = append(events, evs...)
+				wasBlind := r.blind
 				r.track(t, inputs[i].Failed, evs, e.cfg.Global)
+				switch {
+				case r.blind && !wasBlind:
+					e.logger.Error("rule is blind: it has not seen its data", "rule", r.cfg.Name,
+						"for", e.cfg.Global.BlindAfter, "last_error", errString(r.lastErr))
+				case wasBlind && !r.blind:
+					e.logger.Info("rule sees its data again", "rule", r.cfg.Name)
+				}
 			}
+			e.trackBlind(t)
+			e.last = t
 		})
-		e.last = chunkEnd
+		last = chunkEnd
+		e.mu.Lock()
+		e.observeFetch(b, chunkEnd.Equal(end))
 		e.metrics.observeAdvance(e, b.n, time.Since(began))
+		e.mu.Unlock()
 	}
 	return events, nil
 }
@@ -162,21 +308,37 @@ func (r *ruleState) track(t time.Time, failed bool, events []detector.Event, g c
 	blindNow := failed || r.det.AllUnknown()
 	switch {
 	case !blindNow:
-		if r.blind { // the meta-alert resolves now, and is re-sent as resolved for a while
-			r.blindEpisodes = append(r.blindEpisodes, blindEpisode{start: r.blindSince.Add(time.Duration(g.BlindAfter)), end: t})
-		}
-		r.blindSince, r.blind = time.Time{}, false
+		r.blindSince = time.Time{}
 	case r.blindSince.IsZero():
 		r.blindSince = t
 	}
 	r.blind = blindNow && t.Sub(r.blindSince) >= time.Duration(g.BlindAfter)
-	kept := r.blindEpisodes[:0]
-	for _, b := range r.blindEpisodes {
+}
+
+// trackBlind follows the meta-alert: it fires when the first rule goes blind, with the start
+// of that rule's blindness, and resolves when the last one sees again.
+func (e *Engine) trackBlind(t time.Time) {
+	g := e.cfg.Global
+	var start time.Time
+	for _, r := range e.rules {
+		if s := r.blindSince.Add(time.Duration(g.BlindAfter)); r.blind && (start.IsZero() || s.Before(start)) {
+			start = s
+		}
+	}
+	switch {
+	case !start.IsZero() && e.blindStart.IsZero():
+		e.blindStart = start
+	case start.IsZero() && !e.blindStart.IsZero(): // resolves now, and is re-sent as resolved for a while
+		e.blindEpisodes = append(e.blindEpisodes, blindEpisode{start: e.blindStart, end: t})
+		e.blindStart = time.Time{}
+	}
+	kept := e.blindEpisodes[:0]
+	for _, b := range e.blindEpisodes {
 		if t.Sub(b.end) <= time.Duration(g.ResolvedRetention) {
 			kept = append(kept, b)
 		}
 	}
-	r.blindEpisodes = kept
+	e.blindEpisodes = kept
 }
 
 // blindEpisode is a stretch of time a rule could not see its data, from when the meta-alert
@@ -236,8 +398,13 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 		c := rs.cfg
 		rb := &ruleBatch{cfg: c}
 		for _, q := range c.Queries() {
-			if i, ok := byQuery[q]; ok && failed[i] != nil {
-				rb.failed = true
+			if i, ok := byQuery[q]; ok && failed[i] != nil && rb.err == nil {
+				rb.failed, rb.err = true, failed[i]
+			}
+		}
+		for _, q := range c.RequiredQueries() {
+			if i, ok := byQuery[q]; ok && failed[i] == nil && len(results[i]) == 0 {
+				rb.empty = append(rb.empty, q)
 			}
 		}
 		if rs.known.keys == nil || len(rs.known.keys) > maxKnownGroups {
@@ -279,6 +446,8 @@ type batch struct {
 type ruleBatch struct {
 	cfg                               config.Rule
 	failed                            bool
+	err                               error    // the first of the rule's queries that failed
+	empty                             []string // the rule's required queries that returned no series
 	labels                            map[string]map[string]string
 	inbound, keys, commands, writes   []seriesCursor
 	signals                           [][]seriesCursor
@@ -288,6 +457,16 @@ type ruleBatch struct {
 	cacheResetsV                      detector.Values
 	signalsV                          []detector.Values
 	instancesV, replicasV, flushesV   breakdownValues
+}
+
+// failure is the first failed query of any rule, nil when every query answered in full.
+func (b *batch) failure() error {
+	for _, rb := range b.rules {
+		if rb.err != nil {
+			return fmt.Errorf("rule %q: %w", rb.cfg.Name, rb.err)
+		}
+	}
+	return nil
 }
 
 // each calls fn for every step of the batch in time order with every rule's input. The inputs
@@ -491,6 +670,20 @@ func (e *Engine) Blind() []string {
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+// WatchingNothing returns, by rule, the required queries that returned no series for rules that
+// cannot judge any group because of them.
+func (e *Engine) WatchingNothing() map[string][]string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string][]string{}
+	for _, r := range e.rules {
+		if r.cfg.WatchesNothing(r.empty) {
+			out[r.cfg.Name] = r.empty
+		}
+	}
 	return out
 }
 

@@ -19,6 +19,8 @@ type Metrics struct {
 	active       *prometheus.GaugeVec
 	blind        *prometheus.GaugeVec
 	groupsByRule *prometheus.GaugeVec
+	history      *prometheus.GaugeVec
+	empty        *prometheus.GaugeVec
 }
 
 // NewMetrics registers the engine's metrics on reg.
@@ -46,14 +48,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		groupsByRule: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "emergent_rule_groups", Help: "Groups by rule and state (inactive, pending, firing, unknown, learning).",
 		}, []string{"rule", "state"}),
+		history: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "emergent_history_loaded", Help: "1 once the rule's history loaded and its replay ran; 0 while loading or retrying after a failure.",
+		}, []string{"rule"}),
+		empty: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "emergent_rule_empty_queries", Help: "The rule's inbound and work queries that returned no series at the latest evaluation; the rule watches nothing when inbound or all its work is among them.",
+		}, []string{"rule"}),
 	}
-	reg.MustRegister(m.steps, m.duration, m.queryErrors, m.lastStep, m.active, m.blind, m.groupsByRule)
+	reg.MustRegister(m.steps, m.duration, m.queryErrors, m.lastStep, m.active, m.blind, m.groupsByRule, m.history, m.empty)
 	return m
 }
 
 func (m *Metrics) queryFailed() {
 	if m != nil {
 		m.queryErrors.Inc()
+	}
+}
+
+func (m *Metrics) observeHistory(e *Engine, loaded bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if loaded {
+		v = 1
+	}
+	for _, r := range e.rules {
+		m.history.WithLabelValues(r.cfg.Name).Set(v)
 	}
 }
 
@@ -73,6 +94,7 @@ func (m *Metrics) observeAdvance(e *Engine, steps int, took time.Duration) {
 			blind = 1
 		}
 		m.blind.WithLabelValues(r.cfg.Name).Set(blind)
+		m.empty.WithLabelValues(r.cfg.Name).Set(float64(len(r.empty)))
 		counts := r.det.StateCounts()
 		for _, st := range []detector.State{detector.StateInactive, detector.StatePending, detector.StateFiring, detector.StateUnknown, detector.StateLearning} {
 			m.groupsByRule.WithLabelValues(r.cfg.Name, st.String()).Set(float64(counts[st]))
@@ -122,13 +144,14 @@ func (c *GroupCollector) Collect(ch chan<- prometheus.Metric) {
 	observed := desc("emergent_observed_work_per_second", "Work rate of the group's most unexplained signal.")
 	expected := desc("emergent_expected_work_per_second", "Work rate inbound explains for that signal.")
 	share := desc("emergent_unexplained_work_ratio", "Share of work that inbound does not explain (0..1).")
+	start := desc(EpisodeStartMetric, "Start of the group's active episode, as a Unix timestamp. Read back at start-up, so a "+
+		"restart, a reload or the other replica keeps the episode's start, its Alertmanager startsAt and its Slack thread.")
 	for _, r := range e.rules {
+		for _, ep := range r.det.Active() {
+			ch <- prometheus.MustNewConstMetric(start, prometheus.GaugeValue, float64(ep.Start.Unix()), labelValues(names, r.cfg.Name, ep.Labels)...)
+		}
 		for _, s := range r.det.Status() {
-			values := make([]string, len(names))
-			values[0] = r.cfg.Name
-			for i, l := range names[1:] {
-				values[i+1] = s.Labels[l]
-			}
+			values := labelValues(names, r.cfg.Name, s.Labels)
 			ch <- prometheus.MustNewConstMetric(state, prometheus.GaugeValue, float64(s.State), values...)
 			if s.State == detector.StateUnknown || r.cfg.Kind != config.KindSelfGenerated {
 				continue
@@ -138,4 +161,14 @@ func (c *GroupCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(share, prometheus.GaugeValue, s.Explanation.UnexplainedShare, values...)
 		}
 	}
+}
+
+// labelValues orders a group's label values as names ("rule" first, then the union of group_by).
+func labelValues(names []string, rule string, labels map[string]string) []string {
+	values := make([]string, len(names))
+	values[0] = rule
+	for i, l := range names[1:] {
+		values[i+1] = labels[l]
+	}
+	return values
 }

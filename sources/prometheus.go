@@ -132,7 +132,7 @@ func (p *Prometheus) QueryRange(ctx context.Context, query string, r Range) (mod
 		return nil, nil, fmt.Errorf("query %q: range has %d steps, more than the %d Prometheus accepts", query, n, MaxPointsPerSeries)
 	}
 	var matrix model.Matrix
-	warnings, err := p.run(ctx, query, func(ctx context.Context) (model.Value, v1.Warnings, v1.Infos, error) {
+	warnings, err := p.run(ctx, query, "/api/v1/query_range", func(ctx context.Context) (model.Value, v1.Warnings, v1.Infos, error) {
 		return p.api.QueryRange(ctx, query, v1.Range{Start: r.Start, End: r.End, Step: r.Step}, v1.WithTimeout(p.timeout))
 	}, func(v model.Value) error {
 		m, ok := v.(model.Matrix)
@@ -149,12 +149,17 @@ func (p *Prometheus) QueryRange(ctx context.Context, query string, r Range) (mod
 }
 
 // Check runs query once as an instant query at the current time, so `emergentd check --query`
-// can prove every configured query parses, is allowed and answers. Any result type is fine.
-func (p *Prometheus) Check(ctx context.Context, query string) error {
-	_, err := p.run(ctx, query, func(ctx context.Context) (model.Value, v1.Warnings, v1.Infos, error) {
+// can prove every configured query parses, is allowed and answers, and say what it returns:
+// the series of an instant vector (nil for other result types, which answer too).
+func (p *Prometheus) Check(ctx context.Context, query string) (model.Vector, error) {
+	var vec model.Vector
+	_, err := p.run(ctx, query, "/api/v1/query", func(ctx context.Context) (model.Value, v1.Warnings, v1.Infos, error) {
 		return p.api.Query(ctx, query, time.Now(), v1.WithTimeout(p.timeout))
-	}, func(model.Value) error { return nil })
-	return err
+	}, func(v model.Value) error {
+		vec, _ = v.(model.Vector)
+		return nil
+	})
+	return vec, err
 }
 
 // Ready reports whether Prometheus answers its readiness probe (/-/ready). Servers that
@@ -187,7 +192,7 @@ func (p *Prometheus) Ready(ctx context.Context) error {
 
 // run takes a query slot, runs do under the per-query timeout, records metrics and logs
 // warnings. accept inspects the result; its error counts the query as failed.
-func (p *Prometheus) run(ctx context.Context, query string,
+func (p *Prometheus) run(ctx context.Context, query, endpoint string,
 	do func(context.Context) (model.Value, v1.Warnings, v1.Infos, error), accept func(model.Value) error,
 ) (Warnings, error) {
 	select {
@@ -215,7 +220,7 @@ func (p *Prometheus) run(ctx context.Context, query string,
 			err = fmt.Errorf("timed out after %s: %w", p.timeout, err)
 		}
 		p.metrics.failed.Inc()
-		return Warnings(warnings), fmt.Errorf("query %q: %w", query, p.redact(withDetail(err)))
+		return Warnings(warnings), fmt.Errorf("query %q: %w", query, p.redact(p.withEndpoint(withDetail(err), endpoint)))
 	}
 	if err := accept(value); err != nil {
 		p.metrics.failed.Inc()
@@ -344,6 +349,21 @@ func withDetail(err error) error {
 		}
 	}
 	return err
+}
+
+// withEndpoint names the URL that answered when the server answered something other than the
+// query API (a 404 from a wrong path prefix, a login page, a proxy's error page): the URL is the
+// first thing to check, and the decoder's "invalid character '<'" does not say HTML came back.
+func (p *Prometheus) withEndpoint(err error, endpoint string) error {
+	var apiErr *v1.Error
+	if !errors.As(err, &apiErr) || apiErr.Type == v1.ErrBadData || apiErr.Type == v1.ErrTimeout || apiErr.Type == v1.ErrCanceled {
+		return err
+	}
+	u := redactURL(p.client.URL(endpoint, nil).String())
+	if apiErr.Type == v1.ErrBadResponse && strings.Contains(apiErr.Msg, "invalid character '<'") {
+		return fmt.Errorf("%w: %s answered with HTML, not the Prometheus API (is prometheus.url Prometheus, with its path prefix?)", err, u)
+	}
+	return fmt.Errorf("%w (from %s)", err, u)
 }
 
 // snippet shortens a response body for an error message: one line, at most 200 bytes.

@@ -63,10 +63,10 @@ func TestPrometheusRealServer(t *testing.T) {
 		}
 	}
 
-	if err := p.Check(ctx, rateQuery); err != nil {
+	if _, err := p.Check(ctx, rateQuery); err != nil {
 		t.Errorf("Check(%q): %v", rateQuery, err)
 	}
-	err = p.Check(ctx, "sum(")
+	_, err = p.Check(ctx, "sum(")
 	if err == nil || !strings.Contains(err.Error(), `query "sum("`) || !strings.Contains(err.Error(), "parse error") {
 		t.Errorf("Check of bad PromQL: got %v, want a parse error naming the query", err)
 	}

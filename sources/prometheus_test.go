@@ -315,7 +315,7 @@ func TestPrometheusConcurrencyBound(t *testing.T) {
 			defer wg.Done()
 			var err error
 			if i%2 == 0 { // Check shares the bound with QueryRange
-				err = p.Check(context.Background(), fmt.Sprintf("q%d", i))
+				_, err = p.Check(context.Background(), fmt.Sprintf("q%d", i))
 			} else {
 				_, _, err = p.QueryRange(context.Background(), fmt.Sprintf("q%d", i), testRange)
 			}
@@ -422,7 +422,8 @@ func TestPrometheusCredentials(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error %q does not contain %q", err, tt.wantErr)
 			}
-			checkErr(p.Check(context.Background(), "up"))
+			_, err = p.Check(context.Background(), "up")
+			checkErr(err)
 			checkErr(p.Ready(context.Background()))
 
 			// A connection error names the URL: it must come without userinfo.
@@ -542,7 +543,7 @@ func TestPrometheusCheck(t *testing.T) {
 				tt.handler(w, r)
 			})
 			p := newTestSource(t, config.Prometheus{URL: srv.URL + "/prefix/"}, nil, nil)
-			err := p.Check(context.Background(), "sum(up)")
+			_, err := p.Check(context.Background(), "sum(up)")
 			if path != "/prefix/api/v1/query" {
 				t.Errorf("request path %q, want /prefix/api/v1/query", path)
 			}
@@ -637,5 +638,48 @@ func TestFixturesAreJSON(t *testing.T) {
 		if !json.Valid([]byte(s)) {
 			t.Errorf("invalid fixture: %s", s)
 		}
+	}
+}
+
+// TestErrorsNameWhatAnswered: when something other than the query API answers (a wrong path
+// prefix, a login page, a proxy's error page), the error names the URL tried, without its
+// credentials, and says when HTML came back.
+func TestErrorsNameWhatAnswered(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    []string
+	}{
+		{"404 from a wrong path", http.NotFound, []string{"404", "(from http://127.0.0.1:", "/prom/api/v1/query_range)"}},
+		{"an HTML page with 200", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprint(w, "<html><body>Sign in</body></html>")
+		}, []string{"/prom/api/v1/query_range answered with HTML, not the Prometheus API"}},
+		{"a proxy's 502 page", func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusBadGateway)
+			fmt.Fprint(w, "<html><body>Bad gateway</body></html>")
+		}, []string{"502", "(from http://127.0.0.1:"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			u := strings.Replace(srv.URL, "http://", "http://admin:hunter2@", 1) + "/prom"
+			p, err := NewPrometheus(config.Prometheus{URL: u, Timeout: model.Duration(time.Second)}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = p.QueryRange(context.Background(), "up", testRange)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q carries the password", err)
+			}
+		})
 	}
 }

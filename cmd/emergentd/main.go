@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -34,14 +35,17 @@ func run(args []string) int {
 	app.Version(version.Print("emergentd"))
 	app.HelpFlag.Short('h')
 	configFile := app.Flag("config.file", "emergentd configuration file (rules, receivers, routes).").Default("rules.toml").String()
-	promURL := app.Flag("prometheus.url", "Prometheus (or Prometheus-compatible API) URL; overrides prometheus.url in the file.").String()
+	promURL := app.Flag("prometheus.url", "Prometheus (or Prometheus-compatible API) URL; overrides prometheus.url in the file. "+
+		"In a container, 127.0.0.1 is the container itself: set this (or EMERGENT_PROMETHEUS_URL).").Envar("EMERGENT_PROMETHEUS_URL").String()
 	logConfig := &promslog.Config{}
 	promslogflag.AddFlags(app, logConfig)
 
-	runCmd := app.Command("run", "Run the daemon (default).").Default()
-	webFlags := kingpinflag.AddFlags(runCmd, ":9799")
-	storage := runCmd.Flag("storage.path", "Directory for optional local state (Slack message ids, so a restart never posts an episode twice). Empty disables it.").Default("data").String()
-	enableReload := runCmd.Flag("web.enable-reload", "Allow POST /-/reload (use --no-web.enable-reload to disable).").Default("true").Bool()
+	// The daemon's flags are the application's, not only the run command's, so the top-level
+	// --help lists them: run is the default command and most users never type it.
+	app.Command("run", "Run the daemon (default).").Default()
+	webFlags := kingpinflag.AddFlags(app, ":9799")
+	storage := app.Flag("storage.path", "Directory for optional local state (Slack message ids, so a restart never posts an episode twice). Empty disables it.").Default("data").String()
+	enableReload := app.Flag("web.enable-reload", "Allow POST /-/reload (use --no-web.enable-reload to disable).").Default("true").Bool()
 
 	checkCmd := app.Command("check", "Validate the configuration; exit 1 on any mistake.")
 	checkQuery := checkCmd.Flag("query", "Also run every query once against Prometheus.").Bool()
@@ -59,6 +63,8 @@ func run(args []string) int {
 	replayCmd := app.Command("replay", "Run the evaluation offline over a recording and print each alert as it would be delivered. "+
 		"Without FILE, replays the recording shipped with emergentd (fragmented token cache, flush storm, and a legitimate surge).")
 	replayFile := replayCmd.Arg("file", "Recording made by `emergentd record`.").String()
+	healthCmd := app.Command("healthcheck", "Exit 0 if a running emergentd answers its health endpoint (for a container HEALTHCHECK: the image has no curl).")
+	healthURL := healthCmd.Flag("url", "Health endpoint to probe.").Default("http://127.0.0.1:9799/-/healthy").String()
 	configSet := false
 	app.GetFlag("config.file").IsSetByUser(&configSet)
 
@@ -76,6 +82,8 @@ func run(args []string) int {
 		return backtest(*configFile, *promURL, *btRecording, *btFrom, *btTo, logger)
 	case recCmd.FullCommand():
 		return record(*configFile, *promURL, *recFrom, *recTo, *recOut, logger)
+	case healthCmd.FullCommand():
+		return healthcheck(*healthURL)
 	case replayCmd.FullCommand():
 		cfgFile := ""
 		if configSet {
@@ -134,18 +142,42 @@ func check(file, promURL string, query bool) int {
 		return 1
 	}
 	failed := 0
-	for _, q := range cfg.Queries() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Prometheus.Timeout))
-		err := src.Check(ctx, q)
-		cancel()
-		if err != nil {
+	for _, c := range daemon.CheckQueries(context.Background(), cfg, src) {
+		what := fmt.Sprintf("rule %q %s", c.Rule, c.Field)
+		switch {
+		case c.Err != nil:
 			failed++
-			fmt.Printf("  FAILED: %v\n", err)
-			continue
+			fmt.Printf("  FAILED: %s: %v\n", what, c.Err)
+		case c.Problem != "":
+			failed++
+			fmt.Printf("  FAILED: %s: %s\n    query: %s\n", what, c.Problem, c.Query)
+		case c.Note != "":
+			fmt.Printf("  OK: %s: %d series, %d groups; %s\n", what, c.Series, c.Groups, c.Note)
+		default:
+			fmt.Printf("  OK: %s: %d series, %d groups\n", what, c.Series, c.Groups)
 		}
-		fmt.Printf("  OK: %s\n", q)
 	}
 	if failed > 0 {
+		fmt.Printf("  %d queries failed or return nothing the rules can use\n", failed)
+		return 1
+	}
+	return 0
+}
+
+// healthcheckTimeout is under Docker's default HEALTHCHECK timeout (30s), and far above an
+// answer that needs no I/O.
+const healthcheckTimeout = 5 * time.Second
+
+func healthcheck(url string) int {
+	client := http.Client{Timeout: healthcheckTimeout}
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "emergentd healthcheck: %v\n", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintf(os.Stderr, "emergentd healthcheck: %s answered %s\n", url, resp.Status)
 		return 1
 	}
 	return 0

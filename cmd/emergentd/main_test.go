@@ -112,6 +112,15 @@ func TestDaemonProcess(t *testing.T) {
 	if code, body := get(base + "/-/healthy"); code != 200 {
 		t.Errorf("/-/healthy: %d %s", code, body)
 	}
+	if out, err := exec.Command(bin, "healthcheck", "--url="+base+"/-/healthy").CombinedOutput(); err != nil {
+		t.Errorf("healthcheck against the running daemon: %v\n%s", err, out)
+	}
+	// A second daemon on the same address fails at once, before it loads any history.
+	out, err := exec.Command(bin, "--config.file="+cfgPath, "--prometheus.url="+prom.URL,
+		"--web.listen-address="+addr, "--storage.path=").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address already in use") || strings.Contains(string(out), "history loaded") {
+		t.Errorf("second daemon on a taken port: %v\n%s\nwant exit 1 on the taken port before loading history", err, out)
+	}
 	if code, _ := get(base + "/-/reload"); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /-/reload = %d, want 405", code)
 	}
@@ -395,5 +404,72 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "s3cret-pass") {
 		t.Error("the password appears in the log")
+	}
+}
+
+// TestCheckQuery runs `check --query` against a real Prometheus holding the seeds' incidents:
+// it reports what each query returns, and fails a rule that would watch nothing or could not
+// tell its groups or instances apart, where it used to print OK for every query that parsed.
+func TestCheckQuery(t *testing.T) {
+	end := time.Now().Truncate(15 * time.Second)
+	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
+	bin := buildBinary(t)
+	shipped, err := os.ReadFile(filepath.Join("..", "..", "rules.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		replicas = `replicas = 'sum by (service, instance) (rate(http_requests_total[2m]))'`
+		inbound  = `inbound = 'sum by (service) (rate(http_requests_total[2m]))'`
+		mints    = `query = 'sum by (service) (rate(token_mint_count[2m]))'`
+	)
+	// The incidents' request counters carry no instance label; their mint counters do.
+	fixed := strings.Replace(string(shipped), replicas, `replicas = 'sum by (service, instance) (rate(token_mint_count[2m]))'`, 1)
+	for _, s := range []string{replicas, inbound, mints} {
+		if !strings.Contains(string(shipped), s) {
+			t.Fatalf("rules.toml no longer contains %q; update the test", s)
+		}
+	}
+	tests := []struct {
+		name, config string
+		wantCode     int
+		want         []string
+	}{
+		{"every query usable", fixed, 0, []string{
+			`OK: rule "token-minting" inbound: 4 series, 4 groups`,
+			`OK: rule "token-minting" replicas: 5 series, 2 groups`,
+		}},
+		{"one endpoint for every replica", string(shipped), 1, []string{
+			`FAILED: rule "token-minting" replicas: returns series without the instance label "instance"`,
+		}},
+		{"inbound not aggregated by service", strings.Replace(fixed, inbound, `inbound = 'sum(rate(http_requests_total[2m]))'`, 1), 1, []string{
+			`FAILED: rule "token-minting" inbound: returns series without the label "service" the rule groups by`,
+		}},
+		{"a metric that is not there", strings.Replace(fixed, mints, `query = 'sum by (service) (rate(token_mints_total[2m]))'`, 1), 1, []string{
+			`FAILED: rule "token-minting" signals[0] (token_mints): returns no series, so the rule watches nothing`,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "rules.toml")
+			if err := os.WriteFile(path, []byte(tc.config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(bin, "check", "--query", "--config.file="+path, "--prometheus.url="+prom.URL).CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.wantCode {
+				t.Errorf("exit %d, want %d; output:\n%s", code, tc.wantCode, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }

@@ -43,6 +43,9 @@ type Options struct {
 	ExtraArgs []string
 	// ReadyTimeout bounds the wait for /-/ready; DefaultReadyTimeout if 0.
 	ReadyTimeout time.Duration
+	// Addr is the host:port to listen on, for a test that points a client at Prometheus
+	// before it starts; a free port on 127.0.0.1 if empty.
+	Addr string
 }
 
 // Server is a running Prometheus started by Start.
@@ -61,7 +64,7 @@ func Start(t testing.TB, opts Options) *Server {
 	p, err := stack.StartPrometheus(context.Background(), stack.PrometheusOptions{
 		Dir: dir, OpenMetrics: opts.OpenMetrics, ScrapeTargets: opts.ScrapeTargets,
 		ScrapeInterval: opts.ScrapeInterval, LookbackDelta: opts.LookbackDelta, Retention: opts.Retention,
-		ExtraArgs: opts.ExtraArgs, ReadyTimeout: opts.ReadyTimeout,
+		ExtraArgs: opts.ExtraArgs, ReadyTimeout: opts.ReadyTimeout, Addr: opts.Addr,
 	})
 	if err != nil {
 		t.Fatalf("promtest: %v", err)

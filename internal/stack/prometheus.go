@@ -41,6 +41,8 @@ type PrometheusOptions struct {
 	Retention        time.Duration
 	ExtraArgs        []string
 	ReadyTimeout     time.Duration
+	// Addr is the host:port to listen on; a free port on 127.0.0.1 if empty.
+	Addr string
 }
 
 // StartPrometheus backfills (if asked) and starts Prometheus, and waits for /-/ready.
@@ -73,7 +75,7 @@ func StartPrometheus(ctx context.Context, opts PrometheusOptions) (*Process, err
 		retention = DefaultRetention
 	}
 	return Start(ctx, Spec{
-		Name: "prometheus", Binary: "prometheus", Package: "prometheus", Dir: opts.Dir,
+		Name: "prometheus", Binary: "prometheus", Package: "prometheus", Dir: opts.Dir, Addr: opts.Addr,
 		Args: func(addr string) []string {
 			args := []string{
 				"--config.file=" + configPath,

@@ -1,0 +1,286 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/internal/promtest"
+	"github.com/emergent-sh/emergent/internal/stack"
+	"github.com/emergent-sh/emergent/internal/synth"
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+// listenFlags serves the daemon's endpoints on addr only, as --web.listen-address would.
+func listenFlags(addr string) *web.FlagConfig {
+	systemd, file := false, ""
+	return &web.FlagConfig{WebListenAddresses: &[]string{addr}, WebSystemdSocket: &systemd, WebConfigFile: &file}
+}
+
+// freeAddr is a free 127.0.0.1 address, picked before the process that will listen on it starts.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	port, err := stack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// httpGet returns the status and body of a GET, or 0 when the server does not answer.
+func httpGet(u string) (int, string) {
+	resp, err := http.Get(u)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// startDaemon runs a daemon until the test ends (or stop is called) and returns stop.
+func startDaemon(t *testing.T, opts Options) (stop func()) {
+	t.Helper()
+	if opts.Logger == nil { // shown when the test fails or runs with -v
+		opts.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			t.Log(strings.TrimSpace(string(p)))
+			return len(p), nil
+		}), nil))
+	}
+	d, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// episodeStarts reads /api/v1/episodes as kind/service → start.
+func episodeStarts(t *testing.T, base string) map[string]time.Time {
+	t.Helper()
+	code, body := httpGet(base + "/api/v1/episodes")
+	if code != http.StatusOK {
+		return nil
+	}
+	var eps []episodeJSON
+	if err := json.Unmarshal([]byte(body), &eps); err != nil {
+		t.Fatalf("episodes: %v: %s", err, body)
+	}
+	out := map[string]time.Time{}
+	for _, ep := range eps {
+		out[ep.Kind+"/"+ep.Labels["service"]] = ep.Start
+	}
+	return out
+}
+
+// TestStartedBeforePrometheus starts the daemon while nothing listens at its Prometheus URL (as
+// docker-compose or Kubernetes may), then starts a real Prometheus there. Until history loads
+// the daemon is not ready and says why; once it loads, the episodes under way come back with
+// the same starts and the same usual inbound as a daemon started after Prometheus.
+func TestStartedBeforePrometheus(t *testing.T) {
+	end := time.Now().Truncate(15 * time.Second)
+	promAddr := freeAddr(t)
+	dir := t.TempDir()
+	sink := httptest.NewServer(&recorder{})
+	defer sink.Close()
+	cfgPath := testConfig(t, dir, "http://"+promAddr, sink.URL, sink.URL)
+	early := freeAddr(t)
+	startDaemon(t, Options{ConfigFile: cfgPath, Web: listenFlags(early), Now: func() time.Time { return end }})
+	earlyURL := "http://" + early
+
+	waitFor(t, 30*time.Second, "a failed history attempt reported by /-/ready", func() bool {
+		code, body := httpGet(earlyURL + "/-/ready")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "the last attempt failed")
+	})
+	if _, body := httpGet(earlyURL + "/metrics"); !strings.Contains(body, `emergent_history_loaded{rule="token-minting"} 0`) {
+		t.Errorf("/metrics does not say history is not loaded:\n%s", grepLines(body, "emergent_history_loaded"))
+	}
+
+	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end), Addr: promAddr})
+	waitFor(t, 60*time.Second, "the early daemon to become ready", func() bool {
+		code, _ := httpGet(earlyURL + "/-/ready")
+		return code == http.StatusOK
+	})
+	if _, body := httpGet(earlyURL + "/metrics"); !strings.Contains(body, `emergent_history_loaded{rule="token-minting"} 1`) {
+		t.Errorf("/metrics does not say history loaded:\n%s", grepLines(body, "emergent_history_loaded"))
+	}
+
+	late := freeAddr(t)
+	startDaemon(t, Options{ConfigFile: cfgPath, PrometheusURL: prom.URL, Web: listenFlags(late), Now: func() time.Time { return end }})
+	lateURL := "http://" + late
+	waitFor(t, 60*time.Second, "the reference daemon to become ready", func() bool {
+		code, _ := httpGet(lateURL + "/-/ready")
+		return code == http.StatusOK
+	})
+	got, want := episodeStarts(t, earlyURL), episodeStarts(t, lateURL)
+	if len(want) == 0 {
+		t.Fatal("the reference daemon has no active episode; the scenario no longer tests anything")
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok || !g.Equal(w) {
+			t.Errorf("episode %s: started-early daemon has start %v (present %v), reference %v", k, g, ok, w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("started-early daemon has episodes %v, reference %v", got, want)
+	}
+	_, body := httpGet(earlyURL + "/api/v1/episodes")
+	if !strings.Contains(body, `"inbound_usual"`) {
+		t.Errorf("started-early daemon's episodes have no usual inbound:\n%s", body)
+	}
+}
+
+// TestRestartKeepsEpisodeOlderThanReplay restarts the daemon a minute later (by its clock)
+// with replay = 10m, while the checkout incident began 40 minutes before: the replay alone
+// would give the episode a new start, a second Slack page and a new Alertmanager startsAt. A
+// real Prometheus scrapes the first daemon's /metrics; the second reads the episode's start back.
+func TestRestartKeepsEpisodeOlderThanReplay(t *testing.T) {
+	end := time.Now().Truncate(15 * time.Second)
+	addr := freeAddr(t)
+	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end), ScrapeTargets: []string{addr}, ScrapeInterval: time.Second})
+	dir := t.TempDir()
+	am, slack := &recorder{}, &recorder{}
+	amSrv, slackSrv := httptest.NewServer(am), httptest.NewServer(slack)
+	defer amSrv.Close()
+	defer slackSrv.Close()
+	cfgPath := testConfig(t, dir, prom.URL, amSrv.URL, slackSrv.URL)
+	text, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rates over 5m, not 2m: the second daemon's clock runs past the data's end, by the time
+	// Prometheus took to start plus a minute, and its queries must still see the incident.
+	text = []byte(strings.ReplaceAll(strings.Replace(string(text), `replay = "2h"`, `replay = "10m"`, 1), "[2m]", "[5m]"))
+	if err := os.WriteFile(cfgPath, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	storage := filepath.Join(dir, "data")
+	checkoutPosts := func() int {
+		n := 0
+		for _, b := range slack.all() {
+			if strings.Contains(b, "FIRING") && strings.Contains(b, "checkout") {
+				n++
+			}
+		}
+		return n
+	}
+
+	now := time.Now()
+	stop := startDaemon(t, Options{ConfigFile: cfgPath, StoragePath: storage, Web: listenFlags(addr), Now: func() time.Time { return now }})
+	waitFor(t, 60*time.Second, "the checkout page", func() bool { return checkoutPosts() == 1 })
+	first := episodeStarts(t, "http://"+addr)["self_generated_traffic/checkout"]
+	waitFor(t, 30*time.Second, "Prometheus to store the episode's start", func() bool {
+		q := url.Values{"query": {`emergent_episode_start_timestamp_seconds{service="checkout"}`}}
+		_, body := httpGet(prom.URL + "/api/v1/query?" + q.Encode())
+		return strings.Contains(body, strconv.FormatInt(first.Unix(), 10))
+	})
+	stop()
+
+	before := len(am.all())
+	later := now.Add(time.Minute) // the replay window moves a baseline step on
+	startDaemon(t, Options{ConfigFile: cfgPath, StoragePath: storage, Web: listenFlags(freeAddr(t)), Now: func() time.Time { return later }})
+	var after []postedAlert
+	waitFor(t, 60*time.Second, "the restarted daemon's checkout alert at Alertmanager", func() bool {
+		after = nil
+		for _, a := range amAlerts(t, am.all()[before:]) {
+			if a.Labels["service"] == "checkout" {
+				after = append(after, a)
+			}
+		}
+		return len(after) > 0
+	})
+	for _, a := range after {
+		if !a.StartsAt.Equal(first) {
+			t.Errorf("after the restart Alertmanager got the checkout alert with startsAt %v, first %v", a.StartsAt, first)
+		}
+	}
+	time.Sleep(2 * time.Second) // a second page would be posted with the alert above
+	if n := checkoutPosts(); n != 1 {
+		t.Errorf("Slack got %d checkout pages across the restart, want 1", n)
+	}
+}
+
+// grepLines keeps the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestEndpointsAnswerWhileQueriesHang points the daemon at a Prometheus that accepts queries
+// and never answers. While its history queries hang (up to the 10 s timeout), /metrics,
+// /-/ready, /-/healthy and the episodes API must answer: Prometheus scraping emergentd and
+// Kubernetes probes fail exactly when the backend is slow otherwise. Each answer must arrive
+// while a query is still hanging; the latencies are logged, not asserted (shared machines).
+func TestEndpointsAnswerWhileQueriesHang(t *testing.T) {
+	var inFlight atomic.Int64
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ParseForm() == nil && strings.Contains(r.Form.Get("query"), "emergent_episode_start") {
+			io.WriteString(w, `{"status":"success","data":{"resultType":"matrix","result":[]}}`)
+			return // the start read-back answers: what hangs is the history
+		}
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	defer close(release)
+	dir := t.TempDir()
+	cfgPath := testConfig(t, dir, hang.URL, hang.URL, hang.URL)
+	addr := freeAddr(t)
+	startDaemon(t, Options{ConfigFile: cfgPath, Web: listenFlags(addr)})
+	waitFor(t, 10*time.Second, "a query to hang", func() bool { return inFlight.Load() > 0 })
+
+	var took []time.Duration
+	for range 20 {
+		for _, path := range []string{"/metrics", "/-/ready", "/-/healthy", "/api/v1/episodes"} {
+			began := time.Now()
+			code, _ := httpGet("http://" + addr + path)
+			took = append(took, time.Since(began))
+			if code == 0 {
+				t.Fatalf("%s did not answer", path)
+			}
+			if inFlight.Load() == 0 {
+				t.Fatalf("%s answered only after the hanging queries ended (took %s)", path, took[len(took)-1])
+			}
+		}
+	}
+	slices.Sort(took)
+	t.Logf("%d answers while queries hung: p50 %s, p99 %s, max %s", len(took),
+		took[len(took)/2], took[len(took)*99/100], took[len(took)-1])
+}
