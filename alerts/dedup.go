@@ -17,8 +17,9 @@ const episodeLogRetention = 7 * 24 * time.Hour
 
 // episodeLog remembers which episode transitions a receiver delivered, so that an episode is
 // posted firing once and resolved at most once, across retries and, when it has a file,
-// across restarts. It is the one local state the daemon keeps (DESIGN.md: optional, written
-// atomically); everything else is derived from Prometheus.
+// across restarts. It is the one local state the daemon keeps, optional (--storage.path) and
+// written atomically: everything else is derived from Prometheus, so losing it costs at most a
+// repeated Slack post, never a missed one.
 type episodeLog struct {
 	mu      sync.Mutex
 	path    string // "" keeps the log in memory only

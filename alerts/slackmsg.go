@@ -2,7 +2,7 @@ package alerts
 
 import (
 	"fmt"
-	"math"
+	"github.com/emergent-sh/emergent/internal/format"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,16 +150,8 @@ func perSec(v float64, unit string) string {
 	return sig3(v) + " " + escape(unit) + "/s"
 }
 
-// sig3 rounds to three significant digits without an exponent: 1234 → "1230",
-// 0.0012345 → "0.00123". Rates span many orders of magnitude; fixed decimals would show
-// 0.00 for a healthy token mint rate.
-func sig3(v float64) string {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return "n/a"
-	}
-	r, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'g', 3, 64), 64)
-	return strconv.FormatFloat(r, 'f', -1, 64)
-}
+// sig3 writes a number as every channel does (internal/format).
+var sig3 = format.Num
 
 func slackTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02 15:04:05 UTC")

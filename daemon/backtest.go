@@ -15,7 +15,7 @@ import (
 )
 
 // BacktestEpisode is one line of `emergentd backtest` output; the field set and names are a
-// contract (DESIGN.md) that scorers and other tools parse.
+// contract that scorers and other tools parse (README, "Backtest"): add fields, never rename.
 type BacktestEpisode struct {
 	Kind     string            `json:"kind"`
 	Rule     string            `json:"rule"`

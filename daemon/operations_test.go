@@ -124,10 +124,12 @@ func TestStartedBeforePrometheus(t *testing.T) {
 	}
 
 	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end), Addr: promAddr})
+	promUp := time.Now()
 	waitFor(t, 60*time.Second, "the early daemon to become ready", func() bool {
 		code, _ := httpGet(earlyURL + "/-/ready")
 		return code == http.StatusOK
 	})
+	t.Logf("ready %s after Prometheus was", time.Since(promUp).Round(time.Millisecond))
 	if _, body := httpGet(earlyURL + "/metrics"); !strings.Contains(body, `emergent_history_loaded{rule="token-minting"} 1`) {
 		t.Errorf("/metrics does not say history loaded:\n%s", grepLines(body, "emergent_history_loaded"))
 	}

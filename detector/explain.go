@@ -2,7 +2,7 @@ package detector
 
 import (
 	"fmt"
-	"math"
+	"github.com/emergent-sh/emergent/internal/format"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,15 +66,8 @@ const (
 		"tag), rebuild lazily behind a lock (single-flight), and never FLUSHDB/FLUSHALL from application code."
 )
 
-// num formats a rate or count with three significant digits and no exponent: 1234 → "1230",
-// 0.0012345 → "0.00123".
-func num(x float64) string {
-	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return "n/a"
-	}
-	r, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'g', 3, 64), 64)
-	return strconv.FormatFloat(r, 'f', -1, 64)
-}
+// num is how every number in an explanation is written (internal/format).
+var num = format.Num
 
 // GroupString renders group labels as `service="checkout"`, sorted by name.
 func GroupString(labels map[string]string) string {

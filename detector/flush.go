@@ -113,6 +113,10 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	switch {
 	case r.cfg.Keys != "" && isNum(keys):
 	case r.cfg.Keys == "" && r.cfg.Flushes != "" && haveFlushes:
+	case !f.seen:
+		// A group with no Redis of its own (inbound comes from every service) has nothing to
+		// flush: it is quiet, not unknown, or the rule would show it unknown forever.
+		return false, true, ex
 	default:
 		// Redis, its exporter or the scrape is gone: a missing keyspace is not a flush.
 		return false, false, ex

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/emergent-sh/emergent/internal/format"
 	"math"
 	"net/url"
 	"sort"
@@ -94,11 +95,15 @@ func describe(ep detector.Episode) string {
 	ex := ep.Explanation
 	var b strings.Builder
 	if ep.Kind == config.KindFlushStorm {
-		fmt.Fprintf(&b, "%s flushes and %s keyspace collapses in %s.", fmtNum(ex.Flushes), fmtNum(ex.Collapses), model.Duration(ex.Window))
+		fmt.Fprintf(&b, "%s flushes and %s keyspace collapses in %s.", format.Num(ex.Flushes), format.Num(ex.Collapses), model.Duration(ex.Window))
 	} else {
-		fmt.Fprintf(&b, "Observed %s %s/s, expected %s/s (%.0f%% unexplained). Inbound %s/s, usual %s/s (%s).",
-			fmtNum(ex.Observed), ex.Unit, fmtNum(ex.Expected), 100*ex.UnexplainedShare,
-			fmtNum(ex.Inbound), fmtNum(ex.InboundUsual), ex.InboundState)
+		usual := "usual inbound unknown"
+		if !math.IsNaN(ex.InboundUsual) {
+			usual = "usual " + format.Num(ex.InboundUsual) + "/s"
+		}
+		fmt.Fprintf(&b, "Observed %s %s/s, expected %s/s (%.0f%% unexplained). Inbound %s/s, %s (%s).",
+			format.Num(ex.Observed), ex.Unit, format.Num(ex.Expected), 100*ex.UnexplainedShare,
+			format.Num(ex.Inbound), usual, ex.InboundState)
 		if ex.Instances > 0 {
 			fmt.Fprintf(&b, " %d instances doing the work.", ex.Instances)
 		}
@@ -107,13 +112,6 @@ func describe(ep detector.Episode) string {
 		fmt.Fprintf(&b, " Why: %s.", ex.Diagnosis)
 	}
 	return b.String()
-}
-
-func fmtNum(x float64) string {
-	if math.IsNaN(x) {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.3g", x)
 }
 
 // graphURL links a Prometheus graph of the rule's main signal and inbound, narrowed to the group.

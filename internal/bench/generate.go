@@ -54,7 +54,7 @@ type Incident struct {
 	// Scenario says which generator made it (frag_busy, flush_storm_high, nab+replica_creep...).
 	Scenario string `json:"scenario"`
 	// Defined is when the incident first meets its kind's definition: the third flush within
-	// ten minutes for a flush storm (DESIGN.md: one flush is an event, K within W a storm), the
+	// ten minutes for a flush storm (one flush is an event, min_flushes within window a storm), the
 	// onset for self-generated traffic. No detector can be earlier without guessing.
 	Defined time.Time `json:"defined"`
 }

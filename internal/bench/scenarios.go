@@ -115,7 +115,7 @@ func (s *service) addIncident(kind string, from, to time.Time) {
 	s.incidents = append(s.incidents, Incident{Kind: kind, Service: s.Name, Start: from.UTC(), End: to.UTC(), Scenario: s.Scenario, Defined: defined.UTC()})
 }
 
-// stormFlushes is how many flushes make a storm (DESIGN.md, rules.toml min_flushes); every storm
+// stormFlushes is how many flushes make a storm (rules.toml min_flushes); every storm
 // generated has them within ten minutes (the slowest flushes every 190 s at most).
 const stormFlushes = 3
 

@@ -357,7 +357,8 @@ func (s *service) series(datasetSeed uint64) []series {
 	redis("set", func(t time.Time) float64 {
 		return 0.3*s.cmdPerReq*s.inbound(t) + s.rebuildSets(t) + 2*s.uploads(t)
 	})
-	// redis_exporter issues about 6 commands per 30 s scrape (DESIGN.md field notes).
+	// redis_exporter issues about 6 commands per 30 s scrape (INFO, CONFIG GET, SLOWLOG and the
+	// like, as its own scrape log shows).
 	redis("info", func(time.Time) float64 { return 0.2 })
 	if len(s.flushTimes) > 0 {
 		add("redis_commands_total", labels("service", s.Name, "cmd", s.flushCmd),
