@@ -14,6 +14,9 @@ import (
 const (
 	KindSelfGenerated = "self_generated_traffic"
 	KindFlushStorm    = "flush_storm"
+	// KindDetectorBlind is the meta-alert raised while rules cannot see their data; routes may
+	// name it like the anomaly kinds.
+	KindDetectorBlind = "detector_blind"
 )
 
 // Relations between a work signal and inbound traffic.
@@ -61,6 +64,9 @@ type Global struct {
 	ResolvedRetention model.Duration `toml:"resolved_retention" json:"resolved_retention"`
 	// BlindAfter is how long a rule may be unable to see its data before the meta-alert fires.
 	BlindAfter model.Duration `toml:"blind_after" json:"blind_after"`
+	// GroupMetricsLimit is how many groups per rule get their own series on /metrics; past it
+	// only groups that are not inactive do (0: every group).
+	GroupMetricsLimit int `toml:"group_metrics_limit" json:"group_metrics_limit"`
 	// ExternalLabels are added to every alert (e.g. cluster = "eu-1").
 	ExternalLabels map[string]string `toml:"external_labels" json:"external_labels,omitempty"`
 }
@@ -131,6 +137,10 @@ type Rule struct {
 	// fire: a healthy fleet's bursts average out, a sustained incident does not. Zero: the
 	// instant alone.
 	AverageOver model.Duration `toml:"average_over" json:"average_over,omitempty"`
+	// Limit is the most groups the rule may watch (0: no limit), like a Prometheus rule group's
+	// limit: a query that suddenly returns far more (a label gone wrong) makes the rule blind,
+	// with the reason, instead of costing memory and a /metrics page without bound.
+	Limit int `toml:"limit" json:"limit,omitempty"`
 
 	// Flush storm.
 	Flushes  string `toml:"flushes" json:"flushes,omitempty"`

@@ -43,6 +43,8 @@ func TestInvalidConfigs(t *testing.T) {
 		{"invalid-route-receiver.toml", `invalid-route-receiver.toml:7: routes[0].receiver: no receiver named "alertmanger"`},
 		{"invalid-bounded-negative-ceiling.toml", `invalid-bounded-negative-ceiling.toml:10: rules[0].signals[0].ceiling: must not be negative`},
 		{"invalid-secret-url.toml", `invalid-secret-url.toml:4: receivers[0].webhook_url: must be an http(s) URL`},
+		{"invalid-too-deep.toml", `invalid-too-deep.toml:5: nested more than 32 levels deep`},
+		{"invalid-negative-limit.toml", `invalid-negative-limit.toml:6: rules[0].limit: must not be negative`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -140,5 +142,29 @@ func TestEventQuantum(t *testing.T) {
 		if got := eventQuantum(tc.query); math.Abs(got-tc.want) > 1e-12 {
 			t.Errorf("eventQuantum(%q) = %g, want %g", tc.query, got, tc.want)
 		}
+	}
+}
+
+// TestBlindMetaAlertIsRoutable: a route may send the detector_blind meta-alert on its own, like
+// the anomaly kinds (it was rejected as an unknown kind).
+func TestBlindMetaAlertIsRoutable(t *testing.T) {
+	text := `[[receivers]]
+name = "oncall"
+type = "alertmanager"
+urls = ["http://127.0.0.1:9093"]
+
+[[routes]]
+receiver = "oncall"
+kinds = ["detector_blind"]
+`
+	cfg, err := Load([]byte(text), "blind.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Routes[0].Kinds; len(got) != 1 || got[0] != KindDetectorBlind {
+		t.Errorf("kinds %v", got)
+	}
+	if cfg.Global.GroupMetricsLimit != DefaultGroupMetricsLimit {
+		t.Errorf("group_metrics_limit %d, want the default %d", cfg.Global.GroupMetricsLimit, DefaultGroupMetricsLimit)
 	}
 }

@@ -120,8 +120,10 @@ type group struct {
 	signalSeen []time.Time
 	flush      *flushState
 	last       Explanation
-	// quietSinceCarry: a known step past the rule's carriedBy did not breach, so whatever
-	// episode an earlier process had open for this group ended; nothing is carried.
+	// carriedStart is the start of the episode an earlier process had open for this group
+	// (zero if none); quietSinceCarry is set when a known step past the rule's carriedBy did
+	// not breach: that episode ended, and nothing is carried.
+	carriedStart    time.Time
 	quietSinceCarry bool
 }
 
@@ -161,7 +163,7 @@ func (r *Rule) Config() config.Rule { return r.cfg }
 // for one of these groups, breaching at every step it could judge after by (the replay's
 // first steps: a rate or a window needs its samples), is the same episode and keeps the
 // earlier start; the average_over gate, which starts afresh, does not count. Each start is
-// used once.
+// used once, and the group's history from it on does not teach. Call it before AddHistory.
 func (r *Rule) Carry(starts map[string]time.Time, by time.Time) {
 	r.carried, r.carriedBy = starts, by
 }
@@ -182,6 +184,9 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 	}
 	if r.cfg.Kind == config.KindFlushStorm {
 		g.flush = newFlushState()
+	}
+	if r.carried != nil {
+		g.carriedStart = r.carried[GroupString(labels)]
 	}
 	r.groups[key] = g
 	i := sort.SearchStrings(r.keys, key)
@@ -240,7 +245,10 @@ func (r *Rule) AddHistory(in Input) {
 	}
 	for key, labels := range in.Groups {
 		g, _ := r.group(key, labels)
-		g.hist.put(in.Time.Unix(), r.historyRow(in, key, true))
+		// An episode's steps do not teach, in the history as live: without this, the start of
+		// an episode older than the replay would be learned as the group's normal.
+		learnable := g.carriedStart.IsZero() || in.Time.Before(g.carriedStart)
+		g.hist.put(in.Time.Unix(), r.historyRow(in, key, learnable))
 		if g.instances.born.IsZero() {
 			g.instances.born = in.Time // a group with history is not being born
 		}
@@ -298,10 +306,10 @@ func (r *Rule) Eval(in Input) []Event {
 		switch tr {
 		case fired:
 			start := t
-			if s, ok := r.carried[GroupString(g.labels)]; ok && s.Before(t) && !g.quietSinceCarry {
+			if s := g.carriedStart; !s.IsZero() && s.Before(t) && !g.quietSinceCarry {
 				start = s
-				delete(r.carried, GroupString(g.labels))
 			}
+			g.carriedStart = time.Time{} // used once
 			g.episode = &Episode{
 				Kind: r.cfg.Kind, Rule: r.cfg.Name, Severity: r.cfg.Severity,
 				Labels: g.labels, Start: start, Summary: ex.Summary, Explanation: ex, notified: ex.Observed, notifiedAt: t, notifiedSignal: ex.Signal,

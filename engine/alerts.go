@@ -23,8 +23,6 @@ var alertNames = map[string]string{
 	config.KindFlushStorm:    "FlushStorm",
 }
 
-// KindDetectorBlind is the kind of the meta-alert a rule raises when it cannot see its data.
-const KindDetectorBlind = "detector_blind"
 
 // Alerts returns what should be delivered now: every active episode, episodes resolved within
 // global.resolved_retention, and a meta-alert for each rule blind for global.blind_after.
@@ -178,7 +176,7 @@ func forGroup(expr string, group map[string]string) string {
 
 // blindAlert is the meta-alert of a rule that cannot see its data; b.end is zero while blind.
 func (e *Engine) blindAlert(b blindEpisode) *alerts.Alert {
-	labels := map[string]string{"alertname": "EmergentDetectorBlind", "kind": KindDetectorBlind, "severity": "warning"}
+	labels := map[string]string{"alertname": "EmergentDetectorBlind", "kind": config.KindDetectorBlind, "severity": "warning"}
 	var blind []string
 	var lastErr error
 	for _, r := range e.rules {

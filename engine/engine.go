@@ -197,6 +197,8 @@ func (e *Engine) observeFetch(b *batch, latest bool) {
 		rb := b.rules[i]
 		if rb.err != nil {
 			r.lastErr = rb.err
+		} else if rb.overLimit != nil {
+			r.lastErr = rb.overLimit
 		}
 		if !latest {
 			continue
@@ -429,6 +431,11 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 		rb.instances, rb.replicas = column(c.Instances, byInstance), column(c.Replicas, byInstance)
 		rb.cacheResets = column(c.CacheResets, nil)
 		rb.flushes = column(c.Flushes, func(m model.Metric) string { return m.String() })
+		if c.Limit > 0 && len(rb.labels) > c.Limit {
+			// Not a failed query: the bootstrap goes on, and the rule goes blind with the reason.
+			rb.failed, rb.overLimit = true, fmt.Errorf("its queries return %d groups, over its limit of %d", len(rb.labels), c.Limit)
+			e.logger.Error("rule over its group limit; it sees unknown data", "rule", c.Name, "groups", len(rb.labels), "limit", c.Limit)
+		}
 		b.rules[ri] = rb
 	}
 	return b, nil
@@ -447,6 +454,7 @@ type ruleBatch struct {
 	cfg                               config.Rule
 	failed                            bool
 	err                               error    // the first of the rule's queries that failed
+	overLimit                         error    // the rule's queries return more groups than its limit
 	empty                             []string // the rule's required queries that returned no series
 	labels                            map[string]map[string]string
 	inbound, keys, commands, writes   []seriesCursor

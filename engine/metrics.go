@@ -150,7 +150,11 @@ func (c *GroupCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, ep := range r.det.Active() {
 			ch <- prometheus.MustNewConstMetric(start, prometheus.GaugeValue, float64(ep.Start.Unix()), labelValues(names, r.cfg.Name, ep.Labels)...)
 		}
-		for _, s := range r.det.Status() {
+		statuses := r.det.Status()
+		for _, s := range statuses {
+			if limit := e.cfg.Global.GroupMetricsLimit; limit > 0 && len(statuses) > limit && s.State == detector.StateInactive {
+				continue // a large fleet's quiet groups: their series would be most of the page
+			}
 			values := labelValues(names, r.cfg.Name, s.Labels)
 			ch <- prometheus.MustNewConstMetric(state, prometheus.GaugeValue, float64(s.State), values...)
 			if s.State == detector.StateUnknown || r.cfg.Kind != config.KindSelfGenerated {
