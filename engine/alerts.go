@@ -23,9 +23,9 @@ var alertNames = map[string]string{
 	config.KindFlushStorm:    "FlushStorm",
 }
 
-
 // Alerts returns what should be delivered now: every active episode, episodes resolved within
-// global.resolved_retention, and a meta-alert for each rule blind for global.blind_after.
+// global.resolved_retention, and the one meta-alert while any rule is blind (or resolved, for
+// global.resolved_retention).
 func (e *Engine) Alerts() []*alerts.Alert {
 	e.mu.Lock()
 	defer e.mu.Unlock()
