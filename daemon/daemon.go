@@ -184,12 +184,12 @@ func (d *Daemon) Reload() error {
 		prev := d.current()
 		gen, err = d.build(cfg, prev)
 		if err == nil {
-			d.mu.Lock()
-			d.cur = gen
-			d.mu.Unlock()
 			if prev.engine != gen.engine {
 				gen.engine.Carry(prev.engine.Active()) // a changed rule keeps its open episodes' starts
 			}
+			d.mu.Lock()
+			d.cur = gen
+			d.mu.Unlock()
 			if prev.manager != gen.manager {
 				// The old receivers finish in the background: a receiver that is down must not
 				// hold up the reload (nor the evaluation loop that runs it).

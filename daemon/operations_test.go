@@ -286,3 +286,80 @@ func TestEndpointsAnswerWhileQueriesHang(t *testing.T) {
 	t.Logf("%d answers while queries hung: p50 %s, p99 %s, max %s", len(took),
 		took[len(took)/2], took[len(took)*99/100], took[len(took)-1])
 }
+
+// TestReloadThatChangesARuleKeepsItsEpisodes: a reload that changes a rule builds a new engine,
+// which replays only `replay`; the episode it finds older than that keeps the start the old
+// engine had (handed over, not read back: this Prometheus does not scrape emergentd), so
+// Alertmanager's startsAt and the Slack thread stay.
+func TestReloadThatChangesARuleKeepsItsEpisodes(t *testing.T) {
+	end := time.Now().Truncate(15 * time.Second)
+	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
+	dir := t.TempDir()
+	am, slack := &recorder{}, &recorder{}
+	amSrv, slackSrv := httptest.NewServer(am), httptest.NewServer(slack)
+	defer amSrv.Close()
+	defer slackSrv.Close()
+	cfgPath := testConfig(t, dir, prom.URL, amSrv.URL, slackSrv.URL)
+	text, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := strings.ReplaceAll(strings.Replace(string(text), `replay = "2h"`, `replay = "10m"`, 1), "[2m]", "[5m]")
+	const before, after = `resolve_for = "5m"`, `resolve_for = "6m"`
+	if !strings.Contains(base, before) {
+		t.Fatalf("rules.toml no longer contains %q; update the test", before)
+	}
+	if err := os.WriteFile(cfgPath, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var clock atomic.Int64
+	clock.Store(end.UnixNano())
+	d, err := New(Options{ConfigFile: cfgPath, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	checkout := func(from int) []postedAlert {
+		var out []postedAlert
+		for _, a := range amAlerts(t, am.all()[from:]) {
+			if a.Labels["service"] == "checkout" {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	waitFor(t, 60*time.Second, "the checkout alert", func() bool { return len(checkout(0)) > 0 })
+	first := checkout(0)[0].StartsAt
+
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(base, before, after, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clock.Store(end.Add(time.Minute).UnixNano()) // the new engine's replay window starts a minute later
+	n := len(am.all())
+	reloaded := make(chan error, 1)
+	d.reloadRequest <- reloaded // as POST /-/reload does: the evaluation loop reloads
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the checkout alert after the reload", func() bool { return len(checkout(n)) > 0 })
+	for _, a := range checkout(n) {
+		if !a.StartsAt.Equal(first) {
+			t.Errorf("after the reload checkout's startsAt is %v, before %v", a.StartsAt, first)
+		}
+	}
+	posts := 0
+	for _, b := range slack.all() {
+		if strings.Contains(b, "FIRING") && strings.Contains(b, "checkout") {
+			posts++
+		}
+	}
+	if posts != 1 {
+		t.Errorf("Slack got %d checkout pages across the reload, want 1", posts)
+	}
+}

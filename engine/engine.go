@@ -285,7 +285,7 @@ func (e *Engine) advance(ctx context.Context, now time.Time, strict bool) ([]det
 		})
 		last = chunkEnd
 		e.mu.Lock()
-		e.observeFetch(b, chunkEnd.Equal(end))
+		e.observeFetch(b, chunkEnd.Equal(end) && !strict) // the replay's past says nothing of now
 		e.metrics.observeAdvance(e, b.n, time.Since(began))
 		e.mu.Unlock()
 	}

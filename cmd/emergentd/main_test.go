@@ -227,6 +227,20 @@ func TestReplayQuickStart(t *testing.T) {
 			t.Errorf("replay output lacks %q:\n%s", want, out)
 		}
 	}
+	// The README's sample is the real output, line for line.
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, quick, _ := strings.Cut(string(readme), "## Quick start")
+	_, sample, _ := strings.Cut(quick, "```text\n")
+	sample, _, _ = strings.Cut(sample, "```")
+	if strings.TrimSpace(sample) == "" {
+		t.Fatal("README's quick start has no ```text sample")
+	}
+	if !strings.Contains(string(out), sample) {
+		t.Errorf("README's quick start sample is not in the replay output:\n%s\noutput:\n%s", sample, out)
+	}
 	for _, control := range []string{"search", "catalog", "files", "billing", "sessions", "ledger"} {
 		if strings.Contains(string(out), fmt.Sprintf("service=%q", control)) {
 			t.Errorf("replay output raises something on the control %s:\n%s", control, out)
