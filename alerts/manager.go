@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,7 +82,10 @@ type delivery struct {
 	// coalesce sends everything pending in one request and folds fresher queued state into a
 	// batch that is being retried (Alertmanager); otherwise items go one by one, in order.
 	coalesce bool
-	logger   *slog.Logger
+	// due reports whether the notifier still has to post an alert's transition (Slack and
+	// webhook, from their episode logs); nil means everything handed over is due.
+	due    func(*Alert) bool
+	logger *slog.Logger
 }
 
 // managerOptions are seams for tests.
@@ -168,13 +172,14 @@ func (m *Manager) addDeliveries(r *receiver, rc config.Receiver, opts managerOpt
 		return fmt.Errorf("HTTP client: %w", err)
 	}
 	logger := m.logger.With("receiver", rc.Name)
-	newDelivery := func(n Notifier, coalesce bool, logger *slog.Logger) *delivery {
+	newDelivery := func(n Notifier, coalesce bool, due func(*Alert) bool, logger *slog.Logger) *delivery {
 		return &delivery{
 			receiver: rc.Name,
 			notifier: n,
 			queue:    newQueue(orDefault(rc.QueueSize, defaultQueueSize), m.metrics.queueLength.WithLabelValues(rc.Name)),
 			timeout:  orDefault(time.Duration(rc.Timeout), defaultReceiverTimeout),
 			coalesce: coalesce,
+			due:      due,
 			logger:   logger,
 		}
 	}
@@ -190,20 +195,20 @@ func (m *Manager) addDeliveries(r *receiver, rc config.Receiver, opts managerOpt
 			if err != nil {
 				return err
 			}
-			r.deliveries = append(r.deliveries, newDelivery(am, true, logger.With("alertmanager", redactURL(u))))
+			r.deliveries = append(r.deliveries, newDelivery(am, true, nil, logger.With("alertmanager", redactURL(u))))
 		}
 	case config.ReceiverSlack:
 		s, err := NewSlack(rc, client, logger)
 		if err != nil {
 			return err
 		}
-		r.deliveries = append(r.deliveries, newDelivery(s, false, logger))
+		r.deliveries = append(r.deliveries, newDelivery(s, false, s.due, logger))
 	case config.ReceiverWebhook:
 		w, err := NewWebhook(rc, client, logger)
 		if err != nil {
 			return err
 		}
-		r.deliveries = append(r.deliveries, newDelivery(w, false, logger))
+		r.deliveries = append(r.deliveries, newDelivery(w, false, w.due, logger))
 	default:
 		return fmt.Errorf("unknown receiver type %q", rc.Type)
 	}
@@ -236,7 +241,7 @@ func (m *Manager) Update(now time.Time, alerts []*Alert) {
 		if r.typ == config.ReceiverAlertmanager {
 			items = r.alertmanagerItems(now, routed)
 		} else {
-			items = r.transitionItems(routed)
+			items = r.transitionItems(routed, r.deliveries[0].due)
 		}
 		if len(items) == 0 {
 			continue
@@ -315,12 +320,15 @@ func (r *receiver) alertmanagerItems(now time.Time, alerts []*Alert) []*item {
 		c := *a
 		prio := prioFiringResend
 		switch {
-		case changed && resolved:
+		case resolved && seen && !prev.resolved:
 			prio = prioResolve
+		case resolved:
+			// A resend, or the resolve of an alert this Manager never sent firing (it started
+			// or was reloaded since): Alertmanager may hold the alert from before, so it is
+			// sent, but it must never cost a page.
+			prio = prioResolvedResend
 		case changed:
 			prio = prioFiring
-		case resolved:
-			prio = prioResolvedResend
 		}
 		if !resolved {
 			c.EndsAt = now.Add(r.validFor)
@@ -344,8 +352,11 @@ func supersedes(a, cur *Alert) bool {
 // transitionItems returns the episode transitions not queued yet for a receiver that posts
 // one message per transition. Whether a transition is actually posted (never twice, and a
 // resolve only after its firing) is the notifier's decision, made at delivery time from its
-// episode log, which outlives restarts; this only keeps every Update from queueing again.
-func (r *receiver) transitionItems(alerts []*Alert) []*item {
+// episode log, which outlives restarts; this keeps every Update from queueing again, and
+// asks due about episodes this Manager has not seen yet, which it is handed after a start or
+// a reload: what the receiver already has, or the resolve of an episode it was never paged
+// for, must not take a page's place in the queue.
+func (r *receiver) transitionItems(alerts []*Alert, due func(*Alert) bool) []*item {
 	var items []*item
 	queued := make(map[string]transition, len(alerts))
 	for _, a := range alerts {
@@ -359,6 +370,9 @@ func (r *receiver) transitionItems(alerts []*Alert) []*item {
 		queued[key] = now
 		if seen && prev == now {
 			continue
+		}
+		if !seen && !due(a) {
+			continue // the receiver already has it, or was never paged for the episode
 		}
 		state, prio := "firing", prioFiring
 		switch {
@@ -388,15 +402,34 @@ func (m *Manager) run(d *delivery) {
 		m.deliver(d, batch)
 	}
 	if left := d.queue.takeAll(); len(left) > 0 {
+		d.queue.done(len(left))
 		m.dropped(d, left, "shutdown")
 	}
 }
 
+// deliver sends batch until it is delivered, refused, or Stop stops waiting.
 func (m *Manager) deliver(d *delivery, batch []*item) {
+	// The batch counts in the queue length until it is delivered or given up: alerts being
+	// retried are still waiting.
+	defer func() { d.queue.done(len(batch)) }()
+	if d.due != nil {
+		// What the receiver already has, or must not get, is no notification: it is neither
+		// attempted nor counted as delivered.
+		n := len(batch)
+		batch = slices.DeleteFunc(batch, func(it *item) bool { return !d.due(it.alert) })
+		d.queue.done(n - len(batch))
+		if len(batch) == 0 {
+			d.logger.Debug("Nothing to post: the receiver already has it, or was never told it fired", "alerts", n)
+			return
+		}
+	}
 	attempts := 0
 	err := m.retrier.Do(m.ctx, func(ctx context.Context) (bool, error) {
 		if d.coalesce && attempts > 0 {
-			batch = mergeItems(batch, d.queue.takeAll())
+			newer := d.queue.takeAll()
+			merged := mergeItems(batch, newer)
+			d.queue.done(len(batch) + len(newer) - len(merged)) // superseded by fresher state
+			batch = merged
 		}
 		attempts++
 		ctx, cancel := context.WithTimeout(ctx, d.timeout)
@@ -404,6 +437,10 @@ func (m *Manager) deliver(d *delivery, batch []*item) {
 		start := time.Now()
 		retry, err := d.notifier.Notify(ctx, alertsOf(batch)...)
 		m.metrics.latency.WithLabelValues(d.receiver).Observe(time.Since(start).Seconds())
+		m.metrics.requests.WithLabelValues(d.receiver).Inc()
+		if err != nil {
+			m.metrics.requestsFailed.WithLabelValues(d.receiver).Inc()
+		}
 		if err != nil && retry {
 			m.metrics.notifications.WithLabelValues(d.receiver, outcomeRetry).Inc()
 			d.logger.Warn("Notification failed, retrying", "alerts", len(batch), "attempt", attempts, "err", err)

@@ -165,8 +165,9 @@ func TestManagerQueueFullAndStop(t *testing.T) {
 	if got := dropped(); got != 1 {
 		t.Fatalf("dropped_total = %v, want 1 (b, for c)", got)
 	}
-	if got := testutil.ToFloat64(m.metrics.queueLength.WithLabelValues("hang")); got != 1 {
-		t.Errorf("queue_length = %v, want 1", got)
+	queueLength := func() float64 { return testutil.ToFloat64(m.metrics.queueLength.WithLabelValues("hang")) }
+	if got := queueLength(); got != 2 {
+		t.Errorf("queue_length = %v, want 2 (a in flight, c pending)", got)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -179,6 +180,9 @@ func TestManagerQueueFullAndStop(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.metrics.notifications.WithLabelValues("hang", outcomeFailure)); got != 1 {
 		t.Errorf("failures = %v, want 1 (a, abandoned in flight)", got)
+	}
+	if got := queueLength(); got != 0 {
+		t.Errorf("queue_length = %v after Stop, want 0", got)
 	}
 	if n := len(hang.accepted()); n != 0 {
 		t.Errorf("hanging receiver answered %d requests", n)
@@ -219,5 +223,51 @@ func TestNewManagerTwiceOnOneRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 		stop(t, m)
+	}
+}
+
+// Stop with a receiver that is down, its delivery waiting out a long backoff, returns once its
+// context is cancelled: the attempt in flight is given up, what is queued behind it is dropped
+// and nothing is attempted again.
+func TestManagerStopReceiverDown(t *testing.T) {
+	rec, srv := newRecorder(t, func(_ int, w http.ResponseWriter, _ *http.Request) bool {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return false
+	})
+	m, _ := startManager(t, []config.Receiver{{Name: "am", Type: config.ReceiverAlertmanager, URLs: []string{srv.URL}}},
+		routeAll("am"), managerOptions{retrier: Retrier{Base: time.Hour, Max: time.Hour, Rand: func() float64 { return 1 }}})
+	value := func(c *prometheus.CounterVec, labels ...string) float64 {
+		return testutil.ToFloat64(c.WithLabelValues(append([]string{"am"}, labels...)...))
+	}
+
+	alerts := []*Alert{testAlert("checkout", t0, time.Time{}), testAlert("billing", t0, time.Time{})}
+	m.Update(t0, alerts)
+	waitFor(t, "the first attempt to fail", func() bool { return value(m.metrics.requestsFailed) == 1 })
+	m.Update(t0.Add(time.Minute), alerts) // resends, queued behind the batch waiting for its retry
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- m.Stop(ctx) }()
+	select {
+	case err := <-stopped:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Stop = %v, want it to give up with its context", err)
+		}
+	case <-time.After(time.Minute): // a hang guard, not a speed check: the retry waits an hour
+		t.Fatal("Stop did not return after its context was cancelled")
+	}
+
+	if n := rec.requests(); n != 1 {
+		t.Errorf("receiver got %d requests, want 1 (no attempt after Stop gave up)", n)
+	}
+	if got := value(m.metrics.notifications, outcomeFailure); got != 1 {
+		t.Errorf("failures = %v, want 1 (the batch being retried)", got)
+	}
+	if got := value(m.metrics.dropped); got != 2 {
+		t.Errorf("dropped_total = %v, want 2 (the resends queued behind it)", got)
+	}
+	if got := testutil.ToFloat64(m.metrics.queueLength.WithLabelValues("am")); got != 0 {
+		t.Errorf("queue_length = %v after Stop, want 0", got)
 	}
 }

@@ -16,18 +16,31 @@ const (
 )
 
 type metrics struct {
-	notifications *prometheus.CounterVec
-	latency       *prometheus.HistogramVec
-	queueLength   *prometheus.GaugeVec
-	dropped       *prometheus.CounterVec
+	notifications  *prometheus.CounterVec
+	requests       *prometheus.CounterVec
+	requestsFailed *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	queueLength    *prometheus.GaugeVec
+	dropped        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "emergent_notifications_total",
-			Help: "Notifications by receiver and outcome: success and failure count deliveries (one Alertmanager delivery carries a batch), retry counts failed attempts that are retried, dropped counts alerts dropped before delivery.",
+			Help: "Notifications by receiver and outcome: success and failure count deliveries that posted something or gave up (one Alertmanager delivery carries a batch; a receiver that is down is retried without giving up), retry counts failed attempts that are retried, dropped counts alerts dropped before delivery.",
 		}, []string{"receiver", "outcome"}),
+		// Alertmanager's notification_requests_total and notification_requests_failed_total:
+		// counted per attempt, they show a receiver that is down at its first failed attempt,
+		// while its deliveries are still being retried.
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "emergent_notification_requests_total",
+			Help: "Delivery attempts by receiver, retries included.",
+		}, []string{"receiver"}),
+		requestsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "emergent_notification_requests_failed_total",
+			Help: "Failed delivery attempts by receiver, whether retried or not.",
+		}, []string{"receiver"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "emergent_notification_latency_seconds",
 			Help:    "Duration of notification attempts by receiver.",
@@ -35,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"receiver"}),
 		queueLength: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "emergent_notification_queue_length",
-			Help: "Alerts waiting for delivery by receiver (summed over an Alertmanager receiver's URLs).",
+			Help: "Alerts waiting for delivery by receiver, those in a delivery attempt or being retried included (summed over an Alertmanager receiver's URLs).",
 		}, []string{"receiver"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "emergent_notifications_dropped_total",
@@ -47,6 +60,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var err error
 	if m.notifications, err = register(reg, m.notifications); err != nil {
+		return nil, err
+	}
+	if m.requests, err = register(reg, m.requests); err != nil {
+		return nil, err
+	}
+	if m.requestsFailed, err = register(reg, m.requestsFailed); err != nil {
 		return nil, err
 	}
 	if m.latency, err = register(reg, m.latency); err != nil {
@@ -83,6 +102,8 @@ func (m *metrics) initReceiver(name string) {
 	for _, o := range []string{outcomeSuccess, outcomeFailure, outcomeRetry, outcomeDropped} {
 		m.notifications.WithLabelValues(name, o)
 	}
+	m.requests.WithLabelValues(name)
+	m.requestsFailed.WithLabelValues(name)
 	m.latency.WithLabelValues(name)
 	m.queueLength.WithLabelValues(name)
 	m.dropped.WithLabelValues(name)

@@ -20,7 +20,8 @@ const (
 	// prioFiring is a new firing alert: a page.
 	prioFiring
 	// prioResolve closes an alert the receiver was told is firing. It is never dropped, or the
-	// receiver would show the alert firing long after it ended.
+	// receiver would show the alert firing long after it ended, and it takes no room from
+	// pages: the queue size bounds everything else.
 	prioResolve
 )
 
@@ -36,8 +37,10 @@ type item struct {
 
 // queue is the bounded buffer between Update, which must never block, and one receiver's
 // delivery goroutine. When full it drops the oldest item of the lowest priority, or the
-// incoming item if that is lower still. Resolves are never dropped: a full queue of resolves
-// grows past its size, bounded by the number of alerts that fired.
+// incoming item if that is lower still. Resolves are never dropped and do not count towards
+// the size, so that they never cost a page: they are bounded by the number of alerts that
+// fired. The length gauge counts what is pending plus what was taken and is not done yet (in
+// delivery or being retried), so that a receiver that is down shows its backlog.
 type queue struct {
 	mu     sync.Mutex
 	items  []*item // oldest first
@@ -86,29 +89,36 @@ func (q *queue) add(it *item) (dropped *item) {
 		q.items[i] = it
 		return nil
 	}
-	if len(q.items) >= q.size {
-		victim := 0
-		for i, p := range q.items {
-			if p.prio < q.items[victim].prio {
-				victim = i
-			}
+	if it.prio == prioResolve {
+		q.items = append(q.items, it)
+		return nil
+	}
+	// The victim is the oldest item of the lowest priority, resolves aside.
+	victim, bounded := -1, 0
+	for i, p := range q.items {
+		if p.prio == prioResolve {
+			continue
 		}
-		switch v := q.items[victim]; {
-		case it.prio < v.prio:
+		bounded++
+		if victim < 0 || p.prio < q.items[victim].prio {
+			victim = i
+		}
+	}
+	if bounded >= q.size {
+		v := q.items[victim]
+		if it.prio < v.prio {
 			return it
-		case v.prio == prioResolve:
-			// Everything pending must be delivered; grow.
-		default:
-			q.items = slices.Delete(q.items, victim, victim+1)
-			dropped = v
 		}
+		q.items = slices.Delete(q.items, victim, victim+1)
+		dropped = v
 	}
 	q.items = append(q.items, it)
 	return dropped
 }
 
 // take waits for items and removes up to n of them (all if n <= 0). It reports false once
-// the queue is closed and empty, or ctx is done.
+// the queue is closed and empty, or ctx is done. The items taken stay counted in the length
+// until done.
 func (q *queue) take(ctx context.Context, n int) ([]*item, bool) {
 	for {
 		q.mu.Lock()
@@ -130,12 +140,17 @@ func (q *queue) take(ctx context.Context, n int) ([]*item, bool) {
 	}
 }
 
-// takeAll removes every pending item without waiting.
+// takeAll removes every pending item without waiting. Like take, it leaves them counted in
+// the length until done.
 func (q *queue) takeAll() []*item {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.pop(0)
 }
+
+// done stops counting n taken items in the length: they were delivered, superseded, given up
+// or dropped.
+func (q *queue) done(n int) { q.length.Sub(float64(n)) }
 
 // pop removes the n oldest items (all if n <= 0); q.mu must be held.
 func (q *queue) pop(n int) []*item {
@@ -144,7 +159,6 @@ func (q *queue) pop(n int) []*item {
 	}
 	out := slices.Clone(q.items[:n])
 	q.items = slices.Clone(q.items[n:])
-	q.length.Sub(float64(n))
 	return out
 }
 

@@ -28,7 +28,7 @@ func TestQueueDropPolicy(t *testing.T) {
 		},
 		{
 			name:        "a resend does not push out a page",
-			push:        []*item{it("a", prioFiring), it("b", prioFiring), it("c", prioResolve), it("d", prioFiringResend)},
+			push:        []*item{it("a", prioFiring), it("b", prioFiring), it("c", prioFiring), it("d", prioFiringResend)},
 			wantPending: []string{"a", "b", "c"},
 			wantDropped: []string{"d"},
 		},
@@ -40,15 +40,25 @@ func TestQueueDropPolicy(t *testing.T) {
 		},
 		{
 			name:        "oldest page goes when only pages are pending",
-			push:        []*item{it("a", prioFiring), it("b", prioFiring), it("c", prioResolve), it("d", prioFiring)},
+			push:        []*item{it("a", prioFiring), it("b", prioFiring), it("c", prioFiring), it("d", prioFiring)},
 			wantPending: []string{"b", "c", "d"},
 			wantDropped: []string{"a"},
 		},
 		{
-			name:        "resolves are never dropped",
-			push:        []*item{it("a", prioResolve), it("b", prioResolve), it("c", prioResolve), it("d", prioResolve), it("e", prioFiring)},
+			name:        "resolves take no room from pages",
+			push:        []*item{it("a", prioFiring), it("b", prioFiring), it("c", prioResolve), it("d", prioFiring)},
 			wantPending: []string{"a", "b", "c", "d"},
-			wantDropped: []string{"e"},
+		},
+		{
+			name:        "resolves are never dropped and never cost a page",
+			push:        []*item{it("a", prioResolve), it("b", prioResolve), it("c", prioResolve), it("d", prioResolve), it("e", prioFiring)},
+			wantPending: []string{"a", "b", "c", "d", "e"},
+		},
+		{
+			name:        "a page pushes out resolved resends, never a resolve",
+			push:        []*item{it("a", prioResolve), it("b", prioResolvedResend), it("c", prioResolvedResend), it("d", prioResolvedResend), it("e", prioFiring)},
+			wantPending: []string{"a", "c", "d", "e"},
+			wantDropped: []string{"b"},
 		},
 		{
 			name:        "a newer item replaces a pending one with the same key",

@@ -46,7 +46,13 @@ func (r Retrier) Do(ctx context.Context, attempt func(ctx context.Context) (retr
 		if after, ok := RetryAfter(err); ok && after > wait {
 			wait = after
 		}
-		if serr := r.sleep(ctx, wait); serr != nil {
+		// ctx is checked after the wait as well: a wait that ends as ctx is done (a zero wait
+		// races the cancellation) must not start another attempt.
+		serr := r.sleep(ctx, wait)
+		if serr == nil {
+			serr = ctx.Err()
+		}
+		if serr != nil {
 			return fmt.Errorf("gave up after %d attempts (%w): %w", n+1, serr, err)
 		}
 	}

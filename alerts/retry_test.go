@@ -109,6 +109,27 @@ func TestRetrierDo(t *testing.T) {
 	}
 }
 
+// A wait that ends just as the context is cancelled (a zero wait races the cancellation)
+// starts no further attempt.
+func TestRetrierDoStopsWhenCancelledDuringAttempt(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errDown := errors.New("down")
+	r := Retrier{Sleep: func(context.Context, time.Duration) error { return nil }}
+	calls := 0
+	err := r.Do(ctx, func(context.Context) (bool, error) {
+		calls++
+		if calls > 1 {
+			return false, errors.New("attempted after the context was cancelled")
+		}
+		cancel() // Stop gives up while the attempt is in flight
+		return true, errDown
+	})
+	if calls != 1 || !errors.Is(err, context.Canceled) || !errors.Is(err, errDown) {
+		t.Errorf("Do = %v after %d attempts; want the cancellation and the last error after 1", err, calls)
+	}
+}
+
 func TestCheckResponse(t *testing.T) {
 	now := time.Date(2025, 3, 14, 9, 30, 0, 0, time.UTC)
 	tests := []struct {

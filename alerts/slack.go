@@ -84,15 +84,28 @@ func (s *Slack) Notify(ctx context.Context, alerts ...*Alert) (bool, error) {
 	return false, errors.Join(errs...)
 }
 
+// due reports whether a's transition is still to post: a firing not posted yet or an update of
+// one that was; the resolve of an episode posted firing, unless it was posted and (as a bot)
+// shown on the firing message already. The resolve of an episode nobody was paged for (its
+// firing post was dropped or failed, or it was posted before the state file existed) is not
+// due: a lone "resolved" only confuses.
+func (s *Slack) due(a *Alert) bool {
+	rec, posted := s.log.get(a.EpisodeKey())
+	if !a.Resolved() {
+		return !posted || rec.Revision < a.Revision
+	}
+	return posted && (rec.ResolvedAt.IsZero() || (s.api != nil && rec.TS != "" && !rec.Edited))
+}
+
 func (s *Slack) notify(ctx context.Context, a *Alert) (bool, error) {
+	if !s.due(a) {
+		return false, nil
+	}
 	key := a.EpisodeKey()
 	rec, posted := s.log.get(key)
 	if !a.Resolved() {
-		if posted && rec.Revision < a.Revision {
-			return s.notifyUpdate(ctx, key, rec, a)
-		}
 		if posted {
-			return false, nil
+			return s.notifyUpdate(ctx, key, rec, a)
 		}
 		text, blocks := slackMessage(a)
 		channel, ts, err := s.post(ctx, text, blocks, "")
@@ -103,12 +116,6 @@ func (s *Slack) notify(ctx context.Context, a *Alert) (bool, error) {
 		return false, nil
 	}
 
-	if !posted {
-		// Nobody was paged for this episode (its firing post was dropped or failed, or it
-		// was posted before the state file existed): a lone "resolved" only confuses.
-		s.logger.Debug("Not posting resolve of an episode never posted as firing", "episode", key)
-		return false, nil
-	}
 	if rec.ResolvedAt.IsZero() {
 		var err error
 		if s.api != nil && rec.TS != "" {

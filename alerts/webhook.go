@@ -73,15 +73,21 @@ type webhookAlert struct {
 	Fingerprint  string            `json:"fingerprint"`
 }
 
+// due reports whether a's transition is still to post: a firing not posted yet, an update of
+// one that was, or the resolve of an episode posted firing.
+func (w *Webhook) due(a *Alert) bool {
+	rec, posted := w.log.get(a.EpisodeKey())
+	if !a.Resolved() {
+		return !posted || rec.Revision < a.Revision
+	}
+	return posted && rec.ResolvedAt.IsZero()
+}
+
 // Notify posts, in one payload, the transitions of alerts that were not posted yet.
 func (w *Webhook) Notify(ctx context.Context, alerts ...*Alert) (bool, error) {
 	var due []*Alert
 	for _, a := range alerts {
-		rec, posted := w.log.get(a.EpisodeKey())
-		switch {
-		case !a.Resolved() && (!posted || rec.Revision < a.Revision):
-			due = append(due, a) // a firing not posted yet, or an update of one that was
-		case a.Resolved() && posted && rec.ResolvedAt.IsZero():
+		if w.due(a) {
 			due = append(due, a)
 		}
 	}
