@@ -16,13 +16,14 @@ import (
 	"github.com/emergent-sh/emergent/config"
 )
 
-// Defaults for settings left zero.
+// Defaults for settings left zero (a Manager built without config.Load, as tests do): the
+// configuration's own, from their one home.
 const (
-	defaultEvaluationInterval = 30 * time.Second
-	defaultResendDelay        = time.Minute
-	defaultResolvedRetention  = 15 * time.Minute
-	defaultReceiverTimeout    = 10 * time.Second
-	defaultQueueSize          = 1000
+	defaultEvaluationInterval = time.Duration(config.DefaultEvaluationInterval)
+	defaultResendDelay        = time.Duration(config.DefaultResendDelay)
+	defaultResolvedRetention  = time.Duration(config.DefaultResolvedRetention)
+	defaultReceiverTimeout    = time.Duration(config.DefaultReceiverTimeout)
+	defaultQueueSize          = config.DefaultQueueSize
 )
 
 // Manager routes alerts to receivers and delivers them in the background. Each receiver (and

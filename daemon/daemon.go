@@ -41,7 +41,10 @@ type Options struct {
 	Web *web.FlagConfig
 	// EnableReload allows POST /-/reload.
 	EnableReload bool
-	Logger       *slog.Logger
+	// ExternalURL is where users reach emergentd (--web.external-url); its path prefixes every
+	// page and link, for running behind a reverse proxy.
+	ExternalURL string
+	Logger      *slog.Logger
 	// Reload receives a value for every SIGHUP.
 	Reload <-chan struct{}
 	// Now is the clock; tests may replace it.

@@ -3,15 +3,16 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/emergent-sh/emergent/detector"
+	"github.com/emergent-sh/emergent/statuspage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
@@ -38,12 +39,28 @@ func (d *Daemon) handler() http.Handler {
 	mux.HandleFunc("/-/reload", d.reload)
 	mux.HandleFunc("/api/v1/status/config", d.serveConfig)
 	mux.HandleFunc("/api/v1/episodes", d.serveEpisodes)
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, `<html><head><title>emergentd</title></head><body><h1>emergentd</h1><ul>
-<li><a href="/api/v1/episodes">active episodes</a></li><li><a href="/api/v1/status/config">configuration</a></li>
-<li><a href="/metrics">metrics</a></li><li><a href="/-/ready">readiness</a></li></ul></body></html>`)
-	})
-	return http.MaxBytesHandler(mux, 1<<20)
+	statuspage.New(func() statuspage.Source { return d.current().engine }, d.prefix(), d.opts.Now).Register(mux)
+	var h http.Handler = mux
+	if prefix := d.prefix(); prefix != "" { // behind a proxy that forwards /prefix/... as is
+		outer := http.NewServeMux()
+		outer.Handle(prefix+"/", http.StripPrefix(prefix, mux))
+		outer.Handle("/-/", mux) // probes stay at the root, as Prometheus keeps them
+		h = outer
+	}
+	return http.MaxBytesHandler(h, 1<<20)
+}
+
+// prefix is the path of --web.external-url without its trailing slash: where every page and
+// link lives when emergentd runs behind a reverse proxy.
+func (d *Daemon) prefix() string {
+	if d.opts.ExternalURL == "" {
+		return ""
+	}
+	u, err := url.Parse(d.opts.ExternalURL)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(u.Path, "/")
 }
 
 // ready is 200 once history is loaded and at least one rule can see its data. A rule whose

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests start as real processes (on 127.0.0.1, ports chosen by the tests).
-packages=(prometheus redis-server prometheus-redis-exporter prometheus-alertmanager victoria-metrics)
+packages=(prometheus redis-server prometheus-redis-exporter prometheus-alertmanager victoria-metrics chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

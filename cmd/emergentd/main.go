@@ -46,6 +46,7 @@ func run(args []string) int {
 	webFlags := kingpinflag.AddFlags(app, ":9799")
 	storage := app.Flag("storage.path", "Directory for optional local state (Slack message ids, so a restart never posts an episode twice). Empty disables it.").Default("data").String()
 	enableReload := app.Flag("web.enable-reload", "Allow POST /-/reload (use --no-web.enable-reload to disable).").Default("true").Bool()
+	externalURL := app.Flag("web.external-url", "The URL users reach emergentd at (behind a reverse proxy); its path prefixes every page and link. Probes stay at /-/.").String()
 
 	checkCmd := app.Command("check", "Validate the configuration; exit 1 on any mistake.")
 	checkQuery := checkCmd.Flag("query", "Also run every query once against Prometheus.").Bool()
@@ -103,7 +104,7 @@ func run(args []string) int {
 	}()
 	d, err := daemon.New(daemon.Options{
 		ConfigFile: *configFile, PrometheusURL: *promURL, StoragePath: *storage,
-		Web: webFlags, EnableReload: *enableReload, Logger: logger, Reload: reload,
+		Web: webFlags, EnableReload: *enableReload, ExternalURL: *externalURL, Logger: logger, Reload: reload,
 	})
 	if err != nil {
 		logger.Error("cannot start", "err", err)
