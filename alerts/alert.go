@@ -27,6 +27,9 @@ type Alert struct {
 	// Revision counts the updates of a firing episode that got much worse since it was paged:
 	// each is news every receiver gets once (0: as it fired).
 	Revision int
+	// Chart draws the episode's chart as a PNG, for receivers that can show one (Slack as a
+	// bot, in the page's thread); nil when there is none to draw.
+	Chart func(ctx context.Context) ([]byte, error)
 }
 
 // Details are the numbers behind an alert, for receivers that render more than text.

@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -113,6 +114,7 @@ func (s *Slack) notify(ctx context.Context, a *Alert) (bool, error) {
 			return s.failed(fmt.Sprintf("post firing %s", a.Labels["alertname"]), err)
 		}
 		s.record(key, episodeRecord{FiredAt: s.log.now(), Channel: channel, TS: ts, Revision: a.Revision})
+		s.uploadChart(ctx, a, channel, ts)
 		return false, nil
 	}
 
@@ -141,6 +143,32 @@ func (s *Slack) notify(ctx context.Context, a *Alert) (bool, error) {
 		s.record(key, rec)
 	}
 	return false, nil
+}
+
+// chartUploadTimeout bounds drawing and uploading a page's chart: it is one range query and a
+// small PNG, and the page itself is already posted.
+const chartUploadTimeout = 30 * time.Second
+
+// uploadChart puts the alert's chart into the page's thread (bot mode; a webhook cannot
+// upload). It is best effort: the page is posted and recorded, so a failure is logged and
+// never retried or allowed to re-post the page.
+func (s *Slack) uploadChart(ctx context.Context, a *Alert, channel, ts string) {
+	if s.api == nil || a.Chart == nil || ts == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, chartUploadTimeout)
+	defer cancel()
+	png, err := a.Chart(ctx)
+	if err == nil {
+		_, err = s.api.UploadFileContext(ctx, slack.UploadFileParameters{
+			Reader: bytes.NewReader(png), FileSize: len(png), Filename: "emergentd-chart.png",
+			Title: "inbound and work against what emergentd expected", AltTxt: a.Annotations["summary"],
+			Channel: channel, ThreadTimestamp: ts,
+		})
+	}
+	if err != nil {
+		s.logger.Warn("Chart not posted to the page's thread", "alert", a.Labels["alertname"], "err", redactError(err, s.secrets...))
+	}
 }
 
 // notifyUpdate tells that a firing episode got much worse: in bot mode a reply in its thread

@@ -23,11 +23,14 @@ import (
 	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/detector"
 	"github.com/emergent-sh/emergent/engine"
+	"github.com/emergent-sh/emergent/internal/chart"
 	"github.com/emergent-sh/emergent/sources"
+	"github.com/emergent-sh/emergent/statuspage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
+	"gonum.org/v1/plot/vg"
 )
 
 // Options are what main passes in from flags.
@@ -297,8 +300,42 @@ func (d *Daemon) evaluate(ctx context.Context, gen *generation) error {
 		d.logger.Info("episode "+state, "kind", ev.Episode.Kind, "rule", ev.Episode.Rule,
 			"group", detector.GroupString(ev.Episode.Labels), "start", ev.Episode.Start, "summary", ev.Episode.Summary)
 	}
-	gen.manager.Update(d.opts.Now(), gen.engine.Alerts())
+	out := gen.engine.Alerts()
+	for _, a := range out {
+		d.illustrate(gen, a)
+	}
+	gen.manager.Update(d.opts.Now(), out)
 	return nil
+}
+
+// illustrate gives an episode's alert its chart (drawn only if a receiver shows it) and, with
+// --web.external-url, a link to its group's page.
+func (d *Daemon) illustrate(gen *generation, a *alerts.Alert) {
+	rule := a.Labels["rule"]
+	var groupBy []string
+	for _, r := range gen.cfg.Rules {
+		if r.Name == rule {
+			groupBy = r.GroupBy
+		}
+	}
+	if groupBy == nil { // the blind meta-alert, which has no group
+		return
+	}
+	labels := make(map[string]string, len(groupBy))
+	for _, l := range groupBy {
+		labels[l] = a.Labels[l]
+	}
+	eng := gen.engine
+	a.Chart = func(ctx context.Context) ([]byte, error) {
+		c, err := eng.Chart(ctx, rule, labels, chart.Span, d.opts.Now())
+		if err != nil {
+			return nil, err
+		}
+		return chart.Render(c, "png", 8*vg.Inch)
+	}
+	if d.opts.ExternalURL != "" {
+		a.Annotations["emergentd_url"] = strings.TrimRight(d.opts.ExternalURL, "/") + statuspage.GroupPath(rule, labels)
+	}
 }
 
 func (d *Daemon) shutdown() error {

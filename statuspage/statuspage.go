@@ -47,10 +47,6 @@ type Source interface {
 // 10 000-group fleet renders in milliseconds.
 const pageSize = 50
 
-// chartSpan is how much of the past a group's chart shows: the replay window's order, enough
-// to see an episode's onset and what it followed.
-const chartSpan = 3 * time.Hour
-
 // Pages serves the UI under prefix (the path of --web.external-url, "" at the root).
 type Pages struct {
 	source func() Source
@@ -154,13 +150,19 @@ func (p *Pages) pageLink(query, state string, page, pages int) string {
 	return p.prefix + "/?" + v.Encode()
 }
 
-// groupLink is the URL of a group's page: the rule, then each group label as l.<name>.
+// groupLink is the URL of a group's page under the pages' prefix.
 func (p *Pages) groupLink(rule string, labels map[string]string) string {
+	return p.prefix + GroupPath(rule, labels)
+}
+
+// GroupPath is the path of a group's page: the rule, then each group label as l.<name>.
+// Alerts link to it under --web.external-url.
+func GroupPath(rule string, labels map[string]string) string {
 	v := url.Values{"rule": {rule}}
 	for k, val := range labels {
 		v.Set("l."+k, val)
 	}
-	return p.prefix + "/group?" + v.Encode()
+	return "/group?" + v.Encode()
 }
 
 func (p *Pages) group(w http.ResponseWriter, r *http.Request) {
@@ -184,7 +186,7 @@ func (p *Pages) group(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data := map[string]any{"Title": detector.GroupString(labels), "Rule": rule, "Status": status, "State": status.State.String()}
-	ch, err := src.Chart(r.Context(), rule, labels, chartSpan, p.now())
+	ch, err := src.Chart(r.Context(), rule, labels, chart.Span, p.now())
 	if err == nil {
 		var svg []byte
 		if svg, err = chart.Render(ch, "svg", 9*vg.Inch); err == nil {

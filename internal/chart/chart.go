@@ -36,6 +36,10 @@ var (
 	episodeColor  = color.NRGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0x30}
 )
 
+// Span is how much of the past a chart shows: enough to see an episode's onset and what it
+// followed, at a few hundred points.
+const Span = 3 * time.Hour
+
 // panelHeight is one panel's height: a chart of three panels fits a laptop screen and a Slack
 // image preview.
 const panelHeight = 2.2 * vg.Inch
