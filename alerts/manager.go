@@ -35,6 +35,7 @@ type Manager struct {
 	externalLabels map[string]string
 	retrier        Retrier
 	metrics        *metrics
+	delivered      deliveredLog
 
 	mu      sync.Mutex // guards the receivers' bookkeeping and stopped
 	stopped bool
@@ -455,6 +456,10 @@ func (m *Manager) deliver(d *delivery, batch []*item) {
 	}
 	m.metrics.notifications.WithLabelValues(d.receiver, outcomeSuccess).Inc()
 	d.logger.Debug("Notification delivered", "alerts", len(batch), "attempts", attempts)
+	now := time.Now()
+	for _, it := range batch {
+		m.delivered.add(d.receiver, it, now)
+	}
 }
 
 func (m *Manager) dropped(d *delivery, items []*item, why string) {

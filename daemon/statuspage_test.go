@@ -51,8 +51,13 @@ func TestStatusPageInABrowser(t *testing.T) {
 		browser.Screenshot(t, ctx, filepath.Join("..", "docs", "screenshots"), "overview.png")
 	}
 
+	groupPage := base + "/group?rule=token-minting&l.service=checkout"
+	waitFor(t, 30*time.Second, "the page delivered to both receivers", func() bool {
+		_, body := httpGet(groupPage)
+		return strings.Contains(body, "fired → <b>am</b>") && strings.Contains(body, "fired → <b>slack</b>")
+	})
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(base+"/group?rule=token-minting&l.service=checkout"),
+		chromedp.Navigate(groupPage),
 		chromedp.WaitVisible(`#chart svg`),
 	); err != nil {
 		t.Fatal(err)
@@ -69,6 +74,9 @@ func TestStatusPageInABrowser(t *testing.T) {
 	episodes, err := chromedp.Run(ctx, chromedp.AttributeValue(`#chart`, "data-episodes"))
 	if err != nil || episodes.Value != "1" {
 		t.Errorf("chart's episodes: %q (%v), want 1 shaded", episodes.Value, err)
+	}
+	if tl := browser.Text(t, ctx, `#episodes`); !strings.Contains(tl, "fired → am") || !strings.Contains(tl, "fired → slack") {
+		t.Errorf("the episode's timeline does not say where it was delivered:\n%s", tl)
 	}
 	if ex := browser.Text(t, ctx, `#explanation`); !strings.Contains(ex, "token mints") || !strings.Contains(ex, "unexplained") {
 		t.Errorf("the group page does not explain the numbers:\n%s", ex)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emergent-sh/emergent/alerts"
 	"github.com/emergent-sh/emergent/detector"
 	"github.com/emergent-sh/emergent/statuspage"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,7 +40,10 @@ func (d *Daemon) handler() http.Handler {
 	mux.HandleFunc("/-/reload", d.reload)
 	mux.HandleFunc("/api/v1/status/config", d.serveConfig)
 	mux.HandleFunc("/api/v1/episodes", d.serveEpisodes)
-	statuspage.New(func() statuspage.Source { return d.current().engine }, d.prefix(), d.opts.Now).Register(mux)
+	statuspage.New(func() statuspage.Source { return d.current().engine }, d.prefix(), d.opts.Now).
+		WithDelivered(func(rule string, group map[string]string, start time.Time) []alerts.Delivered {
+			return d.current().manager.Delivered(rule, group, start)
+		}).Register(mux)
 	var h http.Handler = mux
 	if prefix := d.prefix(); prefix != "" { // behind a proxy that forwards /prefix/... as is
 		outer := http.NewServeMux()

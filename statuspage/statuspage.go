@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emergent-sh/emergent/alerts"
 	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/detector"
 	"github.com/emergent-sh/emergent/engine"
@@ -47,12 +48,16 @@ type Source interface {
 // 10 000-group fleet renders in milliseconds.
 const pageSize = 50
 
+// DeliveredFunc says what receivers accepted of an episode (the alerts manager in use now).
+type DeliveredFunc func(rule string, group map[string]string, start time.Time) []alerts.Delivered
+
 // Pages serves the UI under prefix (the path of --web.external-url, "" at the root).
 type Pages struct {
-	source func() Source
-	prefix string
-	now    func() time.Time
-	tmpl   *template.Template
+	source    func() Source
+	delivered DeliveredFunc
+	prefix    string
+	now       func() time.Time
+	tmpl      *template.Template
 }
 
 // New returns the pages, reading from whatever source returns at each request (it changes on
@@ -66,7 +71,19 @@ func New(source func() Source, prefix string, now func() time.Time) *Pages {
 		"group": detector.GroupString,
 		"link":  p.groupLink,
 		"path":  func(s string) string { return p.prefix + s },
+		"delivered": func(ep detector.Episode) []alerts.Delivered {
+			if p.delivered == nil {
+				return nil
+			}
+			return p.delivered(ep.Rule, ep.Labels, ep.Start)
+		},
 	}).ParseFS(files, "templates/*.html"))
+	return p
+}
+
+// WithDelivered makes the episodes' timelines list what each receiver accepted.
+func (p *Pages) WithDelivered(f DeliveredFunc) *Pages {
+	p.delivered = f
 	return p
 }
 
