@@ -75,6 +75,9 @@ func TestStatusPageInABrowser(t *testing.T) {
 	if err != nil || episodes.Value != "1" {
 		t.Errorf("chart's episodes: %q (%v), want 1 shaded", episodes.Value, err)
 	}
+	if href, err := chromedp.Run(ctx, chromedp.AttributeValue(`#graph`, "href")); err != nil || !strings.HasPrefix(href.Value, prom.URL+"/graph?") {
+		t.Errorf("the group page links %q (%v), want a Prometheus graph", href.Value, err)
+	}
 	if tl := browser.Text(t, ctx, `#episodes`); !strings.Contains(tl, "fired → am") || !strings.Contains(tl, "fired → slack") {
 		t.Errorf("the episode's timeline does not say where it was delivered:\n%s", tl)
 	}

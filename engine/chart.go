@@ -163,3 +163,13 @@ func (e *Engine) Resolved() []detector.Episode {
 	}
 	return out
 }
+
+// GraphURL links a Prometheus graph of the rule's main signal and inbound for the group, as
+// alerts do; "" without a rule of that name or a usable Prometheus URL.
+func (e *Engine) GraphURL(rule string, labels map[string]string) string {
+	rs := e.ruleState(rule)
+	if rs == nil {
+		return ""
+	}
+	return e.graphURL(rs.cfg, labels)
+}

@@ -40,8 +40,9 @@ func (f fleet) Groups() map[string][]detector.GroupStatus {
 	return map[string][]detector.GroupStatus{"token-minting": out}
 }
 
-func (f fleet) Active() []detector.Episode   { return nil }
-func (f fleet) Resolved() []detector.Episode { return nil }
+func (f fleet) Active() []detector.Episode                { return nil }
+func (f fleet) GraphURL(string, map[string]string) string { return "http://prometheus.example/graph" }
+func (f fleet) Resolved() []detector.Episode              { return nil }
 
 func (f fleet) Chart(_ context.Context, rule string, labels map[string]string, span time.Duration, now time.Time) (*engine.Chart, error) {
 	c := &engine.Chart{Rule: rule, Kind: config.KindSelfGenerated, Labels: labels, From: now.Add(-span), To: now}

@@ -42,6 +42,7 @@ type Source interface {
 	Active() []detector.Episode
 	Resolved() []detector.Episode
 	Chart(ctx context.Context, rule string, labels map[string]string, span time.Duration, now time.Time) (*engine.Chart, error)
+	GraphURL(rule string, labels map[string]string) string
 }
 
 // pageSize is how many groups the overview lists per page: a screen or two, and a page of a
@@ -202,7 +203,8 @@ func (p *Pages) group(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("no group %s in rule %q", detector.GroupString(labels), rule), http.StatusNotFound)
 		return
 	}
-	data := map[string]any{"Title": detector.GroupString(labels), "Rule": rule, "Status": status, "State": status.State.String()}
+	data := map[string]any{"Title": detector.GroupString(labels), "Rule": rule, "Status": status, "State": status.State.String(),
+		"Graph": src.GraphURL(rule, labels)}
 	ch, err := src.Chart(r.Context(), rule, labels, chart.Span, p.now())
 	if err == nil {
 		var svg []byte
