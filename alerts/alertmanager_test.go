@@ -135,13 +135,13 @@ func TestAlertmanagerItems(t *testing.T) {
 		{"resolve is sent at once", t0.Add(90 * time.Second), []*Alert{resolvedAt(t0.Add(80 * time.Second))}, []want{{true, t0.Add(80 * time.Second), prioResolve}}},
 		{"resolve not again before the resend delay", t0.Add(2 * time.Minute), []*Alert{resolvedAt(t0.Add(80 * time.Second))}, nil},
 		{"resolve resent", t0.Add(150 * time.Second), []*Alert{resolvedAt(t0.Add(80 * time.Second))}, []want{{true, t0.Add(80 * time.Second), prioResolvedResend}}},
-		{"resolve not sent past the retention", t0.Add(20 * time.Minute), []*Alert{resolvedAt(t0.Add(80 * time.Second))}, nil},
+		{"a resolve no longer handed over is not sent", t0.Add(20 * time.Minute), nil, nil},
 		{"firing wins over a resolved alert with the same labels", t0.Add(21 * time.Minute), []*Alert{resolvedAt(t0.Add(20 * time.Minute)), testAlert("checkout", t0.Add(21*time.Minute), time.Time{})}, []want{{false, t0.Add(25 * time.Minute), prioFiring}}},
 		{"an alert that left and came back is new", t0.Add(22 * time.Minute), nil, nil},
 		{"then fires again", t0.Add(22*time.Minute + time.Second), []*Alert{firing}, []want{{false, t0.Add(26*time.Minute + time.Second), prioFiring}}},
 		{"a resolve never sent firing (after a reload) is sent as a resend", t0.Add(23 * time.Minute), []*Alert{testAlert("billing", t0, t0.Add(22*time.Minute))}, []want{{true, t0.Add(22 * time.Minute), prioResolvedResend}}},
 	}
-	r := &receiver{resendDelay: time.Minute, retention: 15 * time.Minute, validFor: 4 * time.Minute, sent: map[string]sentState{}}
+	r := &receiver{resendDelay: time.Minute, validFor: 4 * time.Minute, sent: map[string]sentState{}}
 	for i, step := range steps {
 		got := r.alertmanagerItems(step.now, step.alerts)
 		if len(got) != len(step.want) {

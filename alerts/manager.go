@@ -21,7 +21,6 @@ import (
 const (
 	defaultEvaluationInterval = time.Duration(config.DefaultEvaluationInterval)
 	defaultResendDelay        = time.Duration(config.DefaultResendDelay)
-	defaultResolvedRetention  = time.Duration(config.DefaultResolvedRetention)
 	defaultReceiverTimeout    = time.Duration(config.DefaultReceiverTimeout)
 	defaultQueueSize          = config.DefaultQueueSize
 )
@@ -49,13 +48,14 @@ type Manager struct {
 // where its notifications queue.
 type receiver struct {
 	name       string
-	typ        string
 	routes     []config.Route
 	deliveries []*delivery // one per Alertmanager URL, else one
+	// itemize decides what of the routed alerts is due to the receiver now: its one dedup
+	// stage (Alertmanager: new, changed or due for a resend; others: each transition once).
+	itemize func(now time.Time, routed []*Alert) []*item
 
 	// Alertmanager: alerts are re-sent until they time out there, as Prometheus does.
 	resendDelay time.Duration
-	retention   time.Duration
 	validFor    time.Duration
 	sent        map[string]sentState // by fingerprint
 
@@ -131,9 +131,7 @@ func newManager(g config.Global, receivers []config.Receiver, routes []config.Ro
 		}
 		r := &receiver{
 			name:        rc.Name,
-			typ:         rc.Type,
 			resendDelay: resend,
-			retention:   orDefault(time.Duration(g.ResolvedRetention), defaultResolvedRetention),
 			// A firing alert is sent valid for four evaluation or resend intervals, so that
 			// it survives two failed evaluations or sends without Alertmanager resolving it
 			// on its own (Prometheus's rule: "allow for two eval or Alertmanager send
@@ -199,18 +197,21 @@ func (m *Manager) addDeliveries(r *receiver, rc config.Receiver, opts managerOpt
 			}
 			r.deliveries = append(r.deliveries, newDelivery(am, true, nil, logger.With("alertmanager", redactURL(u))))
 		}
+		r.itemize = r.alertmanagerItems
 	case config.ReceiverSlack:
 		s, err := NewSlack(rc, client, logger)
 		if err != nil {
 			return err
 		}
 		r.deliveries = append(r.deliveries, newDelivery(s, false, s.due, logger))
+		r.itemize = func(_ time.Time, routed []*Alert) []*item { return r.transitionItems(routed, s.due) }
 	case config.ReceiverWebhook:
 		w, err := NewWebhook(rc, client, logger)
 		if err != nil {
 			return err
 		}
 		r.deliveries = append(r.deliveries, newDelivery(w, false, w.due, logger))
+		r.itemize = func(_ time.Time, routed []*Alert) []*item { return r.transitionItems(routed, w.due) }
 	default:
 		return fmt.Errorf("unknown receiver type %q", rc.Type)
 	}
@@ -239,12 +240,7 @@ func (m *Manager) Update(now time.Time, alerts []*Alert) {
 				routed = append(routed, a)
 			}
 		}
-		var items []*item
-		if r.typ == config.ReceiverAlertmanager {
-			items = r.alertmanagerItems(now, routed)
-		} else {
-			items = r.transitionItems(routed, r.deliveries[0].due)
-		}
+		items := r.itemize(now, routed)
 		if len(items) == 0 {
 			continue
 		}
@@ -289,7 +285,8 @@ func (r *receiver) takes(a *Alert) bool {
 // alertmanagerItems returns the alerts due to Alertmanager, Prometheus's way: an alert is
 // sent when new, when its state changed, and every resend delay, because Alertmanager
 // resolves an alert whose EndsAt passes without news. Firing alerts are sent valid for
-// validFor; resolved ones with their end, during the resolved retention.
+// validFor; resolved ones with their end, for as long as they are handed over: the engine
+// keeps them for resolved_retention on its step clock, the one home of that rule.
 func (r *receiver) alertmanagerItems(now time.Time, alerts []*Alert) []*item {
 	// One label set is one Alertmanager alert: if an episode resolved and the next one
 	// already fires, the firing one wins.
@@ -310,9 +307,6 @@ func (r *receiver) alertmanagerItems(now time.Time, alerts []*Alert) []*item {
 			continue
 		}
 		resolved := a.Resolved()
-		if resolved && now.Sub(a.EndsAt) > r.retention {
-			continue
-		}
 		prev, seen := r.sent[fp]
 		changed := !seen || prev.resolved != resolved || prev.revision != a.Revision
 		if !changed && now.Sub(prev.at) < r.resendDelay {
@@ -414,16 +408,23 @@ func (m *Manager) deliver(d *delivery, batch []*item) {
 	// The batch counts in the queue length until it is delivered or given up: alerts being
 	// retried are still waiting.
 	defer func() { d.queue.done(len(batch)) }()
-	if d.due != nil {
-		// What the receiver already has, or must not get, is no notification: it is neither
-		// attempted nor counted as delivered.
+	// stillDue keeps what the receiver does not have yet, at every attempt: this is the one
+	// place a transition is checked against what was posted (the notifiers post what they are
+	// given), so a retry after a partial success posts only the rest.
+	stillDue := func() bool {
+		if d.due == nil {
+			return true
+		}
 		n := len(batch)
 		batch = slices.DeleteFunc(batch, func(it *item) bool { return !d.due(it.alert) })
 		d.queue.done(n - len(batch))
-		if len(batch) == 0 {
-			d.logger.Debug("Nothing to post: the receiver already has it, or was never told it fired", "alerts", n)
-			return
-		}
+		return len(batch) > 0
+	}
+	if !stillDue() {
+		// What the receiver already has, or must not get, is no notification: it is neither
+		// attempted nor counted as delivered.
+		d.logger.Debug("Nothing to post: the receiver already has it, or was never told it fired")
+		return
 	}
 	attempts := 0
 	err := m.retrier.Do(m.ctx, func(ctx context.Context) (bool, error) {
@@ -432,6 +433,9 @@ func (m *Manager) deliver(d *delivery, batch []*item) {
 			merged := mergeItems(batch, newer)
 			d.queue.done(len(batch) + len(newer) - len(merged)) // superseded by fresher state
 			batch = merged
+		}
+		if attempts > 0 && !stillDue() {
+			return false, nil
 		}
 		attempts++
 		ctx, cancel := context.WithTimeout(ctx, d.timeout)

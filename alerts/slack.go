@@ -69,8 +69,9 @@ func NewSlack(r config.Receiver, client *http.Client, logger *slog.Logger) (*Sla
 	return s, nil
 }
 
-// Notify posts each alert's transition that was not posted yet. After a retryable failure it
-// stops: the remaining alerts go out on the retry, which skips what was already posted.
+// Notify posts each alert's transition; which transitions are still due is the Manager's
+// decision (due), made before every attempt. After a retryable failure it stops: the rest go
+// out on the retry, without what was posted already.
 func (s *Slack) Notify(ctx context.Context, alerts ...*Alert) (bool, error) {
 	var errs []error
 	for _, a := range alerts {
@@ -99,9 +100,6 @@ func (s *Slack) due(a *Alert) bool {
 }
 
 func (s *Slack) notify(ctx context.Context, a *Alert) (bool, error) {
-	if !s.due(a) {
-		return false, nil
-	}
 	key := a.EpisodeKey()
 	rec, posted := s.log.get(key)
 	if !a.Resolved() {

@@ -83,14 +83,9 @@ func (w *Webhook) due(a *Alert) bool {
 	return posted && rec.ResolvedAt.IsZero()
 }
 
-// Notify posts, in one payload, the transitions of alerts that were not posted yet.
-func (w *Webhook) Notify(ctx context.Context, alerts ...*Alert) (bool, error) {
-	var due []*Alert
-	for _, a := range alerts {
-		if w.due(a) {
-			due = append(due, a)
-		}
-	}
+// Notify posts, in one payload, the alerts' transitions; which are still due is the Manager's
+// decision (due).
+func (w *Webhook) Notify(ctx context.Context, due ...*Alert) (bool, error) {
 	if len(due) == 0 {
 		return false, nil
 	}

@@ -53,22 +53,19 @@ func TestWebhookPayload(t *testing.T) {
 	}
 }
 
-// A webhook posts each transition once, and a resolve only after its firing.
+// A webhook posts each transition once, and a resolve only after its firing: the Manager's
+// one dedup stage, with the webhook's episode log as its memory of what was posted.
 func TestWebhookOncePerTransition(t *testing.T) {
 	rec, srv := newRecorder(t, nil)
-	w, err := NewWebhook(config.Receiver{Name: "hook", URL: commoncfg.Secret(srv.URL)}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
+	m, _ := startManager(t, []config.Receiver{{Name: "hook", Type: config.ReceiverWebhook, URL: commoncfg.Secret(srv.URL)}},
+		routeAll("hook"), managerOptions{})
 	orphan := testAlert("billing", t0.Add(-time.Hour), t0) // resolved, never posted firing
 	firing := testAlert("checkout", t0, time.Time{})
 	resolved := testAlert("checkout", t0, t0.Add(time.Minute))
-	for _, a := range []*Alert{orphan, firing, firing, resolved, resolved, firing} {
-		if _, err := w.Notify(ctx, a); err != nil {
-			t.Fatal(err)
-		}
+	for i, a := range []*Alert{orphan, firing, firing, resolved, resolved, firing} {
+		m.Update(t0.Add(time.Duration(i)*time.Second), []*Alert{a})
 	}
+	stop(t, m)
 	var statuses []string
 	for _, b := range rec.accepted() {
 		var msg webhookMessage
