@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -361,5 +362,61 @@ func TestReloadThatChangesARuleKeepsItsEpisodes(t *testing.T) {
 	}
 	if posts != 1 {
 		t.Errorf("Slack got %d checkout pages across the reload, want 1", posts)
+	}
+}
+
+// TestReloadDoesNotWaitOnADownReceiver: while Alertmanager hangs on a delivery, a reload that
+// changes the receivers completes at once; the old receivers finish in the background (the
+// reload used to wait up to 10 s for them, holding up evaluation).
+func TestReloadDoesNotWaitOnADownReceiver(t *testing.T) {
+	end := time.Now().Truncate(15 * time.Second)
+	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
+	var inFlight atomic.Int64
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	defer close(release)
+	sink := httptest.NewServer(&recorder{})
+	defer sink.Close()
+	dir := t.TempDir()
+	cfgPath := testConfig(t, dir, prom.URL, hang.URL, sink.URL)
+	d, err := New(Options{ConfigFile: cfgPath, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return end }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, 60*time.Second, "a delivery to hang at Alertmanager", func() bool { return inFlight.Load() > 0 })
+
+	text, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(text), fmt.Sprintf("urls = [%q]", hang.URL), fmt.Sprintf("urls = [%q]", sink.URL), 1)
+	if changed == string(text) {
+		t.Fatal("the test config no longer names the Alertmanager URL as expected")
+	}
+	if err := os.WriteFile(cfgPath, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reloaded := make(chan error, 1)
+	d.reloadRequest <- reloaded
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
+	}
+	if inFlight.Load() == 0 {
+		t.Fatal("the reload returned only after the hanging delivery ended")
 	}
 }
