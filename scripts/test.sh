@@ -40,6 +40,9 @@ fi
 go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 go test -race -count=1 -timeout 20m ./...
+# The Helm chart's tests: a module of their own, so Helm and Kubernetes stay out of the
+# product's go.mod (lint, render, strict decoding into the Kubernetes and operator types).
+(cd deploy/helm && GOFLAGS=-mod=mod go vet ./... && GOFLAGS=-mod=mod go test -count=1 ./...)
 
 # Fuzz targets, briefly: anything they find becomes a regression test under testdata/fuzz.
 go test ./config -run '^$' -fuzz '^FuzzLoad$' -fuzztime 10s
