@@ -2,8 +2,8 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -52,8 +52,8 @@ func httpGet(u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// startDaemon runs a daemon until the test ends (or stop is called) and returns stop.
-func startDaemon(t *testing.T, opts Options) (stop func()) {
+// startDaemon runs a daemon until the test ends (or stop is called).
+func startDaemon(t *testing.T, opts Options) (d *Daemon, stop func()) {
 	t.Helper()
 	if opts.Logger == nil { // shown when the test fails or runs with -v
 		opts.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
@@ -80,7 +80,41 @@ func startDaemon(t *testing.T, opts Options) (stop func()) {
 		}
 	}
 	t.Cleanup(stop)
-	return stop
+	return d, stop
+}
+
+// reload asks the running daemon to reload, as POST /-/reload does: the evaluation loop
+// reloads.
+func reload(t *testing.T, d *Daemon) {
+	t.Helper()
+	done := make(chan error, 1)
+	d.reloadRequest <- done
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hangingServer accepts requests and answers none until the test ends; inFlight counts the
+// requests it holds.
+func hangingServer(t *testing.T, answer func(http.ResponseWriter, *http.Request) bool) (srv *httptest.Server, inFlight *atomic.Int64) {
+	inFlight = &atomic.Int64{}
+	release := make(chan struct{})
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if answer != nil && answer(w, r) {
+			return
+		}
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() {
+		close(release)
+		srv.Close()
+	})
+	return srv, inFlight
 }
 
 // episodeStarts reads /api/v1/episodes as kind/service → start.
@@ -196,7 +230,7 @@ func TestRestartKeepsEpisodeOlderThanReplay(t *testing.T) {
 	}
 
 	now := time.Now()
-	stop := startDaemon(t, Options{ConfigFile: cfgPath, StoragePath: storage, Web: listenFlags(addr), Now: func() time.Time { return now }})
+	_, stop := startDaemon(t, Options{ConfigFile: cfgPath, StoragePath: storage, Web: listenFlags(addr), Now: func() time.Time { return now }})
 	waitFor(t, 60*time.Second, "the checkout page", func() bool { return checkoutPosts() == 1 })
 	first := episodeStarts(t, "http://"+addr)["self_generated_traffic/checkout"]
 	waitFor(t, 30*time.Second, "Prometheus to store the episode's start", func() bool {
@@ -247,22 +281,13 @@ func grepLines(text, s string) string {
 // Kubernetes probes fail exactly when the backend is slow otherwise. Each answer must arrive
 // while a query is still hanging; the latencies are logged, not asserted (shared machines).
 func TestEndpointsAnswerWhileQueriesHang(t *testing.T) {
-	var inFlight atomic.Int64
-	release := make(chan struct{})
-	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hang, inFlight := hangingServer(t, func(w http.ResponseWriter, r *http.Request) bool {
 		if r.ParseForm() == nil && strings.Contains(r.Form.Get("query"), "emergent_episode_start") {
 			io.WriteString(w, `{"status":"success","data":{"resultType":"matrix","result":[]}}`)
-			return // the start read-back answers: what hangs is the history
+			return true // the start read-back answers: what hangs is the history
 		}
-		inFlight.Add(1)
-		defer inFlight.Add(-1)
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer hang.Close()
-	defer close(release)
+		return false
+	})
 	dir := t.TempDir()
 	cfgPath := testConfig(t, dir, hang.URL, hang.URL, hang.URL)
 	addr := freeAddr(t)
@@ -315,17 +340,7 @@ func TestReloadThatChangesARuleKeepsItsEpisodes(t *testing.T) {
 	}
 	var clock atomic.Int64
 	clock.Store(end.UnixNano())
-	d, err := New(Options{ConfigFile: cfgPath, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return time.Unix(0, clock.Load()) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	d, _ := startDaemon(t, Options{ConfigFile: cfgPath, Now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	checkout := func(from int) []postedAlert {
 		var out []postedAlert
 		for _, a := range amAlerts(t, am.all()[from:]) {
@@ -343,11 +358,7 @@ func TestReloadThatChangesARuleKeepsItsEpisodes(t *testing.T) {
 	}
 	clock.Store(end.Add(time.Minute).UnixNano()) // the new engine's replay window starts a minute later
 	n := len(am.all())
-	reloaded := make(chan error, 1)
-	d.reloadRequest <- reloaded // as POST /-/reload does: the evaluation loop reloads
-	if err := <-reloaded; err != nil {
-		t.Fatal(err)
-	}
+	reload(t, d)
 	waitFor(t, 60*time.Second, "the checkout alert after the reload", func() bool { return len(checkout(n)) > 0 })
 	for _, a := range checkout(n) {
 		if !a.StartsAt.Equal(first) {
@@ -371,33 +382,12 @@ func TestReloadThatChangesARuleKeepsItsEpisodes(t *testing.T) {
 func TestReloadDoesNotWaitOnADownReceiver(t *testing.T) {
 	end := time.Now().Truncate(15 * time.Second)
 	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
-	var inFlight atomic.Int64
-	release := make(chan struct{})
-	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		inFlight.Add(1)
-		defer inFlight.Add(-1)
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer hang.Close()
-	defer close(release)
+	hang, inFlight := hangingServer(t, nil)
 	sink := httptest.NewServer(&recorder{})
 	defer sink.Close()
 	dir := t.TempDir()
 	cfgPath := testConfig(t, dir, prom.URL, hang.URL, sink.URL)
-	d, err := New(Options{ConfigFile: cfgPath, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return end }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	d, _ := startDaemon(t, Options{ConfigFile: cfgPath, Now: func() time.Time { return end }})
 	waitFor(t, 60*time.Second, "a delivery to hang at Alertmanager", func() bool { return inFlight.Load() > 0 })
 
 	text, err := os.ReadFile(cfgPath)
@@ -411,11 +401,7 @@ func TestReloadDoesNotWaitOnADownReceiver(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	reloaded := make(chan error, 1)
-	d.reloadRequest <- reloaded
-	if err := <-reloaded; err != nil {
-		t.Fatal(err)
-	}
+	reload(t, d)
 	if inFlight.Load() == 0 {
 		t.Fatal("the reload returned only after the hanging delivery ended")
 	}

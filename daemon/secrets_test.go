@@ -1,9 +1,9 @@
 package daemon
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
+	"github.com/emergent-sh/emergent/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net/http"
@@ -98,36 +98,10 @@ kinds = ["self_generated_traffic", "flush_storm"]
 		t.Fatal(err)
 	}
 
-	var logs strings.Builder
-	var logMu sync.Mutex
-	logText := func() string {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return logs.String()
-	}
-	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return logs.Write(p)
-	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	d, err := New(Options{ConfigFile: cfgPath, StoragePath: filepath.Join(dir, "data"), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	}
-	defer stop()
+	var logs syncbuf.Buffer
+	logText := logs.String
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d, stop := startDaemon(t, Options{ConfigFile: cfgPath, StoragePath: filepath.Join(dir, "data"), Logger: logger})
 	web := httptest.NewServer(d.Handler())
 	defer web.Close()
 

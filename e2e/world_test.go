@@ -1,10 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/emergent-sh/emergent/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net/http"
@@ -357,7 +357,7 @@ func (w *world) stop() {
 			w.t.Logf("---- %s (pid %d, %s) log tail:\n%s", p.Name, p.PID(), p.Addr, log)
 		}
 		for name, d := range w.daemons {
-			w.t.Logf("---- emergentd %s log:\n%s", name, w.redact(d.logs.tail(12000)))
+			w.t.Logf("---- emergentd %s log:\n%s", name, w.redact(tail(d.logs, 12000)))
 		}
 	}
 	w.t.Logf("stopped %d processes in %s", len(procs), time.Since(began).Round(time.Millisecond))
@@ -568,7 +568,7 @@ type daemonRun struct {
 	started time.Time
 	d       *daemon.Daemon
 	web     *httptest.Server
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	cancel  context.CancelFunc
 	done    chan error
 	once    sync.Once
@@ -577,7 +577,7 @@ type daemonRun struct {
 func (w *world) startDaemon(name string, dc daemonConfig) *daemonRun {
 	t := w.t
 	cfg := w.writeConfig(name, dc, w.proxies[name])
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("daemon", name)
 	d, err := daemon.New(daemon.Options{
 		ConfigFile: cfg, StoragePath: filepath.Join(w.dir, "emergentd-"+name), Logger: logger,
@@ -671,26 +671,9 @@ func (r *daemonRun) groupStates() (map[string]float64, error) {
 	return out, nil
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) tail(n int) string {
-	str := s.String()
+// tail is the end of a log, at most n bytes.
+func tail(logs *syncbuf.Buffer, n int) string {
+	str := logs.String()
 	if len(str) > n {
 		return "…" + str[len(str)-n:]
 	}

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/emergent-sh/emergent/internal/syncbuf"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -54,24 +54,6 @@ func get(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
-type syncBuffer struct {
-	mu  chan struct{}
-	buf bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.Write(p)
-}
-func (b *syncBuffer) String() string {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.String()
-}
-
 // TestDaemonProcess runs the real binary: flags, endpoints, SIGHUP with a bad file, SIGTERM.
 func TestDaemonProcess(t *testing.T) {
 	prom := promtest.Start(t, promtest.Options{})
@@ -91,7 +73,7 @@ func TestDaemonProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	logs := newSyncBuffer()
+	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "--config.file="+cfgPath, "--prometheus.url="+prom.URL,
 		"--web.listen-address="+addr, "--storage.path="+filepath.Join(dir, "data"))
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -391,7 +373,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	logs := newSyncBuffer()
+	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "--config.file="+filepath.Join("..", "..", "rules.toml"), "--prometheus.url="+prom.URL,
 		"--web.listen-address="+addr, "--web.config.file="+webCfg, "--storage.path=")
 	cmd.Stdout, cmd.Stderr = logs, logs

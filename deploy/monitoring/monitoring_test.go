@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/emergent-sh/emergent/internal/syncbuf"
 	"io"
 	"log/slog"
 	"maps"
@@ -683,7 +684,7 @@ func TestQueriesAgainstRealEmergentd(t *testing.T) {
 	}))
 	defer refusing.Close()
 
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	dm, err := daemon.New(daemon.Options{
 		ConfigFile:    writeConfig(t, okAM.URL, refusing.URL),
 		PrometheusURL: proc.URL,
@@ -1062,22 +1063,4 @@ func alertKey(name, severity string, l map[string]string) string {
 		fmt.Fprintf(&b, " %s=%q", k, l[k])
 	}
 	return b.String()
-}
-
-// syncBuffer is a bytes.Buffer safe for the daemon's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
