@@ -202,32 +202,9 @@ func TestRestartKeepsEpisodeOlderThanReplay(t *testing.T) {
 	end := time.Now().Truncate(15 * time.Second)
 	addr := freeAddr(t)
 	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end), ScrapeTargets: []string{addr}, ScrapeInterval: time.Second})
-	dir := t.TempDir()
-	am, slack := &recorder{}, &recorder{}
-	amSrv, slackSrv := httptest.NewServer(am), httptest.NewServer(slack)
-	defer amSrv.Close()
-	defer slackSrv.Close()
-	cfgPath := testConfig(t, dir, prom.URL, amSrv.URL, slackSrv.URL)
-	text, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Rates over 5m, not 2m: the second daemon's clock runs past the data's end, by the time
-	// Prometheus took to start plus a minute, and its queries must still see the incident.
-	text = []byte(strings.ReplaceAll(strings.Replace(string(text), `replay = "2h"`, `replay = "10m"`, 1), "[2m]", "[5m]"))
-	if err := os.WriteFile(cfgPath, text, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	storage := filepath.Join(dir, "data")
-	checkoutPosts := func() int {
-		n := 0
-		for _, b := range slack.all() {
-			if strings.Contains(b, "FIRING") && strings.Contains(b, "checkout") {
-				n++
-			}
-		}
-		return n
-	}
+	am, slack, cfgPath, _ := olderThanReplay(t, prom.URL)
+	storage := filepath.Join(filepath.Dir(cfgPath), "data")
+	checkoutPosts := func() int { return checkoutPages(slack) }
 
 	now := time.Now()
 	_, stop := startDaemon(t, Options{ConfigFile: cfgPath, StoragePath: storage, Web: listenFlags(addr), Now: func() time.Time { return now }})
@@ -320,23 +297,10 @@ func TestEndpointsAnswerWhileQueriesHang(t *testing.T) {
 func TestReloadThatChangesARuleKeepsItsEpisodes(t *testing.T) {
 	end := time.Now().Truncate(15 * time.Second)
 	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
-	dir := t.TempDir()
-	am, slack := &recorder{}, &recorder{}
-	amSrv, slackSrv := httptest.NewServer(am), httptest.NewServer(slack)
-	defer amSrv.Close()
-	defer slackSrv.Close()
-	cfgPath := testConfig(t, dir, prom.URL, amSrv.URL, slackSrv.URL)
-	text, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := strings.ReplaceAll(strings.Replace(string(text), `replay = "2h"`, `replay = "10m"`, 1), "[2m]", "[5m]")
+	am, slack, cfgPath, base := olderThanReplay(t, prom.URL)
 	const before, after = `resolve_for = "5m"`, `resolve_for = "6m"`
 	if !strings.Contains(base, before) {
 		t.Fatalf("rules.toml no longer contains %q; update the test", before)
-	}
-	if err := os.WriteFile(cfgPath, []byte(base), 0o600); err != nil {
-		t.Fatal(err)
 	}
 	var clock atomic.Int64
 	clock.Store(end.UnixNano())
@@ -365,12 +329,7 @@ func TestReloadThatChangesARuleKeepsItsEpisodes(t *testing.T) {
 			t.Errorf("after the reload checkout's startsAt is %v, before %v", a.StartsAt, first)
 		}
 	}
-	posts := 0
-	for _, b := range slack.all() {
-		if strings.Contains(b, "FIRING") && strings.Contains(b, "checkout") {
-			posts++
-		}
-	}
+	posts := checkoutPages(slack)
 	if posts != 1 {
 		t.Errorf("Slack got %d checkout pages across the reload, want 1", posts)
 	}
@@ -405,4 +364,37 @@ func TestReloadDoesNotWaitOnADownReceiver(t *testing.T) {
 	if inFlight.Load() == 0 {
 		t.Fatal("the reload returned only after the hanging delivery ended")
 	}
+}
+
+// olderThanReplay writes testConfig with replay = 10m, so the seeds' incidents began before the
+// replay window, and rates over 5m instead of 2m, so a daemon whose clock runs a minute or two
+// past the data's end (Prometheus's start-up plus a restart) still sees them. It returns the
+// Alertmanager and Slack recorders, the file and its text.
+func olderThanReplay(t *testing.T, promURL string) (am, slack *recorder, path, text string) {
+	t.Helper()
+	am, slack = &recorder{}, &recorder{}
+	amSrv, slackSrv := httptest.NewServer(am), httptest.NewServer(slack)
+	t.Cleanup(amSrv.Close)
+	t.Cleanup(slackSrv.Close)
+	path = testConfig(t, t.TempDir(), promURL, amSrv.URL, slackSrv.URL)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = strings.ReplaceAll(strings.Replace(string(raw), `replay = "2h"`, `replay = "10m"`, 1), "[2m]", "[5m]")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return am, slack, path, text
+}
+
+// checkoutPages counts the Slack pages of the checkout incident.
+func checkoutPages(slack *recorder) int {
+	n := 0
+	for _, b := range slack.all() {
+		if strings.Contains(b, "FIRING") && strings.Contains(b, "checkout") {
+			n++
+		}
+	}
+	return n
 }

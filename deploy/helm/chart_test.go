@@ -224,45 +224,21 @@ func (r *rendered) decode(t *testing.T) {
 		}
 		switch gvk {
 		case "apps/v1/Deployment":
-			var o appsv1.Deployment
-			strict(&o)
-			r.deployments = append(r.deployments, o)
-			checkMeta(t, gvk, o.ObjectMeta)
+			r.deployments = append(r.deployments, decode[appsv1.Deployment](t, gvk, strict))
 		case "v1/Service":
-			var o corev1.Service
-			strict(&o)
-			r.services = append(r.services, o)
-			checkMeta(t, gvk, o.ObjectMeta)
+			r.services = append(r.services, decode[corev1.Service](t, gvk, strict))
 		case "v1/ConfigMap":
-			var o corev1.ConfigMap
-			strict(&o)
-			r.configMaps = append(r.configMaps, o)
-			checkMeta(t, gvk, o.ObjectMeta)
+			r.configMaps = append(r.configMaps, decode[corev1.ConfigMap](t, gvk, strict))
 		case "v1/ServiceAccount":
-			var o corev1.ServiceAccount
-			strict(&o)
-			r.serviceAccounts = append(r.serviceAccounts, o)
-			checkMeta(t, gvk, o.ObjectMeta)
+			r.serviceAccounts = append(r.serviceAccounts, decode[corev1.ServiceAccount](t, gvk, strict))
 		case "v1/PersistentVolumeClaim":
-			var o corev1.PersistentVolumeClaim
-			strict(&o)
-			r.pvcs = append(r.pvcs, o)
-			checkMeta(t, gvk, o.ObjectMeta)
+			r.pvcs = append(r.pvcs, decode[corev1.PersistentVolumeClaim](t, gvk, strict))
 		case "policy/v1/PodDisruptionBudget":
-			var o policyv1.PodDisruptionBudget
-			strict(&o)
-			r.pdbs = append(r.pdbs, o)
-			checkMeta(t, gvk, o.ObjectMeta)
+			r.pdbs = append(r.pdbs, decode[policyv1.PodDisruptionBudget](t, gvk, strict))
 		case "monitoring.coreos.com/v1/ServiceMonitor":
-			var o monitoringv1.ServiceMonitor
-			strict(&o)
-			r.serviceMonitors = append(r.serviceMonitors, o)
-			checkMeta(t, gvk, o.ObjectMeta)
+			r.serviceMonitors = append(r.serviceMonitors, decode[monitoringv1.ServiceMonitor](t, gvk, strict))
 		case "monitoring.coreos.com/v1/PrometheusRule":
-			var o monitoringv1.PrometheusRule
-			strict(&o)
-			r.prometheusRules = append(r.prometheusRules, o)
-			checkMeta(t, gvk, o.ObjectMeta)
+			r.prometheusRules = append(r.prometheusRules, decode[monitoringv1.PrometheusRule](t, gvk, strict))
 		default:
 			t.Fatalf("unexpected kind %s in %s", gvk, k)
 		}
@@ -271,6 +247,19 @@ func (r *rendered) decode(t *testing.T) {
 
 // checkMeta: a valid DNS-1123 name, an explicit namespace, valid labels including the
 // app.kubernetes.io ones every resource of the chart carries.
+// decode decodes one document strictly into a T and checks its metadata.
+func decode[T any, PT interface {
+	*T
+	metav1.Object
+}](t *testing.T, gvk string, strict func(any)) T {
+	t.Helper()
+	var o T
+	strict(&o)
+	p := PT(&o)
+	checkMeta(t, gvk, metav1.ObjectMeta{Name: p.GetName(), Namespace: p.GetNamespace(), Labels: p.GetLabels()})
+	return o
+}
+
 func checkMeta(t *testing.T, gvk string, m metav1.ObjectMeta) {
 	t.Helper()
 	for _, msg := range validation.IsDNS1123Subdomain(m.Name) {
