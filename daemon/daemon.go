@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -286,6 +287,9 @@ func (d *Daemon) evaluate(ctx context.Context, gen *generation) error {
 		}
 		d.logger.Info("history loaded; evaluating", "took", time.Since(began).Round(time.Millisecond), "rules", len(gen.cfg.Rules),
 			"active_episodes", len(gen.engine.Active()))
+		// The start-up's answers are garbage now, and the heap that held them would stay
+		// mapped until the GC's scavenger returns it, minutes later: give it back at once.
+		debug.FreeOSMemory()
 	} else if events, err = gen.engine.Advance(ctx, at); err != nil {
 		return err
 	}

@@ -21,12 +21,24 @@ import (
 )
 
 // maxStepsPerQuery is the longest range one query covers (start-up, or catching up after an
-// outage; a live step is one). What one answer holds is steps × groups samples, and its JSON is
-// held whole while it is decoded: at 10 000 groups, 240 steps is about 2.4 M samples, where
-// 1000 steps took Prometheus past the query timeout and the daemon past a gigabyte. It is far
-// under Prometheus's 11 000 points per series, and the number of queries does not depend on
-// the fleet.
+// outage; a live step is one). It is far under Prometheus's 11 000 points per series, and for a
+// small fleet the number of queries does not depend on the fleet.
 const maxStepsPerQuery = 240
+
+// maxSamplesPerQuery sizes a query's range by the fleet: what one answer holds is steps ×
+// series, its JSON is decoded whole, and Prometheus's cost and the query timeout grow with it.
+// Half a million samples is about 20 MB of JSON, a few seconds of Prometheus CPU: at 10 000
+// groups the start-up used 240 steps × 40 000 series, past the shipped 10 s timeout and 2 GB.
+const maxSamplesPerQuery = 500_000
+
+// minStepsPerQuery keeps a huge fleet from splitting a range into queries of a step or two,
+// whose per-query overhead would dominate.
+const minStepsPerQuery = 8
+
+// bootstrapQueries bounds the queries in flight while loading history, under the source's own
+// bound: a start-up is many large answers, and two at a time keep its memory and Prometheus's
+// load in check while the second overlaps the first's decoding.
+const bootstrapQueries = 2
 
 // Source is where the engine reads series from.
 type Source interface {
@@ -55,6 +67,11 @@ type Engine struct {
 	carried map[string]map[string]time.Time
 	// readStartsBack makes Bootstrap read exported episode starts back from the source.
 	readStartsBack bool
+	// widest is the most series one query answered at the latest fetch: the next range is
+	// sized by it (stepsPerQuery). Only the evaluation goroutine uses it.
+	widest int
+	// inFlight bounds fetch's concurrent queries (0: the source's bound only).
+	inFlight int
 	// blindStart is when the meta-alert began (some rule blind); zero while every rule sees.
 	// One alert covers every blind rule: a Prometheus outage blinds them all at once.
 	blindStart time.Time
@@ -162,8 +179,10 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 		r.det.Carry(maps.Clone(e.carried[r.cfg.Name]), replayStart.Add(carrySlack(r.cfg, e.interval)))
 	}
 	e.mu.Unlock()
-	for start := histStart; !start.After(histEnd); start = start.Add(maxStepsPerQuery * baseStep) {
-		end := minTime(start.Add((maxStepsPerQuery-1)*baseStep), histEnd)
+	e.inFlight = bootstrapQueries
+	defer func() { e.inFlight = 0 }()
+	for start := histStart; !start.After(histEnd); {
+		end := minTime(start.Add(time.Duration(e.stepsPerQuery()-1)*baseStep), histEnd)
 		b, err := e.fetch(ctx, sources.Range{Start: start, End: end, Step: baseStep}, e.historyQueries())
 		if err != nil {
 			return nil, err
@@ -178,6 +197,7 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 				r.det.AddHistory(inputs[i])
 			}
 		})
+		start = end.Add(baseStep)
 	}
 	e.mu.Lock()
 	e.last = replayStart.Add(-e.interval)
@@ -227,6 +247,16 @@ func errString(err error) string {
 	return err.Error()
 }
 
+// stepsPerQuery is how many steps the next query covers: maxStepsPerQuery while the answers
+// are small, fewer as the fleet grows, so an answer stays near maxSamplesPerQuery. Before any
+// answer the fleet is unknown, and the first range is a short probe.
+func (e *Engine) stepsPerQuery() int {
+	if e.widest == 0 {
+		return minStepsPerQuery
+	}
+	return max(minStepsPerQuery, min(maxStepsPerQuery, maxSamplesPerQuery/e.widest))
+}
+
 // carrySlack is how far into the replay an episode may begin breaching and still be the one an
 // earlier process had open: a rate or a flush window needs its range of samples first.
 func carrySlack(r config.Rule, interval time.Duration) time.Duration {
@@ -253,7 +283,7 @@ func (e *Engine) advance(ctx context.Context, now time.Time, strict bool) ([]det
 	e.mu.Unlock()
 	for last.Before(end) {
 		start := last.Add(e.interval)
-		chunkEnd := minTime(start.Add((maxStepsPerQuery-1)*e.interval), end)
+		chunkEnd := minTime(start.Add(time.Duration(e.stepsPerQuery()-1)*e.interval), end)
 		began := time.Now()
 		b, err := e.fetch(ctx, sources.Range{Start: start, End: chunkEnd, Step: e.interval}, e.cfg.Queries())
 		if err != nil {
@@ -369,10 +399,18 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 	results := make([]model.Matrix, len(queries))
 	failed := make([]error, len(queries))
 	var wg sync.WaitGroup
+	var slots chan struct{} // nil: the source's bound only
+	if e.inFlight > 0 {
+		slots = make(chan struct{}, e.inFlight)
+	}
 	for i, q := range queries {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if slots != nil {
+				slots <- struct{}{}
+				defer func() { <-slots }()
+			}
 			m, warnings, err := e.src.QueryRange(ctx, q, r)
 			if err == nil {
 				if w := partial(warnings); w != "" {
@@ -385,6 +423,10 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	e.widest = 0
+	for _, m := range results {
+		e.widest = max(e.widest, len(m))
 	}
 	byQuery := map[string]int{}
 	for i, q := range queries {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/daemon"
@@ -46,6 +47,7 @@ func run(args []string) int {
 	webFlags := kingpinflag.AddFlags(app, ":9799")
 	storage := app.Flag("storage.path", "Directory for optional local state (Slack message ids, so a restart never posts an episode twice). Empty disables it.").Default("data").String()
 	enableReload := app.Flag("web.enable-reload", "Allow POST /-/reload (use --no-web.enable-reload to disable).").Default("true").Bool()
+	memRatio := app.Flag("auto-gomemlimit.ratio", "Set GOMEMLIMIT to this fraction of the container's (cgroup) memory limit, as Prometheus does, so the garbage collector works harder before the kernel kills the process; 0 disables. GOMEMLIMIT in the environment wins.").Default("0.9").Float64()
 	externalURL := app.Flag("web.external-url", "The URL users reach emergentd at (behind a reverse proxy); its path prefixes every page and link. Probes stay at /-/.").String()
 
 	checkCmd := app.Command("check", "Validate the configuration; exit 1 on any mistake.")
@@ -94,6 +96,11 @@ func run(args []string) int {
 	}
 
 	logger.Info("starting emergentd", "version", version.Info(), "config", *configFile)
+	if *memRatio > 0 {
+		if _, err := memlimit.Set(memlimit.WithRatio(*memRatio), memlimit.WithProvider(memlimit.FromCgroup), memlimit.WithLogger(logger)); err != nil {
+			logger.Warn("GOMEMLIMIT not set from the cgroup memory limit", "err", err)
+		}
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	reload := make(chan struct{})
