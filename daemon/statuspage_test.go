@@ -88,3 +88,47 @@ func TestStatusPageInABrowser(t *testing.T) {
 		browser.Screenshot(t, ctx, filepath.Join("..", "docs", "screenshots"), "group.png")
 	}
 }
+
+// TestStatusPageBehindAProxy: with --web.external-url, every page and link lives under its
+// path, as a reverse proxy forwards it, while the probes stay at the root.
+func TestStatusPageBehindAProxy(t *testing.T) {
+	end := time.Now().Truncate(15 * time.Second)
+	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
+	am := &recorder{}
+	sink := httptest.NewServer(am)
+	defer sink.Close()
+	cfgPath := testConfig(t, t.TempDir(), prom.URL, sink.URL, sink.URL)
+	d, _ := startDaemon(t, Options{ConfigFile: cfgPath, ExternalURL: "https://ops.example.com/emergent/", Now: func() time.Time { return end }})
+	web := httptest.NewServer(d.Handler())
+	defer web.Close()
+	waitFor(t, 60*time.Second, "ready", func() bool { code, _ := httpGet(web.URL + "/-/ready"); return code == http.StatusOK })
+
+	code, body := httpGet(web.URL + "/emergent/")
+	if code != http.StatusOK || !strings.Contains(body, `href="/emergent/group?`) || !strings.Contains(body, `href="/emergent/static/style.css"`) {
+		t.Errorf("/emergent/: %d, links not under the prefix:\n%s", code, body)
+	}
+	if code, _ := httpGet(web.URL + "/emergent/static/style.css"); code != http.StatusOK {
+		t.Errorf("/emergent/static/style.css: %d", code)
+	}
+	if code, _ := httpGet(web.URL + "/emergent/metrics"); code != http.StatusOK {
+		t.Errorf("/emergent/metrics: %d", code)
+	}
+	if code, _ := httpGet(web.URL + "/"); code != http.StatusNotFound {
+		t.Errorf("/ outside the prefix: %d, want 404", code)
+	}
+	// Alertmanager's alert links the group's page.
+	want := "https://ops.example.com/emergent/group?l.service=checkout&rule=token-minting"
+	waitFor(t, 30*time.Second, "the checkout alert at Alertmanager", func() bool {
+		for _, b := range am.all() {
+			if path, _, _ := strings.Cut(b, " "); path != "/api/v2/alerts" {
+				continue
+			}
+			for _, a := range amAlerts(t, []string{b}) {
+				if a.Labels["service"] == "checkout" && a.Annotations["emergentd_url"] == want {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
