@@ -46,13 +46,14 @@ const maxDistinctWarnings = 1024
 // Mimir, VictoriaMetrics). It is safe for concurrent use; every caller shares one bound on the
 // number of queries in flight.
 type Prometheus struct {
-	client  api.Client
-	api     v1.API
-	logger  *slog.Logger
-	timeout time.Duration
-	slots   chan struct{} // one token per query allowed in flight
-	secrets []string      // credentials that must never appear in an error
-	metrics *queryMetrics
+	client     api.Client
+	httpClient *http.Client // client's, for the answers decoded as they stream in
+	api        v1.API
+	logger     *slog.Logger
+	timeout    time.Duration
+	slots      chan struct{} // one token per query allowed in flight
+	secrets    []string      // credentials that must never appear in an error
+	metrics    *queryMetrics
 
 	mu     sync.Mutex
 	warned map[string]struct{} // warnings already logged
@@ -110,14 +111,15 @@ func newPrometheus(cfg config.Prometheus, logger *slog.Logger, reg prometheus.Re
 		maxQueries = DefaultMaxConcurrentQueries
 	}
 	return &Prometheus{
-		client:  client,
-		api:     v1.NewAPI(client),
-		logger:  logger,
-		timeout: timeout,
-		slots:   make(chan struct{}, maxQueries),
-		secrets: secretsOf(u, cfg.HTTPClient),
-		metrics: metrics,
-		warned:  map[string]struct{}{},
+		client:     client,
+		httpClient: httpClient,
+		api:        v1.NewAPI(client),
+		logger:     logger,
+		timeout:    timeout,
+		slots:      make(chan struct{}, maxQueries),
+		secrets:    secretsOf(u, cfg.HTTPClient),
+		metrics:    metrics,
+		warned:     map[string]struct{}{},
 	}, nil
 }
 
@@ -133,7 +135,7 @@ func (p *Prometheus) QueryRange(ctx context.Context, query string, r Range) (mod
 	}
 	var matrix model.Matrix
 	warnings, err := p.run(ctx, query, "/api/v1/query_range", func(ctx context.Context) (model.Value, v1.Warnings, v1.Infos, error) {
-		return p.api.QueryRange(ctx, query, v1.Range{Start: r.Start, End: r.End, Step: r.Step}, v1.WithTimeout(p.timeout))
+		return p.queryRange(ctx, query, r)
 	}, func(v model.Value) error {
 		m, ok := v.(model.Matrix)
 		if !ok {

@@ -1,0 +1,51 @@
+package sources
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/model"
+)
+
+// TestDecodeMatrix: the streaming decoder reads what Prometheus writes — special float values,
+// fractional timestamps, fields it does not know, native histograms it skips — and refuses
+// what is not a whole, successful matrix.
+func TestDecodeMatrix(t *testing.T) {
+	ok := `{"status":"success","data":{"resultType":"matrix","result":[` +
+		`{"metric":{"service":"a","__name__":"x"},"values":[[1700000000.5,"1.5"],[1700000015,"NaN"],[1700000030,"+Inf"]]},` +
+		`{"metric":{},"values":[],"histograms":[[1700000000,{"count":"1","sum":"2","buckets":[]}]]}],"extra":{"a":[1,2]}},` +
+		`"warnings":["w1"],"infos":["i1"]}`
+	v, warnings, infos, err := decodeMatrix(strings.NewReader(ok), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := v.(model.Matrix)
+	if len(m) != 2 || m[0].Metric["service"] != "a" || len(m[0].Values) != 3 || len(m[1].Values) != 0 {
+		t.Fatalf("decoded %v", m)
+	}
+	vals := m[0].Values
+	if vals[0].Timestamp != 1700000000500 || vals[0].Value != 1.5 || !math.IsNaN(float64(vals[1].Value)) || !math.IsInf(float64(vals[2].Value), 1) {
+		t.Errorf("samples %v", vals)
+	}
+	if len(warnings) != 1 || warnings[0] != "w1" || len(infos) != 1 || infos[0] != "i1" {
+		t.Errorf("warnings %v infos %v", warnings, infos)
+	}
+
+	for _, tc := range []struct{ name, body, want string }{
+		{"truncated", ok[:len(ok)/2], "bad_response"},
+		{"HTML", "\n <html><body>Sign in</body></html>", "invalid character '<' looking for beginning of value"},
+		{"an error status", `{"status":"error","errorType":"execution","error":"query timed out"}`, "execution: query timed out"},
+		{"a vector", `{"status":"success","data":{"resultType":"vector","result":[]}}`, "result is a vector, want a matrix"},
+		{"no result", `{"status":"success","data":{"resultType":"matrix"}}`, "no matrix in the answer"},
+		{"a value that is not a number", `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}}`, `value "x" is not a number`},
+		{"a sample of three", `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"2",3]]}]}}`, "more than two elements"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, _, err := decodeMatrix(strings.NewReader(tc.body), 1)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
