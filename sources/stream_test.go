@@ -1,9 +1,12 @@
 package sources
 
 import (
+	"bytes"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/model"
 )
@@ -47,5 +50,34 @@ func TestDecodeMatrix(t *testing.T) {
 				t.Errorf("error %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// decodeBytesPerSample is what decoding a large answer allocated per sample when the streaming
+// decoder was committed (BenchmarkQueryRangeDecode/points=100: 22.7 MB for 10 000 × 100).
+const decodeBytesPerSample = 22.7e6 / 1e6
+
+// TestDecodeMemoryDoesNotRegress is the short form of BenchmarkQueryRangeDecode that CI runs: it
+// fails when decoding a 10 000-series answer allocates more than twice the committed figure
+// per sample (memory, which does not depend on a shared machine's load, unlike time). Before
+// the streaming decoder it was 257 bytes per sample.
+func TestDecodeMemoryDoesNotRegress(t *testing.T) {
+	const series, points = 10000, 100
+	body := matrixBody(series, points, time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC), 15*time.Second)
+	decode := func() {
+		if _, _, _, err := decodeMatrix(bytes.NewReader(body), points); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decode() // warm up
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	decode()
+	runtime.ReadMemStats(&after)
+	perSample := float64(after.TotalAlloc-before.TotalAlloc) / (series * points)
+	t.Logf("decoding %d × %d samples allocated %.1f bytes per sample (committed: %.1f)", series, points, perSample, decodeBytesPerSample)
+	if perSample > 2*decodeBytesPerSample {
+		t.Errorf("decoding allocates %.1f bytes per sample, more than twice the committed %.1f", perSample, decodeBytesPerSample)
 	}
 }
