@@ -5,6 +5,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -72,6 +73,9 @@ type Engine struct {
 	widest int
 	// inFlight bounds fetch's concurrent queries (0: the source's bound only).
 	inFlight int
+	// budget is the samples one answer may hold (maxSamplesPerQuery until a start-up query
+	// timed out; halved at each such failure).
+	budget int
 	// blindStart is when the meta-alert began (some rule blind); zero while every rule sees.
 	// One alert covers every blind rule: a Prometheus outage blinds them all at once.
 	blindStart time.Time
@@ -147,6 +151,12 @@ func (e *Engine) Bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 	e.evalMu.Lock()
 	defer e.evalMu.Unlock()
 	events, err := e.bootstrap(ctx, now)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// A query timed out: this Prometheus is slower than the budget assumed. The next attempt
+		// asks half as much per query, rather than failing the same way for good.
+		e.budget = max(e.budget/2, 1)
+		e.logger.Warn("a start-up query timed out; the next attempt asks less per query", "samples_per_query", e.budget)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.historyErr = err
@@ -254,7 +264,10 @@ func (e *Engine) stepsPerQuery() int {
 	if e.widest == 0 {
 		return minStepsPerQuery
 	}
-	return max(minStepsPerQuery, min(maxStepsPerQuery, maxSamplesPerQuery/e.widest))
+	if e.budget == 0 {
+		e.budget = maxSamplesPerQuery
+	}
+	return max(minStepsPerQuery, min(maxStepsPerQuery, e.budget/e.widest))
 }
 
 // carrySlack is how far into the replay an episode may begin breaching and still be the one an

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/emergent-sh/emergent/alerts"
 	"github.com/emergent-sh/emergent/detector"
+	"github.com/emergent-sh/emergent/sources"
+	"github.com/prometheus/common/model"
 )
 
 // TestFailedHistoryIsRetriedNotKept: a bootstrap whose queries fail keeps nothing and says why;
@@ -85,4 +89,47 @@ func TestRuleOverItsLimitIsBlindWithTheReason(t *testing.T) {
 	if len(blind) != 1 || !strings.Contains(blind[0].Annotations["summary"], "over its limit of 1") {
 		t.Fatalf("blind alerts %+v, want one naming the limit", blind)
 	}
+}
+
+// slowSource times out any query whose answer would hold more than limit samples, as a
+// Prometheus slower than the start-up's budget assumed.
+type slowSource struct {
+	*fakeSource
+	limit int
+}
+
+func (s slowSource) QueryRange(ctx context.Context, q string, r sources.Range) (model.Matrix, sources.Warnings, error) {
+	m, w, err := s.fakeSource.QueryRange(ctx, q, r)
+	if err == nil && len(m)*int(r.End.Sub(r.Start)/r.Step+1) > s.limit {
+		return nil, nil, fmt.Errorf("query %q: timed out after 10s: %w", q, context.DeadlineExceeded)
+	}
+	return m, w, err
+}
+
+// TestStartUpAsksLessAfterATimeout: a start-up whose queries time out is retried with half the
+// samples per query each time, until they fit, instead of failing the same way for good.
+func TestStartUpAsksLessAfterATimeout(t *testing.T) {
+	fake := newFake(constant(0.001))
+	for i := range 99 { // 100 groups
+		svc := fmt.Sprintf("svc-%02d", i)
+		fake.series[inboundQ][svc] = constant(3)
+		fake.series[mintsQ][svc] = constant(0.001)
+	}
+	src := slowSource{fakeSource: fake, limit: 2000} // 20 steps of 100 groups
+	e := New(testConfig(), src, slog.New(slog.DiscardHandler), nil)
+	attempts := 0
+	for ; attempts < 20; attempts++ {
+		if _, err := e.Bootstrap(context.Background(), now); err == nil {
+			break
+		} else if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal(err)
+		}
+	}
+	if !e.Bootstrapped() {
+		t.Fatalf("not loaded after %d attempts", attempts)
+	}
+	if attempts == 0 {
+		t.Fatal("the first attempt fitted: the test no longer makes queries time out")
+	}
+	t.Logf("loaded at attempt %d with %d samples per query", attempts+1, e.budget)
 }
