@@ -358,18 +358,19 @@ func listen(flags *web.FlagConfig) (func(*http.Server, *web.FlagConfig, *slog.Lo
 		return web.ListenAndServe, nil
 	}
 	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
 	for _, addr := range *flags.WebListenAddresses {
 		if strings.HasPrefix(addr, "vsock://") {
-			for _, l := range listeners {
-				l.Close()
-			}
+			closeAll()
 			return web.ListenAndServe, nil
 		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
+			closeAll()
 			return nil, err
 		}
 		listeners = append(listeners, l)

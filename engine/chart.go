@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,7 +111,8 @@ func (e *Engine) Chart(ctx context.Context, rule string, labels map[string]strin
 		}
 		ch.Signals = append(ch.Signals, sig)
 	}
-	for _, ep := range append(rs.resolved, rs.det.Active()...) {
+	// A new slice: appending to rs.resolved could write into its spare capacity.
+	for _, ep := range slices.Concat(rs.resolved, rs.det.Active()) {
 		if detector.GroupString(ep.Labels) == detector.GroupString(labels) {
 			ch.Episodes = append(ch.Episodes, ep)
 		}

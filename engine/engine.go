@@ -57,6 +57,17 @@ type Engine struct {
 	// evalMu serialises Bootstrap and Advance. It is held across queries; mu never is, so
 	// /metrics, readiness and the API answer while a query hangs.
 	evalMu sync.Mutex
+	// Below evalMu, used by the evaluating goroutine only:
+	// readStartsBack makes Bootstrap read exported episode starts back from the source.
+	readStartsBack bool
+	// widest is the most series one query answered at the latest fetch: the next range is
+	// sized by it (stepsPerQuery).
+	widest int
+	// inFlight bounds fetch's concurrent queries (0: the source's bound only).
+	inFlight int
+	// budget is the samples one answer may hold (maxSamplesPerQuery until a start-up query
+	// timed out; halved at each such failure).
+	budget int
 
 	mu           sync.Mutex // guards everything below; held for one step's evaluation at most
 	rules        []*ruleState
@@ -66,16 +77,6 @@ type Engine struct {
 	historyErr error
 	// carried are starts of episodes an earlier process had open: rule → GroupString → start.
 	carried map[string]map[string]time.Time
-	// readStartsBack makes Bootstrap read exported episode starts back from the source.
-	readStartsBack bool
-	// widest is the most series one query answered at the latest fetch: the next range is
-	// sized by it (stepsPerQuery). Only the evaluation goroutine uses it.
-	widest int
-	// inFlight bounds fetch's concurrent queries (0: the source's bound only).
-	inFlight int
-	// budget is the samples one answer may hold (maxSamplesPerQuery until a start-up query
-	// timed out; halved at each such failure).
-	budget int
 	// blindStart is when the meta-alert began (some rule blind); zero while every rule sees.
 	// One alert covers every blind rule: a Prometheus outage blinds them all at once.
 	blindStart time.Time
@@ -244,9 +245,6 @@ func (e *Engine) observeFetch(b *batch, latest bool) {
 			e.logger.Info("rule sees series again", "rule", r.cfg.Name)
 		}
 		r.empty = rb.empty
-		if r.empty == nil {
-			r.empty = []string{}
-		}
 	}
 }
 
