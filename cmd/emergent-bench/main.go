@@ -45,7 +45,8 @@ func run(args []string) int {
 	runCorpus := runCmd.Flag("corpus", "Data to score on: designed (this repository's scenarios) or fleetsim (internal/fleetsim: generated from a spec of how fleets behave, written without the detector at hand).").Default(bench.CorpusDesigned).Enum(bench.CorpusDesigned, bench.CorpusFleetsim)
 	runRules := runCmd.Flag("config.file", "emergentd configuration; the shipped rules.toml by default.").String()
 	runWork := runCmd.Flag("workdir", "Directory for datasets and TSDBs (a temporary directory by default).").String()
-	runKeep := runCmd.Flag("keep", "Keep datasets and TSDBs after the run.").Bool()
+	runKeep := runCmd.Flag("keep", "Keep datasets and TSDBs after the run (the generated text is removed once backfilled).").Bool()
+	runReuse := runCmd.Flag("reuse", "With --keep and --workdir: score a seed again on the dataset and TSDB a kept run of the same seed, corpus, form and end left there, instead of generating it.").Bool()
 	runJobs := runCmd.Flag("backfill-jobs", "promtool processes at once.").Default("2").Int()
 	runEvidence := runCmd.Flag("evidence", "Also list emergentd's missed incidents and false episodes.").Bool()
 	runEnd := runCmd.Flag("end", "Time of the last sample (RFC3339); the most recent Monday 00:00 UTC by default, so runs in the same week measure the same data.").String()
@@ -128,7 +129,7 @@ func run(args []string) int {
 		}
 		res, err := bench.Run(ctx, bench.RunOptions{
 			Seeds: seeds, TuneSeed: *runTune, Short: *runShort, Corpus: *runCorpus, RulesFile: rules, NABDir: bench.NABDir(root),
-			WorkDir: work, Keep: *runKeep, BackfillJobs: *runJobs, Logger: logger, End: end,
+			WorkDir: work, Keep: *runKeep, Reuse: *runReuse, BackfillJobs: *runJobs, Logger: logger, End: end,
 		})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "emergent-bench run: %v\n", err)

@@ -218,23 +218,28 @@ func WriteEvidence(w io.Writer, r *Result, detector string) {
 	if len(s.Missed) == 0 {
 		fmt.Fprintln(w, "None.")
 	}
-	for _, in := range s.Missed {
-		fmt.Fprintf(w, "- %s %s %s %s – %s (%s)\n", in.Kind, in.Service, in.Scenario, in.Start.Format(time.RFC3339), in.End.Format(time.RFC3339), in.End.Sub(in.Start).Round(time.Second))
+	// Per seed, so an entry can be looked up in that seed's data.
+	for _, run := range r.Runs {
+		for _, in := range r.PerSeed[run.Seed][detector].Missed {
+			fmt.Fprintf(w, "- seed %d: %s %s %s %s – %s (%s)\n", run.Seed, in.Kind, in.Service, in.Scenario, in.Start.Format(time.RFC3339), in.End.Format(time.RFC3339), in.End.Sub(in.Start).Round(time.Second))
+		}
 	}
 	fmt.Fprintf(w, "\n#### %s: false episodes\n\n", detector)
 	if len(s.False) == 0 {
 		fmt.Fprintln(w, "None.")
 	}
-	for _, ep := range s.False {
-		end := "still firing"
-		if !ep.End.IsZero() {
-			end = ep.End.Format(time.RFC3339)
+	for _, run := range r.Runs {
+		for _, ep := range r.PerSeed[run.Seed][detector].False {
+			end := "still firing"
+			if !ep.End.IsZero() {
+				end = ep.End.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "- seed %d: %s %s %s – %s", run.Seed, ep.Kind, ep.Service, ep.Start.Format(time.RFC3339), end)
+			if ep.Summary != "" {
+				fmt.Fprintf(w, ": %s", ep.Summary)
+			}
+			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "- %s %s %s – %s", ep.Kind, ep.Service, ep.Start.Format(time.RFC3339), end)
-		if ep.Summary != "" {
-			fmt.Fprintf(w, ": %s", ep.Summary)
-		}
-		fmt.Fprintln(w)
 	}
 }
 

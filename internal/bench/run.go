@@ -43,6 +43,9 @@ type RunOptions struct {
 	// WorkDir receives datasets and TSDBs (a directory per seed, removed after unless Keep).
 	WorkDir string
 	Keep    bool
+	// Reuse takes a seed's dataset and TSDB from WorkDir when a kept run left them (same seed,
+	// corpus, form and end), so a detector change is scored again without regenerating.
+	Reuse bool
 	// BackfillJobs bounds the promtool processes run at once.
 	BackfillJobs int
 	// End is the end of the data; zero means DefaultEnd.
@@ -188,39 +191,47 @@ var ErrNoNAB = errors.New("NAB data not found")
 
 func runSeed(ctx context.Context, opts RunOptions, seed uint64) (*SeedRun, error) {
 	log := opts.Logger.With("seed", seed)
-	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(opts.WorkDir, fmt.Sprintf("seed-%d-", seed))
+	run := &SeedRun{Seed: seed}
+	dir, reused, err := seedDir(opts, seed)
 	if err != nil {
 		return nil, err
 	}
 	if !opts.Keep {
 		defer os.RemoveAll(dir)
 	}
-	run := &SeedRun{Seed: seed}
-	t0 := time.Now()
 	dsDir := filepath.Join(dir, "dataset")
-	if run.Dataset, err = generate(opts, seed, dsDir); err != nil {
-		return nil, err
-	}
-	run.Timings.Generate = time.Since(t0)
-	ds := run.Dataset
-	log.Info("generated", "services", len(ds.Services), "incidents", len(ds.Incidents), "samples", ds.Samples, "files", len(ds.Files), "took", run.Timings.Generate.Round(time.Millisecond))
-
-	t0 = time.Now()
 	promDir := filepath.Join(dir, "prometheus")
-	if err := backfill(ctx, dsDir, ds.Files, filepath.Join(promDir, "data"), opts.BackfillJobs); err != nil {
-		return nil, err
-	}
-	run.Timings.Backfill = time.Since(t0)
-	log.Info("backfilled", "took", run.Timings.Backfill.Round(time.Millisecond))
-	if !opts.Keep {
+	if reused {
+		if run.Dataset, err = LoadDataset(dsDir); err != nil {
+			return nil, fmt.Errorf("reusing %s: %w", dir, err)
+		}
+		log.Info("reused a kept dataset and TSDB", "dir", dir)
+	} else {
+		t0 := time.Now()
+		if run.Dataset, err = generate(opts, seed, dsDir); err != nil {
+			return nil, err
+		}
+		run.Timings.Generate = time.Since(t0)
+		ds := run.Dataset
+		log.Info("generated", "services", len(ds.Services), "incidents", len(ds.Incidents), "samples", ds.Samples, "files", len(ds.Files), "took", run.Timings.Generate.Round(time.Millisecond))
+
+		t0 = time.Now()
+		if err := backfill(ctx, dsDir, ds.Files, filepath.Join(promDir, "data"), opts.BackfillJobs); err != nil {
+			return nil, err
+		}
+		run.Timings.Backfill = time.Since(t0)
+		log.Info("backfilled", "took", run.Timings.Backfill.Round(time.Millisecond))
 		// The TSDB holds everything now; the text is most of the disk the run uses.
 		os.RemoveAll(filepath.Join(dsDir, "openmetrics"))
+		if opts.Keep {
+			if err := os.WriteFile(filepath.Join(dir, backfilledMarker), nil, 0o644); err != nil {
+				return nil, err
+			}
+		}
 	}
+	ds := run.Dataset
 
-	t0 = time.Now()
+	t0 := time.Now()
 	prom, err := stack.StartPrometheus(ctx, stack.PrometheusOptions{
 		Dir: promDir,
 		// Backfilled two-hour blocks stay as they are: compacting 96 of them would compete with
@@ -288,6 +299,39 @@ func runSeed(ctx context.Context, opts RunOptions, seed uint64) (*SeedRun, error
 	run.Timings.Anchors = time.Since(t0)
 	log.Info("anchors queried", "took", run.Timings.Anchors.Round(time.Millisecond))
 	return run, nil
+}
+
+// backfilledMarker is written into a kept seed's directory once its TSDB is complete: a run
+// stopped during the backfill leaves nothing Reuse would take.
+const backfilledMarker = "backfilled"
+
+// seedDir returns the directory seed's run works in and whether it holds a kept, complete run
+// to reuse. Kept runs are named by what makes their data (seed, corpus, form, end), so a reuse
+// never takes data generated differently.
+func seedDir(opts RunOptions, seed uint64) (dir string, reused bool, err error) {
+	if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
+		return "", false, err
+	}
+	if !opts.Keep {
+		dir, err := os.MkdirTemp(opts.WorkDir, fmt.Sprintf("seed-%d-", seed))
+		return dir, false, err
+	}
+	corpus, form := opts.Corpus, "full"
+	if corpus == "" {
+		corpus = CorpusDesigned
+	}
+	if opts.Short {
+		form = "short"
+	}
+	dir = filepath.Join(opts.WorkDir, fmt.Sprintf("seed-%d-%s-%s-%d", seed, corpus, form, opts.End.Unix()))
+	if _, err := os.Stat(filepath.Join(dir, backfilledMarker)); err == nil && opts.Reuse {
+		return dir, true, nil
+	}
+	// Whatever is there is incomplete or not wanted: start afresh.
+	if err := os.RemoveAll(dir); err != nil {
+		return "", false, err
+	}
+	return dir, false, os.MkdirAll(dir, 0o755)
 }
 
 // backfill imports every file with promtool, at most jobs at a time.
