@@ -132,6 +132,12 @@ func flushRule() config.Rule {
 	}
 }
 
+// keysOnly is rule reading the keyspace without flush commands.
+func keysOnly(r config.Rule) config.Rule {
+	r.Flushes = ""
+	return r
+}
+
 type wantEpisode struct {
 	fireStep    int // step index the episode fires at, -1 for none
 	resolveStep int // -1 for still active
@@ -227,10 +233,25 @@ func TestEpisodes(t *testing.T) {
 			want: []wantEpisode{{fireStep: 3, resolveStep: 14}, {fireStep: 68, resolveStep: 79}},
 		},
 		{
-			name: "keyspace collapses count without flush commands",
-			rule: flushRule(),
+			name: "keyspace collapses are a storm where flush commands are not watched",
+			rule: keysOnly(flushRule()),
 			in:   series{keys: "1000 10 1000 10 1000 10 1000x5"},
 			want: []wantEpisode{{fireStep: 5, resolveStep: -1}},
+		},
+		{
+			// Keys written together expire together: a healthy keyspace (seen in the fleetsim
+			// corpus, every few minutes for days) empties itself with no flush at all.
+			name: "a keyspace that empties by itself is no storm where flush commands are watched",
+			rule: flushRule(),
+			in:   series{keys: "1000 10 1000 10 1000 10 1000x5"},
+		},
+		{
+			// The storm's flushes stop while the keyspace goes on emptying itself: it resolves
+			// resolve_for after the last flush, not never.
+			name: "a storm on a keyspace that empties by itself resolves when its flushes stop",
+			rule: flushRule(),
+			in:   series{flushes: "_x1 1 2 3x30", keys: "1000 10 1000 10 1000 10 1000 10 1000 10 1000 10 1000 10 1000 10 1000 10 1000 10 1000 10 1000 10 1000 10 1000 10 1000x5"},
+			want: []wantEpisode{{fireStep: 3, resolveStep: 14}},
 		},
 	}
 	for _, tc := range tests {

@@ -188,7 +188,10 @@ func (r *Rule) explainFlush(ex *Explanation, labels map[string]string, over bool
 			last = "the last at " + ex.LastFlush.UTC().Format("15:04:05 UTC")
 		}
 		ex.Summary = fmt.Sprintf("%s: flushes stopped (%s)%s", GroupString(labels), last, since)
-		ex.Diagnosis = "no FLUSHDB/FLUSHALL or keyspace collapse since " + last
+		ex.Diagnosis = "no FLUSHDB/FLUSHALL since " + last
+		if !r.flushCommandsWatched() {
+			ex.Diagnosis = "no FLUSHDB/FLUSHALL or keyspace collapse since " + last
+		}
 		return
 	}
 	ex.Summary = fmt.Sprintf("%s: %s flushes and %s keyspace collapses in the last %s (storm at %s)%s",

@@ -103,6 +103,12 @@ func sum(xs []timedCount) float64 {
 	return s
 }
 
+// flushCommandsWatched reports whether the rule reads flush commands. Where it does, they are
+// the evidence and keyspace collapses only explain: a keyspace also empties by itself (keys
+// written together expire together, a Redis restarts without persistence), and a healthy one
+// that did so every few minutes read as a storm. Without them, collapses are all there is.
+func (r *Rule) flushCommandsWatched() bool { return r.cfg.Flushes != "" }
+
 // evalFlush counts flushes and keyspace collapses within the window. One flush or one restart
 // is an event; min_flushes of them within the window is a storm.
 func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex Explanation) {
@@ -129,10 +135,12 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	collapsed := false
 	if isNum(keys) {
 		if low := f.recentLow(); isNum(low) && low >= r.cfg.MinKeys && keys <= (1-r.cfg.CollapseFraction)*low {
+			collapsed = true
 			f.collapses = append(f.collapses, timedCount{t, 1})
 			f.keysFrom, f.keysTo = f.keys, keys
-			collapsed = true
-			events = max(events, 1) // a FLUSHDB usually shows as both: one event
+			if !r.flushCommandsWatched() {
+				events = max(events, 1) // a FLUSHDB usually shows as both: one event
+			}
 		}
 		f.keys = keys
 		copy(f.lows[1:], f.lows[:])
@@ -154,7 +162,10 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	f.flushes, f.collapses, f.writes = prune(f.flushes, since), prune(f.collapses, since), prune(f.writes, since)
 
 	ex.Flushes, ex.Collapses = sum(f.flushes), sum(f.collapses)
-	ex.Observed = math.Max(ex.Flushes, ex.Collapses)
+	ex.Observed = ex.Flushes
+	if !r.flushCommandsWatched() {
+		ex.Observed = math.Max(ex.Flushes, ex.Collapses)
+	}
 	ex.Expected = float64(r.cfg.MinFlushes)
 	ex.Window = window
 	ex.KeysNow, ex.KeysBefore, ex.KeysAfter = keys, f.keysFrom, f.keysTo
@@ -199,7 +210,8 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	ex.UsualCommandsPerRequest = g.cmdPer
 
 	// A storm begins when min_flushes fall within the window and goes on while flushes do: once
-	// firing, each step with a flush or collapse keeps it breaching, so it resolves resolve_for
+	// firing, each step with an event (a flush, or a collapse where flush commands are not
+	// watched) keeps it breaching, so it resolves resolve_for
 	// after the last one rather than a whole window later.
 	if g.life.state == StateFiring {
 		breach = events > 0
@@ -215,7 +227,7 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 		for _, c := range f.flushes {
 			f.stormEvents += c.n
 		}
-		f.stormEvents = math.Max(f.stormEvents, ex.Collapses)
+		f.stormEvents = math.Max(f.stormEvents, ex.Observed)
 	case g.life.state == StateFiring:
 		f.stormEvents += events
 	}
