@@ -35,6 +35,13 @@ type lifecycle struct {
 	pendingSince time.Time
 	firingSince  time.Time
 	clearSince   time.Time // first non-breaching step while firing; zero while breaching
+	// Recurrence: an anomaly that comes back in bursts (a cache TTL beyond the token's
+	// lifetime stampedes at every expiry, quiet between) is one incident, not a page per
+	// burst. A group that fires again within recurWithin of its last breach learns that quiet
+	// gap, and its episode stays open through quiet that long (plus resolve_for) again.
+	recurWithin time.Duration
+	lastBreach  time.Time     // latest breaching step while firing
+	keepFor     time.Duration // quiet the current episode is kept open through, beyond resolve_for
 }
 
 type transition int
@@ -57,7 +64,7 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor time
 		}
 		l.state, l.pendingSince = StatePending, t
 		if forDur == 0 && !hold {
-			l.state, l.firingSince, l.clearSince = StateFiring, t, time.Time{}
+			l.fire(t)
 			return fired
 		}
 	case StatePending:
@@ -66,21 +73,31 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor time
 			return noChange
 		}
 		if t.Sub(l.pendingSince) >= forDur && !hold {
-			l.state, l.firingSince = StateFiring, t
+			l.fire(t)
 			return fired
 		}
 	case StateFiring:
 		if breach {
-			l.clearSince = time.Time{}
+			l.clearSince, l.lastBreach = time.Time{}, t
 			return noChange
 		}
 		if l.clearSince.IsZero() {
 			l.clearSince = t
 		}
-		if t.Sub(l.clearSince) >= resolveFor {
+		if t.Sub(l.clearSince) >= resolveFor+l.keepFor {
 			l.state = StateInactive
 			return resolved
 		}
 	}
 	return noChange
+}
+
+// fire starts an episode at t, learning the quiet gap since the last one's final breach if it
+// came back within recurWithin.
+func (l *lifecycle) fire(t time.Time) {
+	l.keepFor = 0
+	if gap := l.pendingSince.Sub(l.lastBreach); !l.lastBreach.IsZero() && gap <= l.recurWithin {
+		l.keepFor = gap
+	}
+	l.state, l.firingSince, l.clearSince, l.lastBreach = StateFiring, t, time.Time{}, t
 }

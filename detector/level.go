@@ -9,7 +9,6 @@ import "math"
 type boundedLevel struct {
 	PerInstance float64 // upper healthy level per instance, per second
 	Sigma       float64 // spread of single points around it, per instance
-	Peak        float64 // the bursts of healthy history, per instance (peakQuantile of points)
 	Points      int
 }
 
@@ -47,7 +46,7 @@ func (sc *fitScratch) learnLevel(perInstance []float64, quantum float64) (bounde
 	sc.sorted = append(sc.sorted[:0], xs...)
 	lvl.PerInstance = quantile(sc.sorted, levelQuantile)
 	sc.rs = append(sc.rs[:0], perInstance...)
-	lvl.Sigma, lvl.Peak = spreadAndPeak(sc, sc.rs)
+	_, lvl.Sigma = medianMAD(sc.rs)
 	return lvl, true
 }
 

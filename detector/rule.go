@@ -185,6 +185,8 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 	if r.cfg.Kind == config.KindFlushStorm {
 		g.flush = newFlushState()
 	}
+	// A burst that comes back within the span the rule averages work over is the same anomaly.
+	g.life.recurWithin = time.Duration(r.cfg.AverageOver)
 	if r.carried != nil {
 		g.carriedStart = r.carried[GroupString(labels)]
 	}
@@ -319,6 +321,10 @@ func (r *Rule) Eval(in Input) []Event {
 			if g.flush != nil { // the storm's flushes are spent: a new storm counts its own
 				g.flush.flushes, g.flush.collapses = g.flush.flushes[:0], g.flush.collapses[:0]
 			}
+			// So is the episode's work: averaged in, it kept the average_over gate open for hours
+			// after a fix, and the healthy echoes that follow one (caches refilled together
+			// refresh together) paged.
+			clear(g.averages)
 			if g.episode != nil {
 				g.episode.End, g.episode.Summary, g.episode.Explanation = t, ex.Summary, ex
 				events = append(events, Event{Resolved: true, At: t, Episode: *g.episode})

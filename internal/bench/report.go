@@ -224,21 +224,29 @@ func WriteEvidence(w io.Writer, r *Result, detector string) {
 			fmt.Fprintf(w, "- seed %d: %s %s %s %s – %s (%s)\n", run.Seed, in.Kind, in.Service, in.Scenario, in.Start.Format(time.RFC3339), in.End.Format(time.RFC3339), in.End.Sub(in.Start).Round(time.Second))
 		}
 	}
-	fmt.Fprintf(w, "\n#### %s: false episodes\n\n", detector)
-	if len(s.False) == 0 {
-		fmt.Fprintln(w, "None.")
-	}
-	for _, run := range r.Runs {
-		for _, ep := range r.PerSeed[run.Seed][detector].False {
-			end := "still firing"
-			if !ep.End.IsZero() {
-				end = ep.End.Format(time.RFC3339)
+	for _, list := range []struct {
+		title string
+		eps   func(*Score) []Episode
+	}{
+		{"false episodes", func(s *Score) []Episode { return s.False }},
+		{"repeated pages (episodes after an incident's first)", func(s *Score) []Episode { return s.Repeated }},
+	} {
+		fmt.Fprintf(w, "\n#### %s: %s\n\n", detector, list.title)
+		if len(list.eps(s)) == 0 {
+			fmt.Fprintln(w, "None.")
+		}
+		for _, run := range r.Runs {
+			for _, ep := range list.eps(r.PerSeed[run.Seed][detector]) {
+				end := "still firing"
+				if !ep.End.IsZero() {
+					end = ep.End.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "- seed %d: %s %s %s – %s", run.Seed, ep.Kind, ep.Service, ep.Start.Format(time.RFC3339), end)
+				if ep.Summary != "" {
+					fmt.Fprintf(w, ": %s", ep.Summary)
+				}
+				fmt.Fprintln(w)
 			}
-			fmt.Fprintf(w, "- seed %d: %s %s %s – %s", run.Seed, ep.Kind, ep.Service, ep.Start.Format(time.RFC3339), end)
-			if ep.Summary != "" {
-				fmt.Fprintf(w, ": %s", ep.Summary)
-			}
-			fmt.Fprintln(w)
 		}
 	}
 }

@@ -117,9 +117,11 @@ type Score struct {
 	Controls map[string]*ControlScore
 	// Scenarios breaks recall and delay down by scenario.
 	Scenarios map[string]*KindScore
-	// Missed and False list what went wrong, for the report's evidence.
-	Missed []Incident
-	False  []Episode
+	// Missed, False and Repeated list what went wrong, for the report's evidence: Repeated
+	// holds the episodes after the first of an incident (pages again).
+	Missed   []Incident
+	False    []Episode
+	Repeated []Episode
 }
 
 // Overall pools both kinds.
@@ -163,6 +165,7 @@ func (s *Score) Add(o *Score) {
 	}
 	s.Missed = append(s.Missed, o.Missed...)
 	s.False = append(s.False, o.False...)
+	s.Repeated = append(s.Repeated, o.Repeated...)
 }
 
 func overlaps(aFrom, aTo, bFrom, bTo time.Time) bool {
@@ -253,14 +256,23 @@ func ScoreDataset(ds *Dataset, detector string, eps []Episode) *Score {
 		}
 		sc.Incidents++
 		var firstAt time.Time
+		var matched []Episode
 		for _, ep := range eps {
-			if matches(ep, in, ds.End) && (firstAt.IsZero() || ep.Start.Before(firstAt)) {
-				firstAt = ep.Start
+			if matches(ep, in, ds.End) {
+				matched = append(matched, ep)
+				if firstAt.IsZero() || ep.Start.Before(firstAt) {
+					firstAt = ep.Start
+				}
 			}
 		}
 		if firstAt.IsZero() {
 			s.Missed = append(s.Missed, in)
 			continue
+		}
+		for _, ep := range matched {
+			if ep.Start.After(firstAt) {
+				s.Repeated = append(s.Repeated, ep)
+			}
 		}
 		sc.Detected++
 		sc.Delays = append(sc.Delays, firstAt.Sub(in.Start))

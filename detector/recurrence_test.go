@@ -1,0 +1,109 @@
+package detector
+
+import (
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/config"
+	"github.com/prometheus/common/model"
+)
+
+// An anomaly that comes back in bursts — a cache TTL beyond the token's lifetime stampedes at
+// every expiry and is quiet in between — is one incident: once it has come back, its episode
+// stays open through quiet as long as the gap it showed and resolves once quiet lasts longer.
+// Bursts further apart than average_over are separate episodes.
+func TestRecurringBurstsAreOneEpisode(t *testing.T) {
+	const step = 30 * time.Second
+	quiet := fleetStep{instances: 4, inbound: 5, work: 0.01}
+	stampede := fleetStep{instances: 4, inbound: 5, work: 0.5}
+	cycles := func(gap int) []fleetStep {
+		steps := fleet(10, quiet)
+		for range 4 {
+			steps = append(append(steps, fleet(20, stampede)...), fleet(gap, quiet)...)
+		}
+		return append(steps, fleet(200, quiet)...)
+	}
+	tests := []struct {
+		name   string
+		steps  []fleetStep
+		firing int
+	}{
+		// The first gap is learned when the second burst fires: that episode stays open through
+		// the gaps that follow (without it, one episode per burst: 4).
+		{"four stampedes 20 minutes apart are two episodes", cycles(40), 2},
+		{"four stampedes 75 minutes apart are four episodes", cycles(150), 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationBounded)
+			cfg.AverageOver = model.Duration(time.Hour)
+			events := runFleet(t, NewRule(cfg, global(step)), quiet, tc.steps, step)
+			if got := len(firings(events)); got != tc.firing {
+				t.Errorf("%d episodes fired, want %d", got, tc.firing)
+			}
+			if last := events[len(events)-1]; !last.Resolved {
+				t.Errorf("the last episode never resolved: %+v", last)
+			}
+		})
+	}
+}
+
+// A resolved episode's work is spent: averaged in, it kept the average_over gate open for
+// hours, and the healthy echoes that follow a fix (caches refilled together refresh together)
+// paged on the instant alone.
+func TestResolvedEpisodeLeavesNoAverageBehind(t *testing.T) {
+	const step = 30 * time.Second
+	quiet := fleetStep{instances: 4, inbound: 5, work: 0.01}
+	echo := fleetStep{instances: 4, inbound: 5, work: 0.05}
+	steps := append(fleet(10, quiet), fleet(60, fleetStep{instances: 4, inbound: 5, work: 0.5})...)
+	steps = append(steps, fleet(150, quiet)...) // resolves, and is quiet past average_over's recurrence
+	steps = append(append(steps, fleet(20, echo)...), fleet(100, quiet)...)
+	cfg := fleetRule(config.RelationBounded)
+	cfg.AverageOver = model.Duration(time.Hour)
+	fired := firings(runFleet(t, NewRule(cfg, global(step)), quiet, steps, step))
+	if len(fired) != 1 {
+		for _, ev := range fired {
+			t.Logf("fired at %s: %s", ev.At.Sub(t0), ev.Episode.Summary)
+		}
+		t.Errorf("%d episodes fired, want the thrash's alone", len(fired))
+	}
+}
+
+// History is not screened for episodes: an incident it held must not teach a band that hides
+// the same incident coming back. A bounded level's band is its spread, not history's largest
+// points; a proportional fit's reaches bursts that recur (peakQuantile), not one seen once.
+func TestIncidentInHistoryDoesNotHideItsReturn(t *testing.T) {
+	const step = 30 * time.Second
+	tests := []struct {
+		relation    string
+		healthy     fleetStep
+		past, again float64 // the work of the incident in history, and of its return
+	}{
+		{config.RelationBounded, fleetStep{instances: 4, inbound: 5, work: 0.01}, 0.5, 0.3},
+		{config.RelationProportional, fleetStep{instances: 4, inbound: 5, work: 0.05}, 2, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.relation, func(t *testing.T) {
+			r := NewRule(fleetRule(tc.relation), global(step))
+			base := time.Duration(global(step).BaselineStep)
+			i := 0
+			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
+				s := tc.healthy
+				if i%100 == 50 { // under 1 % of the day's points: one burst of an earlier incident
+					s.work = tc.past
+				}
+				r.AddHistory(s.input(at))
+				i++
+			}
+			again := tc.healthy
+			again.work = tc.again
+			var fired []Event
+			for i, s := range append(fleet(10, tc.healthy), fleet(60, again)...) {
+				fired = append(fired, firings(r.Eval(s.input(t0.Add(time.Duration(i)*step))))...)
+			}
+			if len(fired) != 1 {
+				t.Errorf("%d episodes fired, want the incident's return", len(fired))
+			}
+		})
+	}
+}
