@@ -179,6 +179,11 @@ type Signal struct {
 	// refreshes on its own (a token cache misses once per lifetime), so the floor grows with
 	// instances and a scale-out is explained. Bounded signals are always per instance.
 	PerInstance bool `toml:"per_instance" json:"per_instance,omitempty"`
+	// ReplicaScalingOnly makes the signal page only while the instances have grown past their
+	// usual number (per-instance state multiplying work); otherwise it is learned and shown but
+	// explains rather than pages. For work that many healthy events move and the detector may
+	// not see (cold caches after a deploy behind one aggregated endpoint, warm-ups, rebuilds).
+	ReplicaScalingOnly bool `toml:"replica_scaling_only" json:"replica_scaling_only,omitempty"`
 	// Unit names what the signal counts, for messages ("token mints").
 	Unit string `toml:"unit" json:"unit,omitempty"`
 	// EventQuantum is derived from Query, not configured: what one event adds to its value

@@ -45,6 +45,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"invalid-secret-url.toml", `invalid-secret-url.toml:4: receivers[0].webhook_url: must be an http(s) URL`},
 		{"invalid-too-deep.toml", `invalid-too-deep.toml:5: nested more than 32 levels deep`},
 		{"invalid-negative-limit.toml", `invalid-negative-limit.toml:6: rules[0].limit: must not be negative`},
+		{"invalid-replica-scaling-only.toml", `invalid-replica-scaling-only.toml:11: rules[0].signals[0].replica_scaling_only: needs the rule's replicas query`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {

@@ -334,6 +334,9 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 		if s.Unit == "" {
 			s.Unit = s.Name
 		}
+		if s.ReplicaScalingOnly && r.Replicas == "" {
+			v.errf(sp+".replica_scaling_only", "needs the rule's replicas query: without it instances never grow and the signal never pages")
+		}
 		switch s.Relation {
 		case RelationProportional:
 			if s.MaxRatio < 0 {

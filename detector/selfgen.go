@@ -140,7 +140,8 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 	// Work per request that rose while the instances multiplied and inbound did not is the
 	// third incident (per-pod state): it pages at a lower share than work nothing explains.
 	minShare := r.cfg.MinUnexplainedShare
-	if ex.replicasGrew() && ex.InboundState != InboundSurging {
+	replicaScaling := ex.replicasGrew() && ex.InboundState != InboundSurging
+	if replicaScaling {
 		minShare = math.Min(minShare, replicaShare)
 	}
 	g.learning = false
@@ -176,7 +177,8 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 		}
 		b := share >= minShare*scale &&
 			unexplained >= r.cfg.MinUnexplainedRate*scale &&
-			unexplained > noiseSigmas*sigma*scale
+			unexplained > noiseSigmas*sigma*scale &&
+			(replicaScaling || !sig.ReplicaScalingOnly)
 		ex.instantBreach = ex.instantBreach || b
 		avgWork, avgExpected := g.averages[s].add(in.Time, work, expected, time.Duration(r.cfg.AverageOver))
 		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {

@@ -262,3 +262,29 @@ func TestWorseningIsAnUpdate(t *testing.T) {
 		t.Errorf("update summary %q does not carry the new rate", s)
 	}
 }
+
+// A signal marked replica_scaling_only pages on work per request up while instances grew, and
+// only then: healthy events move it tenfold where instances cannot be seen (a deploy behind one
+// aggregated endpoint warms every pod's local cache from Redis).
+func TestReplicaScalingOnlySignal(t *testing.T) {
+	const step = 30 * time.Second
+	two := fleetStep{instances: 2, inbound: 10, work: 5}
+	tests := []struct {
+		name  string
+		steps []fleetStep
+		fires bool
+	}{
+		{"a tenfold burst with the same instances explains", append(fleet(10, two), fleet(60, fleetStep{instances: 2, inbound: 10, work: 50})...), false},
+		{"work per request up as instances went 2 → 6 pages", append(fleet(10, two), fleet(60, fleetStep{instances: 6, inbound: 10, work: 15})...), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationProportional)
+			cfg.Signals[0].ReplicaScalingOnly = true
+			fired := firings(runFleet(t, NewRule(cfg, global(step)), two, tc.steps, step))
+			if got := len(fired) > 0; got != tc.fires {
+				t.Errorf("fired %d episodes, want firing %v", len(fired), tc.fires)
+			}
+		})
+	}
+}
