@@ -80,6 +80,7 @@ type GroupStatus struct {
 // Rule evaluates one configured rule over every group it sees.
 type Rule struct {
 	cfg          config.Rule
+	kind         kind
 	interval     time.Duration
 	baselineStep time.Duration
 	historyLen   time.Duration
@@ -136,6 +137,7 @@ const signalGone = time.Hour
 func NewRule(cfg config.Rule, g config.Global) *Rule {
 	r := &Rule{
 		cfg:          cfg,
+		kind:         kinds[cfg.Kind],
 		interval:     time.Duration(g.EvaluationInterval),
 		baselineStep: time.Duration(g.BaselineStep),
 		historyLen:   time.Duration(g.History),
@@ -182,9 +184,7 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 		signalSeen:    make([]time.Time, len(r.cfg.Signals)),
 		averages:      make([]average, len(r.cfg.Signals)),
 	}
-	if r.cfg.Kind == config.KindFlushStorm {
-		g.flush = newFlushState()
-	}
+	r.kind.newGroup(g)
 	// A burst that comes back within the span the rule averages work over is the same anomaly.
 	g.life.recurWithin = time.Duration(r.cfg.AverageOver)
 	if r.carried != nil {
@@ -278,15 +278,7 @@ func (r *Rule) Eval(in Input) []Event {
 			continue
 		}
 		g.relearn(r, t)
-		var breach, known, hold bool
-		var ex Explanation
-		switch r.cfg.Kind {
-		case config.KindFlushStorm:
-			breach, known, ex = r.evalFlush(g, key, in)
-		default:
-			breach, known, ex = r.evalSelfGenerated(g, key, in)
-			hold = g.instances.settling(t, time.Duration(r.cfg.Settle))
-		}
+		breach, known, hold, ex := r.kind.eval(r, g, key, in)
 		g.unknown = !known
 		if known && !breach && !ex.instantBreach && g.life.state != StateFiring && t.After(r.carriedBy) {
 			g.quietSinceCarry = true
@@ -302,7 +294,7 @@ func (r *Rule) Eval(in Input) []Event {
 		}
 		tr := g.life.step(t, breach, hold, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor))
 		if tr != noChange || g.life.state != StateInactive {
-			r.explain(&ex, g.labels, breach) // words only where someone will read them
+			r.kind.explain(r, &ex, g.labels, breach) // words only where someone will read them
 		}
 		g.last = ex
 		switch tr {
@@ -318,13 +310,7 @@ func (r *Rule) Eval(in Input) []Event {
 			}
 			events = append(events, Event{At: t, Episode: *g.episode})
 		case resolved:
-			if g.flush != nil { // the storm's flushes are spent: a new storm counts its own
-				g.flush.flushes, g.flush.collapses = g.flush.flushes[:0], g.flush.collapses[:0]
-			}
-			// So is the episode's work: averaged in, it kept the average_over gate open for hours
-			// after a fix, and the healthy echoes that follow one (caches refilled together
-			// refresh together) paged.
-			clear(g.averages)
+			r.kind.resolved(g)
 			if g.episode != nil {
 				g.episode.End, g.episode.Summary, g.episode.Explanation = t, ex.Summary, ex
 				events = append(events, Event{Resolved: true, At: t, Episode: *g.episode})
@@ -345,14 +331,6 @@ func (r *Rule) Eval(in Input) []Event {
 		}
 	}
 	return events
-}
-
-func (r *Rule) explain(ex *Explanation, labels map[string]string, over bool) {
-	if r.cfg.Kind == config.KindFlushStorm {
-		r.explainFlush(ex, labels, over)
-		return
-	}
-	r.explainSelfGenerated(ex, labels, over)
 }
 
 // relearn refits a group's baselines once per hour of data time, at the group's phase in the

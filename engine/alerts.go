@@ -17,12 +17,6 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
-// Alert names by kind; alert labels are stable: alertname, kind, rule, severity, group labels.
-var alertNames = map[string]string{
-	config.KindSelfGenerated: "SelfGeneratedTraffic",
-	config.KindFlushStorm:    "FlushStorm",
-}
-
 // Alerts returns what should be delivered now: every active episode, episodes resolved within
 // global.resolved_retention, and the one meta-alert while any rule is blind (or resolved, for
 // global.resolved_retention).
@@ -56,7 +50,7 @@ func (e *Engine) episodeAlert(rule config.Rule, ep detector.Episode) *alerts.Ale
 	for k, v := range ep.Labels {
 		labels[k] = v
 	}
-	labels["alertname"] = alertNames[ep.Kind]
+	labels["alertname"] = detector.AlertName(ep.Kind) // stable labels: alertname, kind, rule, severity, group labels
 	labels["kind"] = ep.Kind
 	labels["rule"] = ep.Rule
 	labels["severity"] = ep.Severity

@@ -1,0 +1,80 @@
+package detector
+
+import (
+	"time"
+
+	"github.com/emergent-sh/emergent/config"
+)
+
+// A kind is one kind of anomaly: the state it keeps per group, what it finds at a step, how it
+// says so and what it is called. A Rule evaluates the kind its configuration names and switches
+// on nothing else; a new kind is a file implementing this and an entry in kinds.
+type kind interface {
+	// alertName is the alertname label of the kind's alerts.
+	alertName() string
+	// newGroup gives a group the state the kind keeps.
+	newGroup(g *group)
+	// eval judges one step of a group: whether it breaches, whether it could be judged,
+	// whether a transient holds firing back, and the numbers.
+	eval(r *Rule, g *group, key string, in Input) (breach, known, hold bool, ex Explanation)
+	// explain writes the words of ex: over says whether it breaches.
+	explain(r *Rule, ex *Explanation, labels map[string]string, over bool)
+	// resolved is told that the group's episode resolved: what the episode spent is spent.
+	resolved(g *group)
+}
+
+// kinds are the kinds by their configuration name (config validates the name).
+var kinds = map[string]kind{
+	config.KindSelfGenerated: selfGenerated{},
+	config.KindFlushStorm:    flushStorm{},
+}
+
+// AlertName is the alertname of a kind's alerts ("" for a kind the detector does not know).
+func AlertName(kindName string) string {
+	if k, ok := kinds[kindName]; ok {
+		return k.alertName()
+	}
+	return ""
+}
+
+// selfGenerated is work inbound does not explain (selfgen.go).
+type selfGenerated struct{}
+
+func (selfGenerated) alertName() string { return "SelfGeneratedTraffic" }
+
+func (selfGenerated) newGroup(*group) {}
+
+func (selfGenerated) eval(r *Rule, g *group, key string, in Input) (breach, known, hold bool, ex Explanation) {
+	breach, known, ex = r.evalSelfGenerated(g, key, in)
+	return breach, known, g.instances.settling(in.Time, time.Duration(r.cfg.Settle)), ex
+}
+
+func (selfGenerated) explain(r *Rule, ex *Explanation, labels map[string]string, over bool) {
+	r.explainSelfGenerated(ex, labels, over)
+}
+
+// resolved forgets the episode's work: averaged in, it kept the average_over gate open for
+// hours after a fix, and the healthy echoes that follow one (caches refilled together refresh
+// together) paged.
+func (selfGenerated) resolved(g *group) { clear(g.averages) }
+
+// flushStorm is flushes that come in a storm (flush.go).
+type flushStorm struct{}
+
+func (flushStorm) alertName() string { return "FlushStorm" }
+
+func (flushStorm) newGroup(g *group) { g.flush = newFlushState() }
+
+func (flushStorm) eval(r *Rule, g *group, key string, in Input) (breach, known, hold bool, ex Explanation) {
+	breach, known, ex = r.evalFlush(g, key, in)
+	return breach, known, false, ex
+}
+
+func (flushStorm) explain(r *Rule, ex *Explanation, labels map[string]string, over bool) {
+	r.explainFlush(ex, labels, over)
+}
+
+// resolved spends the storm's flushes: a new storm counts its own.
+func (flushStorm) resolved(g *group) {
+	g.flush.flushes, g.flush.collapses = g.flush.flushes[:0], g.flush.collapses[:0]
+}
