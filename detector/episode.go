@@ -37,11 +37,10 @@ type lifecycle struct {
 	clearSince   time.Time // first non-breaching step while firing; zero while breaching
 	// Recurrence: an anomaly that comes back in bursts (a cache TTL beyond the token's
 	// lifetime stampedes at every expiry, quiet between) is one incident, not a page per
-	// burst. A group that fires again within recurWithin of its last breach learns that quiet
-	// gap, and its episode stays open through quiet that long (plus resolve_for) again.
-	recurWithin time.Duration
-	lastBreach  time.Time     // latest breaching step while firing
-	keepFor     time.Duration // quiet the current episode is kept open through, beyond resolve_for
+	// burst. A group that fires again within recurWithin (step's) of its last breach learns
+	// that quiet gap, and its episode stays open through quiet that long (plus resolve_for).
+	lastBreach time.Time     // latest breaching step while firing
+	keepFor    time.Duration // quiet the current episode is kept open through, beyond resolve_for
 }
 
 type transition int
@@ -55,7 +54,8 @@ const (
 // step advances the machine with one known observation. breach is evaluated with the firing
 // thresholds when inactive or pending and with the hysteresis thresholds when firing. hold
 // keeps a pending episode from firing (a transient is settling); its pending time still counts.
-func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor time.Duration) transition {
+// An episode that fires within recurWithin of the last one's final breach is a recurrence.
+func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor, recurWithin time.Duration) transition {
 	switch l.state {
 	case StateInactive, StateUnknown, StateLearning:
 		if !breach {
@@ -64,7 +64,7 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor time
 		}
 		l.state, l.pendingSince = StatePending, t
 		if forDur == 0 && !hold {
-			l.fire(t)
+			l.fire(t, recurWithin)
 			return fired
 		}
 	case StatePending:
@@ -73,7 +73,7 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor time
 			return noChange
 		}
 		if t.Sub(l.pendingSince) >= forDur && !hold {
-			l.fire(t)
+			l.fire(t, recurWithin)
 			return fired
 		}
 	case StateFiring:
@@ -94,9 +94,9 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor time
 
 // fire starts an episode at t, learning the quiet gap since the last one's final breach if it
 // came back within recurWithin.
-func (l *lifecycle) fire(t time.Time) {
+func (l *lifecycle) fire(t time.Time, recurWithin time.Duration) {
 	l.keepFor = 0
-	if gap := l.pendingSince.Sub(l.lastBreach); !l.lastBreach.IsZero() && gap <= l.recurWithin {
+	if gap := l.pendingSince.Sub(l.lastBreach); !l.lastBreach.IsZero() && gap <= recurWithin {
 		l.keepFor = gap
 	}
 	l.state, l.firingSince, l.clearSince, l.lastBreach = StateFiring, t, time.Time{}, t

@@ -128,6 +128,7 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 		return false, false, ex
 	}
 
+	collapsesCount := !r.flushCommandsWatched()
 	events := f.observeFlushes(t, series)
 	if events > 0 {
 		f.flushes = append(f.flushes, timedCount{t, events})
@@ -138,7 +139,7 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 			collapsed = true
 			f.collapses = append(f.collapses, timedCount{t, 1})
 			f.keysFrom, f.keysTo = f.keys, keys
-			if !r.flushCommandsWatched() {
+			if collapsesCount {
 				events = max(events, 1) // a FLUSHDB usually shows as both: one event
 			}
 		}
@@ -163,7 +164,7 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 
 	ex.Flushes, ex.Collapses = sum(f.flushes), sum(f.collapses)
 	ex.Observed = ex.Flushes
-	if !r.flushCommandsWatched() {
+	if collapsesCount {
 		ex.Observed = math.Max(ex.Flushes, ex.Collapses)
 	}
 	ex.Expected = float64(r.cfg.MinFlushes)
@@ -211,8 +212,8 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 
 	// A storm begins when min_flushes fall within the window and goes on while flushes do: once
 	// firing, each step with an event (a flush, or a collapse where flush commands are not
-	// watched) keeps it breaching, so it resolves resolve_for
-	// after the last one rather than a whole window later.
+	// watched) keeps it breaching, so it resolves resolve_for after the last one rather than a
+	// whole window later.
 	if g.life.state == StateFiring {
 		breach = events > 0
 	} else {

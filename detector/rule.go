@@ -146,6 +146,9 @@ func NewRule(cfg config.Rule, g config.Global) *Rule {
 		cmdCol:       -1,
 		replicasCol:  -1,
 	}
+	if r.kind == nil { // config validates kinds: only a caller that skipped it gets here
+		panic("detector: rule " + cfg.Name + " has unknown kind " + cfg.Kind)
+	}
 	n := 1 + len(cfg.Signals)
 	if cfg.Commands != "" {
 		r.cmdCol, n = n, n+1
@@ -185,8 +188,6 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 		averages:      make([]average, len(r.cfg.Signals)),
 	}
 	r.kind.newGroup(g)
-	// A burst that comes back within the span the rule averages work over is the same anomaly.
-	g.life.recurWithin = time.Duration(r.cfg.AverageOver)
 	if r.carried != nil {
 		g.carriedStart = r.carried[GroupString(labels)]
 	}
@@ -292,7 +293,8 @@ func (r *Rule) Eval(in Input) []Event {
 		if !known {
 			continue
 		}
-		tr := g.life.step(t, breach, hold, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor))
+		// A burst that comes back within the span the rule averages work over is the same anomaly.
+		tr := g.life.step(t, breach, hold, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor), time.Duration(r.cfg.AverageOver))
 		if tr != noChange || g.life.state != StateInactive {
 			r.kind.explain(r, &ex, g.labels, breach) // words only where someone will read them
 		}
