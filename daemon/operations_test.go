@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -195,49 +196,77 @@ func TestStartedBeforePrometheus(t *testing.T) {
 }
 
 // TestRestartKeepsEpisodeOlderThanReplay restarts the daemon a minute later (by its clock)
-// with replay = 10m, while the checkout incident began 40 minutes before: the replay alone
-// would give the episode a new start, a second Slack page and a new Alertmanager startsAt. A
-// real Prometheus scrapes the first daemon's /metrics; the second reads the episode's start back.
+// while the checkout incident began 40 minutes before. A real Prometheus scrapes the first
+// daemon's /metrics; the second reads back what it exported. Two ways: with replay = 10m, less
+// than the rules remember, the second replays that window and keeps the start it read back;
+// with average_over = 5m (the rules remember 30 minutes) and replay = 2h, it restores the first
+// one's state and replays only those 30 minutes. Either way the episode keeps its start: no
+// second Slack page, the same Alertmanager startsAt.
 func TestRestartKeepsEpisodeOlderThanReplay(t *testing.T) {
-	end := time.Now().Truncate(15 * time.Second)
-	addr := freeAddr(t)
-	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end), ScrapeTargets: []string{addr}, ScrapeInterval: time.Second})
-	am, slack, cfgPath, _ := olderThanReplay(t, prom.URL)
-	storage := filepath.Join(filepath.Dir(cfgPath), "data")
-	checkoutPosts := func() int { return checkoutPages(slack) }
+	for _, tc := range []struct {
+		name     string
+		edit     map[string]string
+		restored bool
+	}{
+		{"replay shorter than the episode", map[string]string{`replay = "2h"`: `replay = "10m"`}, false},
+		{"state restored", map[string]string{`average_over = "1h"`: `average_over = "5m"`}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			end := time.Now().Truncate(15 * time.Second)
+			addr := freeAddr(t)
+			prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end), ScrapeTargets: []string{addr}, ScrapeInterval: time.Second})
+			am, slack, cfgPath, _ := olderThanReplay(t, prom.URL, tc.edit)
+			storage := filepath.Join(filepath.Dir(cfgPath), "data")
+			checkoutPosts := func() int { return checkoutPages(slack) }
 
-	now := time.Now()
-	_, stop := startDaemon(t, Options{ConfigFile: cfgPath, StoragePath: storage, Web: listenFlags(addr), Now: func() time.Time { return now }})
-	waitFor(t, 60*time.Second, "the checkout page", func() bool { return checkoutPosts() == 1 })
-	first := episodeStarts(t, "http://"+addr)["self_generated_traffic/checkout"]
-	waitFor(t, 30*time.Second, "Prometheus to store the episode's start", func() bool {
-		q := url.Values{"query": {`emergent_episode_start_timestamp_seconds{service="checkout"}`}}
-		_, body := httpGet(prom.URL + "/api/v1/query?" + q.Encode())
-		return strings.Contains(body, strconv.FormatInt(first.Unix(), 10))
-	})
-	stop()
+			now := time.Now()
+			_, stop := startDaemon(t, Options{ConfigFile: cfgPath, StoragePath: storage, Web: listenFlags(addr), Now: func() time.Time { return now }})
+			waitFor(t, 60*time.Second, "the checkout page", func() bool { return checkoutPosts() == 1 })
+			first := episodeStarts(t, "http://"+addr)["self_generated_traffic/checkout"]
+			waitFor(t, 30*time.Second, "Prometheus to store the episode's start and the loaded history", func() bool {
+				q := url.Values{"query": {`emergent_episode_start_timestamp_seconds{service="checkout"} and on() count(emergent_history_loaded == 1) == 2`}}
+				_, body := httpGet(prom.URL + "/api/v1/query?" + q.Encode())
+				return strings.Contains(body, strconv.FormatInt(first.Unix(), 10))
+			})
+			stop()
 
-	before := len(am.all())
-	later := now.Add(time.Minute) // the replay window moves a baseline step on
-	startDaemon(t, Options{ConfigFile: cfgPath, StoragePath: storage, Web: listenFlags(freeAddr(t)), Now: func() time.Time { return later }})
-	var after []postedAlert
-	waitFor(t, 60*time.Second, "the restarted daemon's checkout alert at Alertmanager", func() bool {
-		after = nil
-		for _, a := range amAlerts(t, am.all()[before:]) {
-			if a.Labels["service"] == "checkout" {
-				after = append(after, a)
+			before := len(am.all())
+			later := now.Add(time.Minute) // the replay window moves a baseline step on
+			var logged strings.Builder
+			var logMu sync.Mutex
+			logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+				t.Log(strings.TrimSpace(string(p)))
+				logMu.Lock()
+				defer logMu.Unlock()
+				return logged.Write(p)
+			}), nil))
+			startDaemon(t, Options{ConfigFile: cfgPath, StoragePath: storage, Web: listenFlags(freeAddr(t)), Now: func() time.Time { return later }, Logger: logger})
+			var after []postedAlert
+			waitFor(t, 60*time.Second, "the restarted daemon's checkout alert at Alertmanager", func() bool {
+				after = nil
+				for _, a := range amAlerts(t, am.all()[before:]) {
+					if a.Labels["service"] == "checkout" {
+						after = append(after, a)
+					}
+				}
+				return len(after) > 0
+			})
+			for _, a := range after {
+				if !a.StartsAt.Equal(first) {
+					t.Errorf("after the restart Alertmanager got the checkout alert with startsAt %v, first %v", a.StartsAt, first)
+				}
 			}
-		}
-		return len(after) > 0
-	})
-	for _, a := range after {
-		if !a.StartsAt.Equal(first) {
-			t.Errorf("after the restart Alertmanager got the checkout alert with startsAt %v, first %v", a.StartsAt, first)
-		}
-	}
-	time.Sleep(2 * time.Second) // a second page would be posted with the alert above
-	if n := checkoutPosts(); n != 1 {
-		t.Errorf("Slack got %d checkout pages across the restart, want 1", n)
+			time.Sleep(2 * time.Second) // a second page would be posted with the alert above
+			if n := checkoutPosts(); n != 1 {
+				t.Errorf("Slack got %d checkout pages across the restart, want 1", n)
+			}
+			logMu.Lock()
+			restored := strings.Contains(logged.String(), "state restored from an earlier process")
+			logMu.Unlock()
+			if restored != tc.restored {
+				t.Errorf("the restart restored the earlier state: %v, want %v", restored, tc.restored)
+			}
+		})
 	}
 }
 
@@ -297,7 +326,7 @@ func TestEndpointsAnswerWhileQueriesHang(t *testing.T) {
 func TestReloadThatChangesARuleKeepsItsEpisodes(t *testing.T) {
 	end := time.Now().Truncate(15 * time.Second)
 	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
-	am, slack, cfgPath, base := olderThanReplay(t, prom.URL)
+	am, slack, cfgPath, base := olderThanReplay(t, prom.URL, map[string]string{`replay = "2h"`: `replay = "10m"`})
 	const before, after = `resolve_for = "5m"`, `resolve_for = "6m"`
 	if !strings.Contains(base, before) {
 		t.Fatalf("rules.toml no longer contains %q; update the test", before)
@@ -366,11 +395,11 @@ func TestReloadDoesNotWaitOnADownReceiver(t *testing.T) {
 	}
 }
 
-// olderThanReplay writes testConfig with replay = 10m, so the seeds' incidents began before the
-// replay window, and rates over 5m instead of 2m, so a daemon whose clock runs a minute or two
-// past the data's end (Prometheus's start-up plus a restart) still sees them. It returns the
-// Alertmanager and Slack recorders, the file and its text.
-func olderThanReplay(t *testing.T, promURL string) (am, slack *recorder, path, text string) {
+// olderThanReplay writes testConfig with the edits given (replay = 10m makes the seeds'
+// incidents begin before the replay window) and rates over 5m instead of 2m, so a daemon whose
+// clock runs a minute or two past the data's end (Prometheus's start-up plus a restart) still
+// sees them. It returns the Alertmanager and Slack recorders, the file and its text.
+func olderThanReplay(t *testing.T, promURL string, edit map[string]string) (am, slack *recorder, path, text string) {
 	t.Helper()
 	am, slack = &recorder{}, &recorder{}
 	amSrv, slackSrv := httptest.NewServer(am), httptest.NewServer(slack)
@@ -381,7 +410,13 @@ func olderThanReplay(t *testing.T, promURL string) (am, slack *recorder, path, t
 	if err != nil {
 		t.Fatal(err)
 	}
-	text = strings.ReplaceAll(strings.Replace(string(raw), `replay = "2h"`, `replay = "10m"`, 1), "[2m]", "[5m]")
+	text = strings.ReplaceAll(string(raw), "[2m]", "[5m]")
+	for old, repl := range edit {
+		if !strings.Contains(text, old) {
+			t.Fatalf("the test configuration no longer contains %q", old)
+		}
+		text = strings.Replace(text, old, repl, 1)
+	}
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func TestCarryKeepsTheStartOfAnEpisodeOlderThanTheReplay(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := NewRule(tokenRule("proportional"), global(time.Minute))
-			r.Carry(map[string]time.Time{GroupString(service): earlier}, t0.Add(time.Minute))
+			r.Carry(map[string]Carried{GroupString(service): {Start: earlier}}, t0.Add(time.Minute))
 			events := run(t, r, series{inbound: "5x25", work: tc.work}, t0, time.Minute)
 			if len(events) == 0 {
 				t.Fatal("no episode fired")

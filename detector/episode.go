@@ -92,6 +92,12 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor, rec
 	return noChange
 }
 
+// restore makes an episode an earlier process had open firing at t, with the quiet gap it had
+// learned when it fired.
+func (l *lifecycle) restore(t time.Time, keepFor time.Duration) {
+	l.state, l.firingSince, l.clearSince, l.lastBreach, l.keepFor = StateFiring, t, time.Time{}, t, keepFor
+}
+
 // fire starts an episode at t, learning the quiet gap since the last one's final breach if it
 // came back within recurWithin.
 func (l *lifecycle) fire(t time.Time, recurWithin time.Duration) {

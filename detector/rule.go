@@ -50,6 +50,9 @@ type Episode struct {
 	Summary  string
 	// Explanation holds the numbers at the latest evaluated step.
 	Explanation Explanation
+	// RecurrenceGap is the quiet its bursts came back after when it fired, which it stays open
+	// through beyond resolve_for; 0 when it is no recurrence. Exported and read back with Start.
+	RecurrenceGap time.Duration
 	// Revision counts the updates sent because the episode got much worse (0: as it fired).
 	Revision       int
 	notified       float64   // observed work at the last firing or update event
@@ -59,6 +62,12 @@ type Episode struct {
 
 // Active reports whether the episode has not resolved.
 func (e *Episode) Active() bool { return e.End.IsZero() }
+
+// Carried is what an earlier process tells of an episode it had open (see Carry and Restore).
+type Carried struct {
+	Start         time.Time
+	RecurrenceGap time.Duration
+}
 
 // Event is a change in an episode.
 type Event struct {
@@ -93,8 +102,11 @@ type Rule struct {
 	fit          fitScratch
 	// carried are the starts of episodes an earlier process had open, by GroupString; an
 	// episode whose breach was under way by carriedBy is that episode (see Carry).
-	carried   map[string]time.Time
+	carried   map[string]Carried
 	carriedBy time.Time
+	// restoring says the carried episodes were open at an earlier process's last step and the
+	// replay begins at carriedBy (see Restore).
+	restoring bool
 }
 
 type group struct {
@@ -121,10 +133,10 @@ type group struct {
 	signalSeen []time.Time
 	flush      *flushState
 	last       Explanation
-	// carriedStart is the start of the episode an earlier process had open for this group
-	// (zero if none); quietSinceCarry is set when a known step past the rule's carriedBy did
-	// not breach: that episode ended, and nothing is carried.
-	carriedStart    time.Time
+	// carried is the episode an earlier process had open for this group (zero Start if none);
+	// quietSinceCarry is set when a known step past the rule's carriedBy did not breach: that
+	// episode ended, and nothing is carried.
+	carried         Carried
 	quietSinceCarry bool
 }
 
@@ -162,6 +174,20 @@ func NewRule(cfg config.Rule, g config.Global) *Rule {
 // Config returns the rule's configuration.
 func (r *Rule) Config() config.Rule { return r.cfg }
 
+// averageSettled is how many of its time constants an average needs before where it began
+// hardly shows: after three, e^-3 (5 %) of the starting point is left.
+const averageSettled = 3
+
+// Memory is how far back the rule's evaluation state reaches: its work averages (averageSettled
+// time constants; a recurrence is judged within one), the flush window, a transient's settling,
+// then for and resolve_for of the episode they feed. Replaying this much before the last step an
+// earlier process evaluated, with that process's episode starts carried (Carry), rebuilds its
+// state without replaying the whole window.
+func (r *Rule) Memory() time.Duration {
+	return max(averageSettled*time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.Window), r.transientMemory()) +
+		time.Duration(r.cfg.For) + time.Duration(r.cfg.ResolveFor)
+}
+
 // Carry hands the rule the starts of episodes an earlier process had open, by the group's
 // labels. A replay sees only its own window, so an episode older than it would fire again with
 // the window's first steps as its start: a new identity, a second page. An episode that fires
@@ -169,8 +195,17 @@ func (r *Rule) Config() config.Rule { return r.cfg }
 // first steps: a rate or a window needs its samples), is the same episode and keeps the
 // earlier start; the average_over gate, which starts afresh, does not count. Each start is
 // used once, and the group's history from it on does not teach. Call it before AddHistory.
-func (r *Rule) Carry(starts map[string]time.Time, by time.Time) {
-	r.carried, r.carriedBy = starts, by
+func (r *Rule) Carry(episodes map[string]Carried, by time.Time) {
+	r.carried, r.carriedBy = episodes, by
+}
+
+// Restore is Carry for the episodes an earlier process had open at the last step it evaluated,
+// with a replay that begins at from, before that step. Each that began before from was open all
+// through the replay's first steps: its group fires at its first known step, with its start and
+// with the quiet gap it had learned. One that began later is the replay's to find, as Carry
+// finds it. Call it before AddHistory.
+func (r *Rule) Restore(episodes map[string]Carried, from time.Time) {
+	r.carried, r.carriedBy, r.restoring = episodes, from, true
 }
 
 func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
@@ -189,7 +224,7 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 	}
 	r.kind.newGroup(g)
 	if r.carried != nil {
-		g.carriedStart = r.carried[GroupString(labels)]
+		g.carried = r.carried[GroupString(labels)]
 	}
 	r.groups[key] = g
 	i := sort.SearchStrings(r.keys, key)
@@ -248,9 +283,10 @@ func (r *Rule) AddHistory(in Input) {
 	}
 	for key, labels := range in.Groups {
 		g, _ := r.group(key, labels)
-		// An episode's steps do not teach, in the history as live: without this, the start of
-		// an episode older than the replay would be learned as the group's normal.
-		learnable := g.carriedStart.IsZero() || in.Time.Before(g.carriedStart)
+		// An episode's steps do not teach, in the history as live, nor do the steps it was
+		// pending: without this, the start of an episode older than the replay would be learned
+		// as the group's normal.
+		learnable := g.carried.Start.IsZero() || in.Time.Before(g.carried.Start.Add(-time.Duration(r.cfg.For)))
 		g.hist.put(in.Time.Unix(), r.historyRow(in, key, learnable))
 		if g.instances.born.IsZero() {
 			g.instances.born = in.Time // a group with history is not being born
@@ -279,8 +315,17 @@ func (r *Rule) Eval(in Input) []Event {
 			continue
 		}
 		g.relearn(r, t)
+		// A restored episode is firing from its group's first known step: judged as firing.
+		restored := r.restoring && g.life.state != StateFiring && !g.carried.Start.IsZero() && g.carried.Start.Before(r.carriedBy)
+		before := g.life
+		if restored {
+			g.life.restore(t, g.carried.RecurrenceGap)
+		}
 		breach, known, hold, ex := r.kind.eval(r, g, key, in)
 		g.unknown = !known
+		if restored && !known {
+			g.life, restored = before, false
+		}
 		if known && !breach && !ex.instantBreach && g.life.state != StateFiring && t.After(r.carriedBy) {
 			g.quietSinceCarry = true
 		}
@@ -295,6 +340,9 @@ func (r *Rule) Eval(in Input) []Event {
 		}
 		// A burst that comes back within the span the rule averages work over is the same anomaly.
 		tr := g.life.step(t, breach, hold, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor), time.Duration(r.cfg.AverageOver))
+		if restored && g.life.state == StateFiring {
+			tr = fired // the restored episode, announced as a replay that saw it begin would
+		}
 		if tr != noChange || g.life.state != StateInactive {
 			r.kind.explain(r, &ex, g.labels, breach) // words only where someone will read them
 		}
@@ -302,13 +350,13 @@ func (r *Rule) Eval(in Input) []Event {
 		switch tr {
 		case fired:
 			start := t
-			if s := g.carriedStart; !s.IsZero() && s.Before(t) && !g.quietSinceCarry {
+			if s := g.carried.Start; !s.IsZero() && s.Before(t) && (!g.quietSinceCarry || restored) {
 				start = s
 			}
-			g.carriedStart = time.Time{} // used once
+			g.carried = Carried{} // used once
 			g.episode = &Episode{
 				Kind: r.cfg.Kind, Rule: r.cfg.Name, Severity: r.cfg.Severity,
-				Labels: g.labels, Start: start, Summary: ex.Summary, Explanation: ex, notified: ex.Observed, notifiedAt: t, notifiedSignal: ex.Signal,
+				Labels: g.labels, Start: start, RecurrenceGap: g.life.keepFor, Summary: ex.Summary, Explanation: ex, notified: ex.Observed, notifiedAt: t, notifiedSignal: ex.Signal,
 			}
 			events = append(events, Event{At: t, Episode: *g.episode})
 		case resolved:

@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"time"
 
+	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/detector"
 	"github.com/emergent-sh/emergent/sources"
 	"github.com/prometheus/common/model"
@@ -13,6 +16,17 @@ import (
 // EpisodeStartMetric is the gauge each active episode's start is exported as (like
 // Prometheus's ALERTS_FOR_STATE), and read back from Prometheus at start-up.
 const EpisodeStartMetric = "emergent_episode_start_timestamp_seconds"
+
+// What else is read back at start-up. The gap is the rest of an open episode's state; the
+// others tell whether an earlier process with the same rules was evaluating until recently: then
+// what it exported at its last scrape is its whole state, and the replay need only cover what
+// the rules remember (see Restore).
+const (
+	recurrenceGapMetric  = "emergent_episode_recurrence_gap_seconds"
+	fingerprintMetric    = "emergent_rule_config_fingerprint"
+	historyLoadedMetric  = "emergent_history_loaded"
+	lastEvaluationMetric = "emergent_last_evaluation_timestamp_seconds"
+)
 
 // exportedPrefix is what Prometheus prepends to a scraped label that clashes with a target
 // label (honor_labels: false), e.g. a rule grouped by "instance" or "job".
@@ -24,58 +38,194 @@ func (e *Engine) Carry(episodes []detector.Episode) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, ep := range episodes {
-		e.carry(ep.Rule, detector.GroupString(ep.Labels), ep.Start)
+		e.carry(ep.Rule, detector.GroupString(ep.Labels), detector.Carried{Start: ep.Start, RecurrenceGap: ep.RecurrenceGap})
 	}
 }
 
-func (e *Engine) carry(rule, group string, start time.Time) {
+func (e *Engine) carry(rule, group string, c detector.Carried) {
 	if e.carried == nil {
-		e.carried = map[string]map[string]time.Time{}
+		e.carried = map[string]map[string]detector.Carried{}
 	}
 	if e.carried[rule] == nil {
-		e.carried[rule] = map[string]time.Time{}
+		e.carried[rule] = map[string]detector.Carried{}
 	}
 	// Two replicas, or a process restarted under another name, may disagree: the earliest
 	// start is the episode's.
-	if old, ok := e.carried[rule][group]; !ok || start.Before(old) {
-		e.carried[rule][group] = start
+	if old, ok := e.carried[rule][group]; !ok || c.Start.Before(old.Start) {
+		e.carried[rule][group] = c
 	}
 }
 
-// carryFromSource reads back the episode starts this or another emergentd exported and
-// Prometheus stored within the replay window before now. An episode last exported before the
-// window cannot be told from one that ended unseen, so it is not carried (Prometheus's alert
+// Restore hands over the state of an earlier process that evaluated these same rules up to
+// evaluatedUntil: the episodes it had open then. The next Bootstrap keeps them open with their
+// starts and replays only what the rules remember before evaluatedUntil
+// (detector.Rule.Memory) instead of global.replay; the history is learned as usual.
+func (e *Engine) Restore(episodes []detector.Episode, evaluatedUntil time.Time) {
+	e.Carry(episodes)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.restoredUntil = evaluatedUntil
+}
+
+// carryFromSource reads back what this or another emergentd exported and Prometheus stored
+// within the replay window before now. If a process with the same rules, its history loaded,
+// was scraped in it, the episodes open at its last scrape are restored (Restore). Otherwise the
+// starts of every episode exported in the window are carried (Carry): an episode last exported
+// before the window cannot be told from one that ended unseen, so it is not (Prometheus's alert
 // state restore has the same limit, its outage tolerance).
 func (e *Engine) carryFromSource(ctx context.Context, now time.Time) (int, error) {
 	at := Align(now, e.interval)
-	window := at.Sub(Align(now.Add(-time.Duration(e.cfg.Global.Replay)), time.Duration(e.cfg.Global.BaselineStep)))
-	query := fmt.Sprintf("last_over_time(%s[%s])", EpisodeStartMetric, model.Duration(window))
-	m, _, err := e.src.QueryRange(ctx, query, sources.Range{Start: at, End: at, Step: e.interval})
-	if err != nil {
-		return 0, fmt.Errorf("reading episode starts back: %w", err)
+	from := Align(now.Add(-time.Duration(e.cfg.Global.Replay)), time.Duration(e.cfg.Global.BaselineStep))
+	query := func(q string, r sources.Range) (model.Matrix, error) {
+		m, _, err := e.src.QueryRange(ctx, q, r)
+		if err != nil {
+			return nil, fmt.Errorf("reading episode state back: %w", err)
+		}
+		return m, nil
 	}
+	instant := func(t time.Time) sources.Range { return sources.Range{Start: t, End: t, Step: e.interval} }
+	last := func(metric string) (model.Matrix, error) {
+		return query(fmt.Sprintf("last_over_time(%s[%s])", metric, model.Duration(at.Sub(from))), instant(at))
+	}
+	fingerprints, err := last(fingerprintMetric)
+	if err != nil {
+		return 0, err
+	}
+	loaded, err := last(historyLoadedMetric)
+	if err != nil {
+		return 0, err
+	}
+	e.mu.Lock()
+	e.restoredUntil = time.Time{}
+	e.mu.Unlock()
+	if e.sameRules(fingerprints, loaded) {
+		// When the earlier process was last scraped, and what it had evaluated then: every
+		// series it exported ends there (Prometheus marks them stale), so what an instant
+		// query sees at that scrape is what it had open.
+		evaluated, err := query(lastEvaluationMetric, sources.Range{Start: from, End: at, Step: e.interval})
+		if err != nil {
+			return 0, err
+		}
+		if scraped, until := lastScrape(evaluated); !scraped.IsZero() {
+			starts, err := query(EpisodeStartMetric, instant(scraped))
+			if err != nil {
+				return 0, err
+			}
+			gaps, err := query(recurrenceGapMetric, instant(scraped))
+			if err != nil {
+				return 0, err
+			}
+			e.mu.Lock()
+			e.restoredUntil = until
+			e.mu.Unlock()
+			return e.carryAll(starts, gaps), nil
+		}
+	}
+	starts, err := last(EpisodeStartMetric)
+	if err != nil {
+		return 0, err
+	}
+	return e.carryAll(starts, nil), nil
+}
+
+// carryAll carries the episodes whose starts (and recurrence gaps, if any) were read back.
+func (e *Engine) carryAll(starts, gaps model.Matrix) int {
 	groupBy := map[string][]string{}
 	for _, r := range e.cfg.Rules {
 		groupBy[r.Name] = r.GroupBy
 	}
-	n := 0
-	for _, s := range m {
-		rule := labelValue(s.Metric, "rule")
+	key := func(s *model.SampleStream) (rule, group string, ok bool) {
+		rule = labelValue(s.Metric, "rule")
 		by, ok := groupBy[rule]
 		if !ok || len(s.Values) == 0 {
-			continue
+			return "", "", false
 		}
 		labels := make(map[string]string, len(by))
 		for _, l := range by {
 			labels[l] = labelValue(s.Metric, l)
 		}
-		v := float64(s.Values[len(s.Values)-1].Value)
-		e.mu.Lock()
-		e.carry(rule, detector.GroupString(labels), time.Unix(int64(v), 0))
-		e.mu.Unlock()
-		n++
+		return rule, detector.GroupString(labels), true
 	}
-	return n, nil
+	gapOf := map[[2]string]time.Duration{}
+	for _, s := range gaps {
+		if rule, group, ok := key(s); ok {
+			gapOf[[2]string{rule, group}] = time.Duration(lastValue(s) * float64(time.Second))
+		}
+	}
+	n := 0
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range starts {
+		if rule, group, ok := key(s); ok {
+			e.carry(rule, group, detector.Carried{Start: time.Unix(int64(lastValue(s)), 0), RecurrenceGap: gapOf[[2]string{rule, group}]})
+			n++
+		}
+	}
+	return n
+}
+
+// sameRules reports whether every rule of this configuration was exported, unchanged and with
+// its history loaded, by every process that exported it: a replica with other rules, or one
+// still loading, makes the state no one's to restore.
+func (e *Engine) sameRules(fingerprints, loaded model.Matrix) bool {
+	for _, r := range e.cfg.Rules {
+		want := fingerprint(e.cfg.Global, r)
+		if !allOf(fingerprints, r.Name, func(v float64) bool { return v == want }) ||
+			!allOf(loaded, r.Name, func(v float64) bool { return v == 1 }) {
+			return false
+		}
+	}
+	return true
+}
+
+// lastScrape is the latest step at which a process's last evaluated step was exported, and the
+// earliest such step among the processes exported then (replaying too much costs time, too
+// little a start); zero when none was.
+func lastScrape(evaluated model.Matrix) (scraped, until time.Time) {
+	for _, s := range evaluated {
+		if len(s.Values) == 0 {
+			continue
+		}
+		at := s.Values[len(s.Values)-1].Timestamp.Time()
+		v := time.Unix(int64(lastValue(s)), 0)
+		switch {
+		case at.After(scraped):
+			scraped, until = at, v
+		case at.Equal(scraped) && v.Before(until):
+			until = v
+		}
+	}
+	return scraped, until
+}
+
+// allOf reports whether the rule has series in m and the last value of each satisfies ok.
+func allOf(m model.Matrix, rule string, ok func(float64) bool) bool {
+	seen := false
+	for _, s := range m {
+		if labelValue(s.Metric, "rule") != rule || len(s.Values) == 0 {
+			continue
+		}
+		if !ok(lastValue(s)) {
+			return false
+		}
+		seen = true
+	}
+	return seen
+}
+
+func lastValue(s *model.SampleStream) float64 { return float64(s.Values[len(s.Values)-1].Value) }
+
+// fingerprint identifies what a rule evaluates: its configuration and the global settings its
+// state depends on. It is exported, so that a restart can tell whether the state an earlier
+// process left was computed by the same rule. 53 bits: a float64 gauge holds them exactly.
+func fingerprint(g config.Global, r config.Rule) float64 {
+	h := fnv.New64a()
+	// Encoding a struct of plain fields cannot fail; a failure would only make fingerprints differ.
+	_ = json.NewEncoder(h).Encode(struct {
+		Interval, BaselineStep, History model.Duration
+		Rule                            config.Rule
+	}{g.EvaluationInterval, g.BaselineStep, g.History, r})
+	return float64(h.Sum64() >> 11)
 }
 
 // labelValue reads a label as emergentd exported it, whether or not Prometheus renamed it.

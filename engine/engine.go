@@ -75,8 +75,11 @@ type Engine struct {
 	bootstrapped bool
 	// historyErr is why the last bootstrap failed; nil once history loaded.
 	historyErr error
-	// carried are starts of episodes an earlier process had open: rule → GroupString → start.
-	carried map[string]map[string]time.Time
+	// carried are episodes an earlier process had open: rule → GroupString → episode.
+	carried map[string]map[string]detector.Carried
+	// restoredUntil is the last step an earlier process with these rules evaluated (Restore);
+	// zero when the replay must cover global.replay.
+	restoredUntil time.Time
 	// blindStart is when the meta-alert began (some rule blind); zero while every rule sees.
 	// One alert covers every blind rule: a Prometheus outage blinds them all at once.
 	blindStart time.Time
@@ -174,9 +177,6 @@ func (e *Engine) Bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event, error) {
 	g := e.cfg.Global
 	baseStep := time.Duration(g.BaselineStep)
-	replayStart := Align(now.Add(-time.Duration(g.Replay)), baseStep)
-	histStart := replayStart.Add(-time.Duration(g.History))
-	histEnd := replayStart.Add(-baseStep)
 	if e.readStartsBack {
 		n, err := e.carryFromSource(ctx, now)
 		if err != nil {
@@ -184,10 +184,18 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 		}
 		e.logger.Info("episode starts read back from Prometheus", "episodes", n)
 	}
+	replayStart, restored := e.replayStart(now)
+	histStart := replayStart.Add(-time.Duration(g.History))
+	histEnd := replayStart.Add(-baseStep)
 	e.mu.Lock()
 	e.rules, e.bootstrapped = e.freshRules(), false
 	for _, r := range e.rules {
-		r.det.Carry(maps.Clone(e.carried[r.cfg.Name]), replayStart.Add(carrySlack(r.cfg, e.interval)))
+		episodes := maps.Clone(e.carried[r.cfg.Name])
+		if restored {
+			r.det.Restore(episodes, replayStart)
+		} else {
+			r.det.Carry(episodes, replayStart.Add(carrySlack(r.cfg, e.interval)))
+		}
 	}
 	e.mu.Unlock()
 	e.inFlight = bootstrapQueries
@@ -218,6 +226,32 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 		return nil, fmt.Errorf("replay from %s: %w", replayStart.UTC().Format(time.RFC3339), err)
 	}
 	return events, nil
+}
+
+// replayStart is where the start-up replay begins: global.replay before now or, when an earlier
+// process with these rules handed its state over (Restore), only as far before its last
+// evaluated step as the rules remember; restored says which.
+func (e *Engine) replayStart(now time.Time) (start time.Time, restored bool) {
+	g := e.cfg.Global
+	baseStep := time.Duration(g.BaselineStep)
+	start = Align(now.Add(-time.Duration(g.Replay)), baseStep)
+	e.mu.Lock()
+	until := e.restoredUntil
+	e.mu.Unlock()
+	if until.IsZero() {
+		return start, false
+	}
+	var memory time.Duration
+	for _, r := range e.rules {
+		memory = max(memory, r.det.Memory())
+	}
+	short := Align(minTime(until, now).Add(-memory), baseStep)
+	if !short.After(start) {
+		return start, false
+	}
+	e.logger.Info("state restored from an earlier process: the replay covers what the rules remember",
+		"evaluated_until", until.UTC().Format(time.RFC3339), "replay_from", short.UTC().Format(time.RFC3339), "instead_of", start.UTC().Format(time.RFC3339))
+	return short, true
 }
 
 // observeFetch keeps each rule's latest query error and empty queries, and logs when a rule

@@ -22,8 +22,15 @@ type fakeSource struct {
 	series   map[string]map[string]func(time.Time) float64 // query -> service -> value (NaN: absent)
 	fail     map[string]bool
 	warn     map[string]string
+	answers  map[string]model.Matrix // queries answered as they are, whatever the range
 	calls    int
 	maxSteps int
+	asked    []asked // every query, in order
+}
+
+type asked struct {
+	query string
+	r     sources.Range
 }
 
 func (f *fakeSource) QueryRange(_ context.Context, q string, r sources.Range) (model.Matrix, sources.Warnings, error) {
@@ -31,8 +38,12 @@ func (f *fakeSource) QueryRange(_ context.Context, q string, r sources.Range) (m
 	defer f.mu.Unlock()
 	f.calls++
 	f.maxSteps = max(f.maxSteps, int(r.End.Sub(r.Start)/r.Step)+1)
+	f.asked = append(f.asked, asked{q, r})
 	if f.fail[q] {
 		return nil, nil, errors.New("boom")
+	}
+	if m, ok := f.answers[q]; ok {
+		return m, nil, nil
 	}
 	var m model.Matrix
 	for svc, fn := range f.series[q] {

@@ -20,6 +20,7 @@ type Metrics struct {
 	blind        *prometheus.GaugeVec
 	groupsByRule *prometheus.GaugeVec
 	history      *prometheus.GaugeVec
+	fingerprint  *prometheus.GaugeVec
 	empty        *prometheus.GaugeVec
 }
 
@@ -37,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "emergent_evaluation_query_failures_total", Help: "Queries that failed or came back partial; their rules saw unknown data.",
 		}),
 		lastStep: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "emergent_last_evaluation_timestamp_seconds", Help: "Timestamp of the last evaluated step.",
+			Name: lastEvaluationMetric, Help: "Timestamp of the last evaluated step.",
 		}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "emergent_active_anomalies", Help: "Active anomaly episodes by rule and kind.",
@@ -49,13 +50,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "emergent_rule_groups", Help: "Groups by rule and state (inactive, pending, firing, unknown, learning).",
 		}, []string{"rule", "state"}),
 		history: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "emergent_history_loaded", Help: "1 once the rule's history loaded and its replay ran; 0 while loading or retrying after a failure.",
+			Name: historyLoadedMetric, Help: "1 once the rule's history loaded and its replay ran; 0 while loading or retrying after a failure.",
+		}, []string{"rule"}),
+		fingerprint: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: fingerprintMetric, Help: "Hash of what the rule evaluates (its configuration, the evaluation interval, baseline step and history). Read back at start-up: a process with the same rules restores the state an earlier one left instead of replaying global.replay.",
 		}, []string{"rule"}),
 		empty: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "emergent_rule_empty_queries", Help: "The rule's inbound and work queries that returned no series at the latest evaluation; the rule watches nothing when inbound or all its work is among them.",
 		}, []string{"rule"}),
 	}
-	reg.MustRegister(m.steps, m.duration, m.queryErrors, m.lastStep, m.active, m.blind, m.groupsByRule, m.history, m.empty)
+	reg.MustRegister(m.steps, m.duration, m.queryErrors, m.lastStep, m.active, m.blind, m.groupsByRule, m.history, m.fingerprint, m.empty)
 	return m
 }
 
@@ -75,6 +79,7 @@ func (m *Metrics) observeHistory(e *Engine, loaded bool) {
 	}
 	for _, r := range e.rules {
 		m.history.WithLabelValues(r.cfg.Name).Set(v)
+		m.fingerprint.WithLabelValues(r.cfg.Name).Set(fingerprint(e.cfg.Global, r.cfg))
 	}
 }
 
@@ -146,9 +151,13 @@ func (c *GroupCollector) Collect(ch chan<- prometheus.Metric) {
 	share := desc("emergent_unexplained_work_ratio", "Share of work that inbound does not explain (0..1).")
 	start := desc(EpisodeStartMetric, "Start of the group's active episode, as a Unix timestamp. Read back at start-up, so a "+
 		"restart, a reload or the other replica keeps the episode's start, its Alertmanager startsAt and its Slack thread.")
+	gap := desc(recurrenceGapMetric, "Quiet gap after which the active episode's bursts came back when it fired (0: not a recurrence); "+
+		"it stays open through that much quiet beyond resolve_for. Read back at start-up with the start.")
 	for _, r := range e.rules {
 		for _, ep := range r.det.Active() {
-			ch <- prometheus.MustNewConstMetric(start, prometheus.GaugeValue, float64(ep.Start.Unix()), labelValues(names, r.cfg.Name, ep.Labels)...)
+			values := labelValues(names, r.cfg.Name, ep.Labels)
+			ch <- prometheus.MustNewConstMetric(start, prometheus.GaugeValue, float64(ep.Start.Unix()), values...)
+			ch <- prometheus.MustNewConstMetric(gap, prometheus.GaugeValue, ep.RecurrenceGap.Seconds(), values...)
 		}
 		statuses := r.det.Status()
 		for _, s := range statuses {

@@ -55,6 +55,7 @@ func run(args []string) int {
 	workDir := app.Flag("work-dir", "Where TSDBs and OpenMetrics windows are written (needs ~70 B per sample while backfilling).").Default(os.TempDir()).String()
 	keep := app.Flag("keep", "Keep the work directories.").Bool()
 	idle := app.Flag("idle", "How long Prometheus's idle CPU is measured.").Default("20s").Duration()
+	restart := app.Flag("restart", "After the cycles, measure a second process's start-up with the state the first left (a restart with state in Prometheus).").Default("true").Bool()
 	stats := app.Flag("stats", "Replay every query with stats=all to count samples touched.").Default("true").Bool()
 	reuse := app.Flag("reuse", "Measure again over a fleet directory kept by --keep (one --groups value), without backfilling.").String()
 	maxRSS := app.Flag("max-worker-rss", "Kill the emergentd worker (by its PID) past this resident size, in MiB (0: no limit).").Default("8192").Int64()
@@ -68,7 +69,7 @@ func run(args []string) int {
 		Cycles: *cycles, Interval: *interval, Anchor: *anchor, AnchorInterval: *anchorInterval, Days: *days,
 		HistoryStep: *historyStep, HistoryPair: *historyPair, FullResolution: *full, Future: *future,
 		ConfigFile: *configFile, ConfigSet: *configSet, WorkDir: *workDir, Keep: *keep, Idle: *idle, Stats: *stats,
-		Reuse: *reuse, MaxWorkerRSS: *maxRSS << 20, ProfileDir: *profileDir,
+		Reuse: *reuse, MaxWorkerRSS: *maxRSS << 20, ProfileDir: *profileDir, Restart: *restart,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 		},

@@ -81,6 +81,18 @@ func writeReport(w io.Writer, o options, results []*scaleResult) {
 	for _, f := range failures {
 		p("\nemergentd: %s", f)
 	}
+	if o.Restart {
+		p("\nRestart with state (a second process a step after the last cycle, handed what the first exports)")
+		p("")
+		p("| G | to first evaluation | emergentd CPU | queries | samples returned | Prometheus CPU | peak RSS | open episodes kept |")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, r := range results {
+			if x := r.Restart; x != nil {
+				p("| %d | %.1f s | %.1f s | %d | %s | %.1f s | %.0f MiB | %d of %d |", r.Groups, x.SinceStart, x.CPU, x.Queries,
+					si(float64(x.Samples)), x.PromCPUNet, float64(x.PeakRSS)/mib, x.Kept, x.Open)
+			}
+		}
+	}
 	if len(results) > 1 {
 		a, b := results[len(results)-2], results[len(results)-1]
 		dg := float64(b.Groups - a.Groups)

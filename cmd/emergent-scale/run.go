@@ -38,24 +38,28 @@ type options struct {
 	Stats          bool
 	Reuse          string // a directory kept by --keep: measure again without backfilling
 	MaxWorkerRSS   int64  // the worker is killed (by its PID) past this resident size
+	Restart        bool   // measure a restart with the state the first worker left
 	ProfileDir     string // CPU and allocation profiles of the worker's bootstrap and cycles
 	Logf           func(format string, args ...any)
 }
 
 // scaleResult is everything measured for one fleet size.
 type scaleResult struct {
-	Groups       int           `json:"groups"`
-	Series       int           `json:"series"`
-	Fleet        fleetInfo     `json:"fleet"`
-	Backfill     backfillStats `json:"backfill"`
-	IdlePromCPU  float64       `json:"prometheus_idle_cpu_seconds_per_second"`
-	Bootstrap    cycleResult   `json:"bootstrap"`
-	Cycles       []cycleResult `json:"cycles"`
-	WorkerMem    memStatus     `json:"worker_mem"`
-	HeapAfterGC  uint64        `json:"worker_heap_after_gc_bytes"`
-	Anchor       *anchorResult `json:"anchor,omitempty"`
-	WorkerFailed string        `json:"worker_error,omitempty"`
-	ConfigSet    []string      `json:"config_set,omitempty"`
+	Groups      int           `json:"groups"`
+	Series      int           `json:"series"`
+	Fleet       fleetInfo     `json:"fleet"`
+	Backfill    backfillStats `json:"backfill"`
+	IdlePromCPU float64       `json:"prometheus_idle_cpu_seconds_per_second"`
+	Bootstrap   cycleResult   `json:"bootstrap"`
+	Cycles      []cycleResult `json:"cycles"`
+	WorkerMem   memStatus     `json:"worker_mem"`
+	HeapAfterGC uint64        `json:"worker_heap_after_gc_bytes"`
+	Anchor      *anchorResult `json:"anchor,omitempty"`
+	// Restart is a second process's start-up, a step after the first one's last cycle, with
+	// the state the first left (what it exports and a restart reads back from Prometheus).
+	Restart      *restartResult `json:"restart,omitempty"`
+	WorkerFailed string         `json:"worker_error,omitempty"`
+	ConfigSet    []string       `json:"config_set,omitempty"`
 	// StatsDone is set once every query of the bootstrap and the cycles was replayed with
 	// stats=all; samples touched are partial (or zero) otherwise.
 	StatsDone bool `json:"stats_done"`
@@ -70,6 +74,16 @@ type fleetInfo struct {
 	RecentStep   string    `json:"recent_step"`
 	Simulated    time.Time `json:"simulated_now"`
 	AnomalyStart time.Time `json:"anomaly_start"`
+}
+
+// restartResult is a restart's start-up and whether it kept the episodes the first process had.
+type restartResult struct {
+	cycleResult
+	PeakRSS int64 `json:"peak_rss_bytes"`
+	// Open and Kept count the first process's open episodes and those the restart has open
+	// with the same start after its first cycle.
+	Open int `json:"open_episodes"`
+	Kept int `json:"kept_episodes"`
 }
 
 // cycleResult is one emergentd phase (the bootstrap or one cycle) as the worker and
@@ -243,7 +257,7 @@ func runScale(ctx context.Context, o options, groups int) (*scaleResult, error) 
 		future = est + o.anchorWall() + 10*time.Minute
 	}
 	f.end = f.end.Add(future).Truncate(f.recentStep)
-	if need := now.Add(time.Duration(o.Cycles+1) * o.Interval); f.end.Before(need) {
+	if need := now.Add(time.Duration(o.Cycles+3) * o.Interval); f.end.Before(need) { // the cycles, then a restart and its cycle
 		f.end = need
 	}
 	res := &scaleResult{Groups: groups, Series: groups * seriesPerGroup, ConfigSet: o.ConfigSet, Fleet: fleetInfo{
@@ -286,7 +300,7 @@ func reuseScale(ctx context.Context, o options, groups int) (*scaleResult, error
 	if _, err := writeConfig(o.ConfigFile, filepath.Join(o.Reuse, "rules.toml"), o.Interval, o.ConfigSet); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if need := res.Fleet.Simulated.Add(time.Duration(o.Cycles+1) * o.Interval); res.Fleet.End.Before(need) {
+	if need := res.Fleet.Simulated.Add(time.Duration(o.Cycles+3) * o.Interval); res.Fleet.End.Before(need) {
 		return nil, fmt.Errorf("--reuse: the data ends at %s, before %d cycles from %s", res.Fleet.End, o.Cycles, res.Fleet.Simulated)
 	}
 	if o.Anchor && time.Now().Add(o.anchorWall()).After(res.Fleet.End) {
@@ -506,6 +520,7 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 		return err
 	}
 	defer w.stop()
+	var handed *handedState
 	for cycle := 0; cycle <= o.Cycles; cycle++ {
 		c0, err := pidCPU(prom.PID())
 		if err != nil {
@@ -535,6 +550,9 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 			res.Cycles = append(res.Cycles, cr)
 		}
 		res.WorkerMem = rep.Mem
+		if rep.Handed != nil {
+			handed = rep.Handed
+		}
 		if rep.HeapAfterGC > 0 {
 			res.HeapAfterGC = rep.HeapAfterGC
 		}
@@ -546,6 +564,12 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 	}
 	if err := w.stop(); err != nil {
 		o.Logf("G=%d: worker: %v", res.Groups, err)
+	}
+	if o.Restart && res.WorkerFailed == "" && handed != nil {
+		restartAt := now.Add(time.Duration(o.Cycles+1) * o.Interval)
+		if err := measureRestart(ctx, o, res, cfgPath, restartAt, handed, prom); err != nil {
+			return err
+		}
 	}
 	if !o.Stats {
 		return nil
@@ -562,6 +586,48 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 	}
 	res.StatsDone = true
 	return nil
+}
+
+// measureRestart starts a second worker at restartAt with the state the first one handed over,
+// and measures its start-up and first cycle.
+func measureRestart(ctx context.Context, o options, res *scaleResult, cfgPath string, restartAt time.Time, handed *handedState, prom *stack.Process) error {
+	w, err := startWorker(workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, Restore: handed})
+	if err != nil {
+		return err
+	}
+	defer w.stop()
+	rr := &restartResult{Open: len(handed.Episodes)}
+	for cycle := 0; cycle <= 1; cycle++ {
+		c0, err := pidCPU(prom.PID())
+		if err != nil {
+			return err
+		}
+		rep, peak, err := w.step(o.MaxWorkerRSS)
+		c1, _ := pidCPU(prom.PID())
+		if err != nil || rep.Err != "" {
+			o.Logf("G=%d: the restart failed at cycle %d: %v %s", res.Groups, cycle, err, rep.Err)
+			return nil
+		}
+		rr.PeakRSS = maxInt(rr.PeakRSS, maxInt(peak, rep.Mem.PeakRSS))
+		if cycle == 0 {
+			settleCPU, _ := settle(ctx, prom, res.IdlePromCPU)
+			rr.cycleResult = cycleResult{stepReport: rep, PromCPU: c1 - c0 + settleCPU, PromCPUNet: c1 - c0 + settleCPU - res.IdlePromCPU*rep.Wall}
+			continue
+		}
+		starts := map[string]time.Time{}
+		for _, ep := range rep.Handed.Episodes {
+			starts[ep.Rule+"/"+fmt.Sprint(ep.Labels)] = ep.Start
+		}
+		for _, ep := range handed.Episodes {
+			if s, ok := starts[ep.Rule+"/"+fmt.Sprint(ep.Labels)]; ok && s.Equal(ep.Start) {
+				rr.Kept++
+			}
+		}
+	}
+	res.Restart = rr
+	o.Logf("G=%d: restart with state: %.1fs wall, %.2f CPU-s, %d queries, peak RSS %.0f MiB; Prometheus %.2f CPU-s; %d of %d open episodes kept their start",
+		res.Groups, rr.Wall, rr.CPU, rr.Queries, float64(rr.PeakRSS)/(1<<20), rr.PromCPU, rr.Kept, rr.Open)
+	return w.stop()
 }
 
 func ptrs(cs []cycleResult) []*cycleResult {

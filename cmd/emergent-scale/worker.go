@@ -43,6 +43,38 @@ type workerJob struct {
 	// ProfileDir, if set, receives bootstrap.cpu.pprof, bootstrap.allocs.pprof (allocations
 	// since start, i.e. the bootstrap's) and cycles.cpu.pprof.
 	ProfileDir string `json:"profile_dir,omitempty"`
+	// Restore, if set, is the state an earlier worker left: this one is its restart.
+	Restore *handedState `json:"restore,omitempty"`
+}
+
+// handedState is what a process hands its restart through Prometheus (engine.Restore): the
+// episodes it had open and the last step it evaluated.
+type handedState struct {
+	Episodes []handedEpisode `json:"episodes"`
+	Until    time.Time       `json:"until"`
+}
+
+type handedEpisode struct {
+	Rule          string            `json:"rule"`
+	Labels        map[string]string `json:"labels"`
+	Start         time.Time         `json:"start"`
+	RecurrenceGap time.Duration     `json:"recurrence_gap"`
+}
+
+func handOver(active []detector.Episode, until time.Time) *handedState {
+	h := &handedState{Until: until}
+	for _, ep := range active {
+		h.Episodes = append(h.Episodes, handedEpisode{Rule: ep.Rule, Labels: ep.Labels, Start: ep.Start, RecurrenceGap: ep.RecurrenceGap})
+	}
+	return h
+}
+
+func (h *handedState) episodes() []detector.Episode {
+	var out []detector.Episode
+	for _, ep := range h.Episodes {
+		out = append(out, detector.Episode{Rule: ep.Rule, Labels: ep.Labels, Start: ep.Start, RecurrenceGap: ep.RecurrenceGap})
+	}
+	return out
 }
 
 // recordedQuery is one range query the engine sent.
@@ -70,6 +102,7 @@ type stepReport struct {
 	SinceStart     float64         `json:"since_process_start_seconds"`
 	QueriesIssued  []recordedQuery `json:"queries_issued"`
 	HeapAfterGC    uint64          `json:"heap_after_gc_bytes,omitempty"` // last report only
+	Handed         *handedState    `json:"handed,omitempty"`              // last report only
 	FiringByRule   map[string]int  `json:"firing_by_rule,omitempty"`
 	WorkerPeakHeap uint64          `json:"heap_sys_bytes"`
 }
@@ -128,6 +161,9 @@ func runWorker(jobJSON string) int {
 	}
 	src := &recordingSource{next: prom}
 	eng := engine.New(cfg, src, logger, engine.NewMetrics(reg))
+	if job.Restore != nil {
+		eng.Restore(job.Restore.episodes(), job.Restore.Until)
+	}
 	mgr, err := alerts.NewManager(cfg.Global, cfg.Receivers, cfg.Routes, logger, reg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "worker: %v\n", err)
@@ -184,6 +220,7 @@ func runWorker(jobJSON string) int {
 		runtime.ReadMemStats(&ms)
 		rep.HeapInuse, rep.WorkerPeakHeap = ms.HeapInuse, ms.HeapSys
 		if cycle == job.Cycles {
+			rep.Handed = handOver(active, eng.LastStep())
 			runtime.GC()
 			runtime.ReadMemStats(&ms)
 			rep.HeapAfterGC = ms.HeapAlloc

@@ -1,0 +1,220 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/config"
+	"github.com/emergent-sh/emergent/detector"
+	"github.com/prometheus/common/model"
+)
+
+// restoreConfig replays 6 hours and averages work over 10 minutes: its rule remembers
+// 3 × 10m + for + resolve_for = 34 minutes.
+func restoreConfig() *config.Config {
+	cfg := testConfig()
+	cfg.Global.Replay = model.Duration(6 * time.Hour)
+	cfg.Rules[0].AverageOver = model.Duration(10 * time.Minute)
+	return cfg
+}
+
+// between is v inside [from, to), before outside it.
+func between(from, to time.Time, before, v float64) func(time.Time) float64 {
+	return func(t time.Time) float64 {
+		if t.Before(from) || !t.Before(to) {
+			return before
+		}
+		return v
+	}
+}
+
+// restoreFleet is incidents around a restart at now by a process whose predecessor evaluated
+// until lastStep: one older than the replay that outlives the restart, one that ended long
+// before, bursts that recur across the restart, one that began after the last step, a quiet one.
+func restoreFleet(lastStep time.Time) *fakeSource {
+	src := newFake(between(now.Add(-8*time.Hour), now.Add(20*time.Minute), 0.001, 2.5))
+	mints := map[string]func(time.Time) float64{
+		"ended": between(now.Add(-2*time.Hour), now.Add(-50*time.Minute), 0.001, 2.5),
+		"bursty": func(t time.Time) float64 {
+			if t.After(now.Add(-70*time.Minute)) && t.Sub(now.Add(-70*time.Minute))%(15*time.Minute) < 6*time.Minute {
+				return 2.5
+			}
+			return 0.001
+		},
+		"gap":   between(lastStep.Add(time.Minute), now.Add(time.Hour), 0.001, 2.5),
+		"quiet": constant(0.001),
+	}
+	for svc, fn := range mints {
+		src.series[inboundQ][svc] = constant(3)
+		src.series[mintsQ][svc] = fn
+	}
+	return src
+}
+
+// episodesAfter lists, from events and what is still open, the episodes open at or after t.
+func episodesAfter(t time.Time, events []detector.Event, active []detector.Episode) []string {
+	var out []string
+	for _, ev := range events {
+		if ev.Resolved && !ev.Episode.End.Before(t) {
+			out = append(out, fmt.Sprintf("%s %s–%s", ev.Episode.Labels["service"], ev.Episode.Start.Format("15:04:05"), ev.Episode.End.Format("15:04:05")))
+		}
+	}
+	for _, ep := range active {
+		out = append(out, fmt.Sprintf("%s %s–open", ep.Labels["service"], ep.Start.Format("15:04:05")))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// TestRestoredRestartMatchesAProcessThatNeverStopped: a process that restarts with the state its
+// predecessor left (its open episodes and last evaluated step) replays only what the rule
+// remembers, not global.replay, and from then on reports exactly the episodes the predecessor
+// would have, had it never stopped: same starts, same ends.
+func TestRestoredRestartMatchesAProcessThatNeverStopped(t *testing.T) {
+	lastStep := now.Add(-3 * time.Minute) // the predecessor's last evaluation
+	end := now.Add(90 * time.Minute)
+
+	src := restoreFleet(lastStep)
+	kept := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+	if _, err := kept.Bootstrap(context.Background(), now.Add(-10*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var keptEvents []detector.Event
+	for at := now.Add(-10 * time.Hour); !at.After(end); at = at.Add(30 * time.Second) {
+		evs, err := kept.Advance(context.Background(), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keptEvents = append(keptEvents, evs...)
+		if at.Equal(lastStep) {
+			src.mu.Lock()
+			src.asked = nil
+			src.mu.Unlock()
+			restarted := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+			restarted.Restore(kept.Active(), lastStep)
+			defer func(r *Engine) { compareRestart(t, r, src, lastStep, end, keptEvents, kept) }(restarted)
+		}
+	}
+}
+
+// compareRestart boots the restored engine at now, advances it to end and compares it with the
+// process that never stopped.
+func compareRestart(t *testing.T, restarted *Engine, src *fakeSource, lastStep, end time.Time, keptEvents []detector.Event, kept *Engine) {
+	t.Helper()
+	events, err := restarted.Bootstrap(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstReplayed := src.firstReplayed()
+	memory := 34 * time.Minute
+	if earliest := lastStep.Add(-memory - 5*time.Minute); firstReplayed.Before(earliest) || !firstReplayed.Before(lastStep.Add(-memory)) {
+		t.Errorf("the restored replay began at %v; want within a baseline step before %v (last step − memory), not 6h back", firstReplayed, lastStep.Add(-memory))
+	}
+	evs, err := restarted.Advance(context.Background(), end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events = append(events, evs...)
+	for _, ev := range events {
+		// A restored episode that still breaches is announced in the words of a firing one.
+		if !ev.Resolved && !ev.Updated && ev.Episode.Labels["service"] == "checkout" && strings.Contains(ev.Episode.Summary, "back to") {
+			t.Errorf("the restored checkout episode fired as if resolving: %q", ev.Episode.Summary)
+		}
+	}
+	got := episodesAfter(now, events, restarted.Active())
+	want := episodesAfter(now, keptEvents, kept.Active())
+	if !slices.Equal(got, want) {
+		t.Errorf("episodes from the restart on:\n got  %q\n want %q (the process that never stopped)", got, want)
+	}
+	for _, svc := range []string{"checkout", "bursty", "gap"} {
+		if !slices.ContainsFunc(want, func(s string) bool { return len(s) > len(svc) && s[:len(svc)+1] == svc+" " }) {
+			t.Errorf("the process that never stopped has no %s episode after the restart: the fleet no longer tests it (%q)", svc, want)
+		}
+	}
+}
+
+// firstReplayed is the earliest step the engine asked a rule's queries for at the evaluation
+// interval: where its replay began.
+func (f *fakeSource) firstReplayed() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var first time.Time
+	for _, a := range f.asked {
+		if a.query == inboundQ && a.r.Step == 30*time.Second && (first.IsZero() || a.r.Start.Before(first)) {
+			first = a.r.Start
+		}
+	}
+	return first
+}
+
+// readBack is what Prometheus answers for the exported state, per exporter: the rule's
+// fingerprint, whether its history loaded, and its last evaluated step.
+type readBack struct {
+	fingerprint float64
+	loaded      float64
+	until       time.Time
+	scraped     time.Time // zero: scraped until now
+}
+
+func (rb readBack) answers(rule string, into map[string]model.Matrix, instance int) {
+	scraped := rb.scraped
+	if scraped.IsZero() {
+		scraped = now
+	}
+	add := func(q string, labels model.Metric, v float64) {
+		labels["instance"] = model.LabelValue(fmt.Sprint(instance))
+		into[q] = append(into[q], &model.SampleStream{Metric: labels, Values: []model.SamplePair{{Timestamp: model.TimeFromUnixNano(scraped.UnixNano()), Value: model.SampleValue(v)}}})
+	}
+	add(fmt.Sprintf("last_over_time(%s[6h])", fingerprintMetric), model.Metric{"rule": model.LabelValue(rule)}, rb.fingerprint)
+	add(fmt.Sprintf("last_over_time(%s[6h])", historyLoadedMetric), model.Metric{"rule": model.LabelValue(rule)}, rb.loaded)
+	add(lastEvaluationMetric, model.Metric{}, float64(rb.until.Unix()))
+}
+
+// TestRestoreOnlyFromTheSameRules: the short replay is taken only when every exporter ran these
+// rules unchanged with their history loaded; otherwise the replay covers global.replay.
+func TestRestoreOnlyFromTheSameRules(t *testing.T) {
+	cfg := restoreConfig()
+	same := fingerprint(cfg.Global, cfg.Rules[0])
+	lastStep := now.Add(-2 * time.Minute)
+	full := Align(now.Add(-6*time.Hour), 5*time.Minute)
+	short := Align(lastStep.Add(-34*time.Minute), 5*time.Minute)
+	for _, tc := range []struct {
+		name      string
+		exporters []readBack
+		want      time.Time
+	}{
+		{"same rules, loaded", []readBack{{same, 1, lastStep, time.Time{}}}, short},
+		{"nothing exported", nil, full},
+		{"other rules", []readBack{{same + 1, 1, lastStep, time.Time{}}}, full},
+		{"history still loading", []readBack{{same, 0, lastStep, time.Time{}}}, full},
+		{"one of two replicas has other rules", []readBack{{same, 1, lastStep, time.Time{}}, {same + 1, 1, lastStep, time.Time{}}}, full},
+		{"two live replicas: the earlier last step", []readBack{{same, 1, lastStep, time.Time{}}, {same, 1, lastStep.Add(-time.Hour), time.Time{}}}, Align(lastStep.Add(-time.Hour-34*time.Minute), 5*time.Minute)},
+		{"a replica stopped long ago is not the last", []readBack{{same, 1, lastStep, time.Time{}}, {same, 1, lastStep.Add(-time.Hour), lastStep.Add(-time.Hour)}}, short},
+		{"last step too old to shorten anything", []readBack{{same, 1, now.Add(-5*time.Hour - 50*time.Minute), time.Time{}}}, full},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newFake(constant(0.001))
+			src.answers = map[string]model.Matrix{}
+			for i, rb := range tc.exporters {
+				rb.answers(cfg.Rules[0].Name, src.answers, i)
+			}
+			e := New(cfg, src, slog.New(slog.DiscardHandler), nil)
+			e.ReadStartsBack()
+			if _, err := e.Bootstrap(context.Background(), now); err != nil {
+				t.Fatal(err)
+			}
+			if got := src.firstReplayed(); !got.Equal(tc.want) {
+				t.Errorf("replay began at %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if math.IsNaN(same) || same != math.Trunc(same) || same >= 1<<53 {
+		t.Errorf("fingerprint %v is not an integer a float64 holds exactly", same)
+	}
+}
