@@ -1,8 +1,11 @@
 package detector
 
 import (
+	"math"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // TestGroupWithoutRedisIsQuiet: inbound names every service, and only some have a Redis. A
@@ -50,5 +53,48 @@ func TestCarryKeepsTheStartOfAnEpisodeOlderThanTheReplay(t *testing.T) {
 				t.Errorf("start %v, want %v", got, tc.wantStart)
 			}
 		})
+	}
+}
+
+// TestRestoredAverageStartsWhereItWas: a restored replay is shorter than an average remembers,
+// so the average starts from the history's steps before it instead of from the expected work:
+// it comes out near where a process that never stopped had it, not at "nothing unexplained".
+func TestRestoredAverageStartsWhereItWas(t *testing.T) {
+	cfg := tokenRule("proportional")
+	cfg.AverageOver = model.Duration(30 * time.Minute)
+	g := global(time.Minute)
+	at := t0.Add(24 * time.Hour) // the restart's first replayed step
+	work := func(ts time.Time) float64 {
+		if ts.After(at.Add(-2 * time.Hour)) {
+			return 0.09 // 44 % unexplained: under the share that fires, so nothing fires
+		}
+		return 0.05 // 0.01 per request
+	}
+	input := func(ts time.Time) Input {
+		return Input{Time: ts, Groups: map[string]map[string]string{key: service},
+			Inbound: Values{key: 5}, Signals: []Values{{key: work(ts)}}}
+	}
+	kept, restored := NewRule(cfg, g), NewRule(cfg, g)
+	restored.Restore(nil, at)
+	for ts := t0; ts.Before(at); ts = ts.Add(time.Minute) {
+		if ts.Before(at.Add(-3 * time.Hour)) {
+			if ts.Unix()%300 == 0 {
+				kept.AddHistory(input(ts))
+			}
+		} else {
+			kept.Eval(input(ts))
+		}
+		if ts.Unix()%300 == 0 {
+			restored.AddHistory(input(ts))
+		}
+	}
+	if evs := append(kept.Eval(input(at)), restored.Eval(input(at))...); len(evs) != 0 {
+		t.Fatalf("events %+v: the test's work must stay under what fires", evs)
+	}
+	k, r := kept.groups[key].averages[0], restored.groups[key].averages[0]
+	keptExcess, restoredExcess := k.work-k.expected, r.work-r.expected
+	t.Logf("average unexplained work at the restart: kept %.4f/s, restored %.4f/s", keptExcess, restoredExcess)
+	if keptExcess < 0.03 || math.Abs(restoredExcess-keptExcess) > 0.1*keptExcess {
+		t.Errorf("restored average unexplained %.4f/s, kept %.4f/s: want within 10 %%", restoredExcess, keptExcess)
 	}
 }

@@ -178,13 +178,13 @@ func (r *Rule) Config() config.Rule { return r.cfg }
 // hardly shows: after three, e^-3 (5 %) of the starting point is left.
 const averageSettled = 3
 
-// Memory is how far back the rule's evaluation state reaches: its work averages (averageSettled
-// time constants; a recurrence is judged within one), the flush window, a transient's settling,
-// then for and resolve_for of the episode they feed. Replaying this much before the last step an
-// earlier process evaluated, with that process's episode starts carried (Carry), rebuilds its
-// state without replaying the whole window.
+// Memory is how far back the rule's evaluation state reaches when a replay restores an earlier
+// process's (Restore): the quiet a recurrence is judged within (average_over), the flush window
+// or a transient's settling, then for and resolve_for of the episode they feed. The work
+// averages reach further back (averageSettled time constants); a restored replay starts them
+// from the history's steps instead (warmAverage).
 func (r *Rule) Memory() time.Duration {
-	return max(averageSettled*time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.Window), r.transientMemory()) +
+	return max(time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.Window), r.transientMemory()) +
 		time.Duration(r.cfg.For) + time.Duration(r.cfg.ResolveFor)
 }
 

@@ -180,6 +180,9 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 			unexplained > noiseSigmas*sigma*scale &&
 			(replicaScaling || !sig.ReplicaScalingOnly)
 		ex.instantBreach = ex.instantBreach || b
+		if r.restoring && in.Time.Equal(r.carriedBy) {
+			g.averages[s] = r.warmAverage(g, s, sig, in.Time, ex.Replicas)
+		}
 		avgWork, avgExpected := g.averages[s].add(in.Time, work, expected, time.Duration(r.cfg.AverageOver))
 		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {
 			// To fire, the work averaged over average_over must be unexplained too: the bursts
@@ -227,6 +230,35 @@ func (a *average) add(t time.Time, work, expected float64, tau time.Duration) (f
 	a.expected += w * (expected - a.expected)
 	a.at = t
 	return a.work, a.expected
+}
+
+// warmAverage is signal s's average at t as if the group had been evaluated through the
+// averageSettled time constants before it, from the history's steps there (at baseline_step,
+// with the fits learned now): a restored process replays less than that (Rule.Memory). A step
+// without its instance count takes the live one.
+func (r *Rule) warmAverage(g *group, s int, sig config.Signal, t time.Time, live int) average {
+	var a average
+	tau := time.Duration(r.cfg.AverageOver)
+	if tau <= 0 {
+		return a
+	}
+	for at := t.Add(-averageSettled * tau).Truncate(r.baselineStep); at.Before(t); at = at.Add(r.baselineStep) {
+		work, okWork := g.hist.get(at.Unix(), 1+s)
+		inbound, okInbound := g.hist.get(at.Unix(), 0)
+		if !okWork || !okInbound {
+			continue // not stored, or an episode's step: not learned from, not averaged either
+		}
+		instances := live
+		if r.replicasCol >= 0 {
+			if v, ok := g.hist.get(at.Unix(), r.replicasCol); ok {
+				instances = int(v)
+			}
+		}
+		if expected, _, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances); ok {
+			a.add(at, math.Max(0, work), expected, tau)
+		}
+	}
+	return a
 }
 
 // replicaShare is the unexplained share that pages while the instances have grown by

@@ -16,7 +16,7 @@ import (
 )
 
 // restoreConfig replays 6 hours and averages work over 10 minutes: its rule remembers
-// 3 × 10m + for + resolve_for = 34 minutes.
+// 10m + for + resolve_for = 14 minutes.
 func restoreConfig() *config.Config {
 	cfg := testConfig()
 	cfg.Global.Replay = model.Duration(6 * time.Hour)
@@ -112,7 +112,7 @@ func compareRestart(t *testing.T, restarted *Engine, src *fakeSource, lastStep, 
 		t.Fatal(err)
 	}
 	firstReplayed := src.firstReplayed()
-	memory := 34 * time.Minute
+	memory := 14 * time.Minute
 	if earliest := lastStep.Add(-memory - 5*time.Minute); firstReplayed.Before(earliest) || !firstReplayed.Before(lastStep.Add(-memory)) {
 		t.Errorf("the restored replay began at %v; want within a baseline step before %v (last step − memory), not 6h back", firstReplayed, lastStep.Add(-memory))
 	}
@@ -183,7 +183,7 @@ func TestRestoreOnlyFromTheSameRules(t *testing.T) {
 	same := fingerprint(cfg.Global, cfg.Rules[0])
 	lastStep := now.Add(-2 * time.Minute)
 	full := Align(now.Add(-6*time.Hour), 5*time.Minute)
-	short := Align(lastStep.Add(-34*time.Minute), 5*time.Minute)
+	short := Align(lastStep.Add(-14*time.Minute), 5*time.Minute)
 	for _, tc := range []struct {
 		name      string
 		exporters []readBack
@@ -194,7 +194,7 @@ func TestRestoreOnlyFromTheSameRules(t *testing.T) {
 		{"other rules", []readBack{{same + 1, 1, lastStep, time.Time{}}}, full},
 		{"history still loading", []readBack{{same, 0, lastStep, time.Time{}}}, full},
 		{"one of two replicas has other rules", []readBack{{same, 1, lastStep, time.Time{}}, {same + 1, 1, lastStep, time.Time{}}}, full},
-		{"two live replicas: the earlier last step", []readBack{{same, 1, lastStep, time.Time{}}, {same, 1, lastStep.Add(-time.Hour), time.Time{}}}, Align(lastStep.Add(-time.Hour-34*time.Minute), 5*time.Minute)},
+		{"two live replicas: the earlier last step", []readBack{{same, 1, lastStep, time.Time{}}, {same, 1, lastStep.Add(-time.Hour), time.Time{}}}, Align(lastStep.Add(-time.Hour-14*time.Minute), 5*time.Minute)},
 		{"a replica stopped long ago is not the last", []readBack{{same, 1, lastStep, time.Time{}}, {same, 1, lastStep.Add(-time.Hour), lastStep.Add(-time.Hour)}}, short},
 		{"last step too old to shorten anything", []readBack{{same, 1, now.Add(-5*time.Hour - 50*time.Minute), time.Time{}}}, full},
 	} {
