@@ -98,7 +98,7 @@ func (e *Engine) carryFromSource(ctx context.Context, now time.Time) (int, error
 	e.mu.Lock()
 	e.restoredUntil = time.Time{}
 	e.mu.Unlock()
-	if e.sameRules(fingerprints, loaded) {
+	if exporters := e.restorers(fingerprints, loaded); len(exporters) > 0 {
 		// When the earlier process was last scraped, and what it had evaluated then: every
 		// series it exported ends there (Prometheus marks them stale), so what an instant
 		// query sees at that scrape is what it had open.
@@ -106,7 +106,7 @@ func (e *Engine) carryFromSource(ctx context.Context, now time.Time) (int, error
 		if err != nil {
 			return 0, err
 		}
-		if scraped, until := lastScrape(evaluated); !scraped.IsZero() {
+		if scraped, until := lastScrape(evaluated, exporters); !scraped.IsZero() {
 			starts, err := query(EpisodeStartMetric, instant(scraped))
 			if err != nil {
 				return 0, err
@@ -164,26 +164,50 @@ func (e *Engine) carryAll(starts, gaps model.Matrix) int {
 	return n
 }
 
-// sameRules reports whether every rule of this configuration was exported, unchanged and with
-// its history loaded, by every process that exported it: a replica with other rules, or one
-// still loading, makes the state no one's to restore.
-func (e *Engine) sameRules(fingerprints, loaded model.Matrix) bool {
+// restorers are the processes (by their target labels) whose state can be restored: they ran
+// every rule of this configuration with its history loaded. None when any process exported one
+// of these rules with other settings: whose open episodes would be whose is not known then.
+// A process still loading (this one, scraped since it started, or a replica) has nothing to
+// hand over and is left out.
+func (e *Engine) restorers(fingerprints, loaded model.Matrix) map[string]bool {
+	var out map[string]bool
 	for _, r := range e.cfg.Rules {
 		want := fingerprint(e.cfg.Global, r)
-		if !allOf(fingerprints, r.Name, func(v float64) bool { return v == want }) ||
-			!allOf(loaded, r.Name, func(v float64) bool { return v == 1 }) {
-			return false
+		for _, s := range fingerprints {
+			if labelValue(s.Metric, "rule") == r.Name && len(s.Values) > 0 && lastValue(s) != want {
+				return nil
+			}
 		}
+		ready := map[string]bool{}
+		for _, s := range loaded {
+			if labelValue(s.Metric, "rule") == r.Name && len(s.Values) > 0 && lastValue(s) == 1 {
+				if k := target(s.Metric); out == nil || out[k] {
+					ready[k] = true
+				}
+			}
+		}
+		out = ready
 	}
-	return true
+	return out
 }
 
-// lastScrape is the latest step at which a process's last evaluated step was exported, and the
-// earliest such step among the processes exported then (replaying too much costs time, too
+// target identifies the process a series came from: its labels but the metric name and rule.
+func target(m model.Metric) string {
+	rest := model.Metric{}
+	for k, v := range m {
+		if k != model.MetricNameLabel && k != "rule" && k != exportedPrefix+"rule" {
+			rest[k] = v
+		}
+	}
+	return rest.String()
+}
+
+// lastScrape is the latest step at which one of the processes exported its last evaluated step,
+// and the earliest such step among those exported then (replaying too much costs time, too
 // little a start); zero when none was.
-func lastScrape(evaluated model.Matrix) (scraped, until time.Time) {
+func lastScrape(evaluated model.Matrix, processes map[string]bool) (scraped, until time.Time) {
 	for _, s := range evaluated {
-		if len(s.Values) == 0 {
+		if len(s.Values) == 0 || !processes[target(s.Metric)] {
 			continue
 		}
 		at := s.Values[len(s.Values)-1].Timestamp.Time()
@@ -196,21 +220,6 @@ func lastScrape(evaluated model.Matrix) (scraped, until time.Time) {
 		}
 	}
 	return scraped, until
-}
-
-// allOf reports whether the rule has series in m and the last value of each satisfies ok.
-func allOf(m model.Matrix, rule string, ok func(float64) bool) bool {
-	seen := false
-	for _, s := range m {
-		if labelValue(s.Metric, "rule") != rule || len(s.Values) == 0 {
-			continue
-		}
-		if !ok(lastValue(s)) {
-			return false
-		}
-		seen = true
-	}
-	return seen
 }
 
 func lastValue(s *model.SampleStream) float64 { return float64(s.Values[len(s.Values)-1].Value) }

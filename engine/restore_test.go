@@ -176,8 +176,9 @@ func (rb readBack) answers(rule string, into map[string]model.Matrix, instance i
 	add(lastEvaluationMetric, model.Metric{}, float64(rb.until.Unix()))
 }
 
-// TestRestoreOnlyFromTheSameRules: the short replay is taken only when every exporter ran these
-// rules unchanged with their history loaded; otherwise the replay covers global.replay.
+// TestRestoreOnlyFromTheSameRules: the short replay is taken only from processes that ran these
+// rules unchanged with their history loaded, and not when any ran them otherwise; without one,
+// the replay covers global.replay.
 func TestRestoreOnlyFromTheSameRules(t *testing.T) {
 	cfg := restoreConfig()
 	same := fingerprint(cfg.Global, cfg.Rules[0])
@@ -193,6 +194,7 @@ func TestRestoreOnlyFromTheSameRules(t *testing.T) {
 		{"nothing exported", nil, full},
 		{"other rules", []readBack{{same + 1, 1, lastStep, time.Time{}}}, full},
 		{"history still loading", []readBack{{same, 0, lastStep, time.Time{}}}, full},
+		{"this process, scraped while loading, beside the one that ran", []readBack{{same, 1, lastStep, time.Time{}}, {same, 0, now.Add(-6 * time.Hour), time.Time{}}}, short},
 		{"one of two replicas has other rules", []readBack{{same, 1, lastStep, time.Time{}}, {same + 1, 1, lastStep, time.Time{}}}, full},
 		{"two live replicas: the earlier last step", []readBack{{same, 1, lastStep, time.Time{}}, {same, 1, lastStep.Add(-time.Hour), time.Time{}}}, Align(lastStep.Add(-time.Hour-14*time.Minute), 5*time.Minute)},
 		{"a replica stopped long ago is not the last", []readBack{{same, 1, lastStep, time.Time{}}, {same, 1, lastStep.Add(-time.Hour), lastStep.Add(-time.Hour)}}, short},

@@ -49,6 +49,7 @@ func run(args []string) int {
 	runReuse := runCmd.Flag("reuse", "With --keep and --workdir: score a seed again on the dataset and TSDB a kept run of the same seed, corpus, form and end left there, instead of generating it.").Bool()
 	runJobs := runCmd.Flag("backfill-jobs", "promtool processes at once.").Default("2").Int()
 	runEvidence := runCmd.Flag("evidence", "Also list emergentd's missed incidents and false episodes.").Bool()
+	runRestarts := runCmd.Flag("restart-every", "Also restart emergentd from its own state this often along each scored seed, and compare the restarts' episodes with its own over the next 3h (0: no restarts).").Default("0s").Duration()
 	runEnd := runCmd.Flag("end", "Time of the last sample (RFC3339); the most recent Monday 00:00 UTC by default, so runs in the same week measure the same data.").String()
 
 	cmd, err := app.Parse(args)
@@ -129,7 +130,7 @@ func run(args []string) int {
 		}
 		res, err := bench.Run(ctx, bench.RunOptions{
 			Seeds: seeds, TuneSeed: *runTune, Short: *runShort, Corpus: *runCorpus, RulesFile: rules, NABDir: bench.NABDir(root),
-			WorkDir: work, Keep: *runKeep, Reuse: *runReuse, BackfillJobs: *runJobs, Logger: logger, End: end,
+			WorkDir: work, Keep: *runKeep, Reuse: *runReuse, BackfillJobs: *runJobs, Logger: logger, End: end, RestartEvery: *runRestarts,
 		})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "emergent-bench run: %v\n", err)
@@ -139,6 +140,7 @@ func run(args []string) int {
 		if *runEvidence {
 			bench.WriteEvidence(os.Stdout, res, bench.DetectorEmergent)
 		}
+		bench.WriteRestarts(os.Stdout, res)
 		return 0
 	}
 	return 2

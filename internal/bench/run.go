@@ -49,8 +49,11 @@ type RunOptions struct {
 	// BackfillJobs bounds the promtool processes run at once.
 	BackfillJobs int
 	// End is the end of the data; zero means DefaultEnd.
-	End    time.Time
-	Logger *slog.Logger
+	End time.Time
+	// RestartEvery, if set, also restarts emergentd from its own state this often along each
+	// scored seed and compares the restarts' episodes with its own (RestartCheck).
+	RestartEvery time.Duration
+	Logger       *slog.Logger
 }
 
 // Timings are the wall-clock durations of one seed's stages.
@@ -66,6 +69,8 @@ type SeedRun struct {
 	// Anchor values, in Anchors() order.
 	Values  []AnchorValues
 	Timings Timings
+	// Restarts is the restart check (RunOptions.RestartEvery); nil when not run.
+	Restarts *RestartCheck
 }
 
 // Result is a whole benchmark run.
@@ -271,6 +276,14 @@ func runSeed(ctx context.Context, opts RunOptions, seed uint64) (*SeedRun, error
 	}
 	run.Timings.Backtest = time.Since(t0)
 	log.Info("backtest done", "episodes", len(bt), "took", run.Timings.Backtest.Round(time.Millisecond))
+	if opts.RestartEvery > 0 && seed != opts.TuneSeed {
+		t0 = time.Now()
+		if run.Restarts, err = checkRestarts(ctx, cfg, src, ds.EvalFrom, ds.End, opts.RestartEvery, restartWindow, quiet); err != nil {
+			return nil, fmt.Errorf("restart check: %w", err)
+		}
+		log.Info("restarts checked", "restarts", run.Restarts.Restarts, "episodes", run.Restarts.Episodes,
+			"restored_same", run.Restarts.Restored, "carried_same", run.Restarts.Carried, "took", time.Since(t0).Round(time.Millisecond))
+	}
 
 	t0 = time.Now()
 	// The anchors' queries are heavier (subqueries over days): a longer timeout, two at a time.
