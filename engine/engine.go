@@ -225,7 +225,31 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 	if err != nil {
 		return nil, fmt.Errorf("replay from %s: %w", replayStart.UTC().Format(time.RFC3339), err)
 	}
+	if restored {
+		events = e.forgetHandled(events)
+	}
 	return events, nil
+}
+
+// forgetHandled drops what a restored replay found ended by the earlier process's last step:
+// that process evaluated those steps and delivered those ends, while the replay, which began
+// after some of those episodes did, saw only their tails, under later starts.
+func (e *Engine) forgetHandled(events []detector.Event) []detector.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	handled := func(ep detector.Episode) bool { return !ep.End.IsZero() && !ep.End.After(e.restoredUntil) }
+	ended := map[string]bool{}
+	for _, ev := range events {
+		if handled(ev.Episode) {
+			ended[ev.Episode.Rule+"/"+detector.GroupString(ev.Episode.Labels)+"/"+ev.Episode.Start.String()] = true
+		}
+	}
+	for _, r := range e.rules {
+		r.resolved = slices.DeleteFunc(r.resolved, handled)
+	}
+	return slices.DeleteFunc(events, func(ev detector.Event) bool {
+		return ended[ev.Episode.Rule+"/"+detector.GroupString(ev.Episode.Labels)+"/"+ev.Episode.Start.String()]
+	})
 }
 
 // replayStart is where the start-up replay begins: global.replay before now or, when an earlier

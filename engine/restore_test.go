@@ -36,7 +36,8 @@ func between(from, to time.Time, before, v float64) func(time.Time) float64 {
 
 // restoreFleet is incidents around a restart at now by a process whose predecessor evaluated
 // until lastStep: one older than the replay that outlives the restart, one that ended long
-// before, bursts that recur across the restart, one that began after the last step, a quiet one.
+// before, one that ended inside the restored replay (its tail), bursts that recur across the
+// restart, one that began after the last step, a quiet one.
 func restoreFleet(lastStep time.Time) *fakeSource {
 	src := newFake(between(now.Add(-8*time.Hour), now.Add(20*time.Minute), 0.001, 2.5))
 	mints := map[string]func(time.Time) float64{
@@ -48,6 +49,7 @@ func restoreFleet(lastStep time.Time) *fakeSource {
 			return 0.001
 		},
 		"gap":   between(lastStep.Add(time.Minute), now.Add(time.Hour), 0.001, 2.5),
+		"tail":  between(now.Add(-3*time.Hour), lastStep.Add(-8*time.Minute), 0.001, 2.5),
 		"quiet": constant(0.001),
 	}
 	for svc, fn := range mints {
@@ -110,6 +112,12 @@ func compareRestart(t *testing.T, restarted *Engine, src *fakeSource, lastStep, 
 	events, err := restarted.Bootstrap(context.Background(), now)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, a := range restarted.Alerts() {
+		// The predecessor delivered that end; the replay saw only the tail, under a later start.
+		if a.Labels["service"] == "tail" {
+			t.Errorf("the restart delivers the tail of an episode its predecessor ended: %v–%v", a.StartsAt, a.EndsAt)
+		}
 	}
 	firstReplayed := src.firstReplayed()
 	memory := 14 * time.Minute

@@ -128,8 +128,8 @@ func checkRestarts(ctx context.Context, cfg *config.Config, src engine.Source, f
 	return check, nil
 }
 
-// episodesIn lists the episodes open at some step of [from, until] as "kind group start–end",
-// with "open" for an end after until.
+// episodesIn lists the episodes open at some step of (from, until] as "kind group start–end",
+// with "open" for an end after until: one that ended by from is the earlier process's.
 func episodesIn(events []detector.Event, active []detector.Episode, from, until time.Time) []string {
 	ends := map[string]time.Time{}
 	for _, ev := range events {
@@ -150,7 +150,7 @@ func episodesIn(events []detector.Event, active []detector.Episode, from, until 
 	var out []string
 	for k, end := range ends {
 		switch {
-		case !end.IsZero() && end.Before(from):
+		case !end.IsZero() && !end.After(from):
 		case end.IsZero() || end.After(until):
 			out = append(out, k+" – open")
 		default:

@@ -94,6 +94,7 @@ func runShort(t *testing.T, opts RunOptions) *Result {
 	var report strings.Builder
 	WriteReport(&report, res)
 	WriteEvidence(&report, res, DetectorEmergent)
+	WriteRestarts(&report, res)
 	t.Logf("benchmark report:\n%s", report.String())
 	return res
 }
@@ -108,7 +109,9 @@ var fleetsimShortEnd = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 // TestBenchShortFleetsim runs the short form on internal/fleetsim's corpus, written from a spec
 // of how fleets behave without the detector at hand, and fails when a figure BENCHMARKS.md
 // reports for it regresses: every flush storm found, overall F1 at least 0.85 (0.909
-// measured), and no more false episodes than the tuned static anchor raises plus one.
+// measured), and no more false episodes than the tuned static anchor raises plus one. It also
+// restarts emergentd from its own state every 6 hours along the seed: each restored restart
+// must report the episodes of the run that never stopped, with the same starts and ends.
 func TestBenchShortFleetsim(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Prometheus and backfills two days of data")
@@ -118,8 +121,13 @@ func TestBenchShortFleetsim(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := runShort(t, RunOptions{Seeds: []uint64{fleetsimShortSeed}, TuneSeed: 3, Corpus: CorpusFleetsim,
-		RulesFile: filepath.Join(root, "rules.toml"), End: fleetsimShortEnd})
+		RulesFile: filepath.Join(root, "rules.toml"), End: fleetsimShortEnd, RestartEvery: 6 * time.Hour})
 	scores := res.PerSeed[fleetsimShortSeed]
+	if c := res.Runs[0].Restarts; c == nil || c.Restarts == 0 || c.Episodes == 0 {
+		t.Errorf("restart check %+v: no restart, or no episode open around one, was compared", c)
+	} else if c.Restored != c.Episodes || len(c.RestoredDiffs) > 0 {
+		t.Errorf("restored restarts kept %d of %d episodes: %q", c.Restored, c.Episodes, c.RestoredDiffs)
+	}
 	ours, static := scores[DetectorEmergent], scores[FamilyStatic]
 	for _, k := range Kinds {
 		if ours.Kinds[k].Incidents == 0 {
