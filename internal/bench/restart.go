@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/emergent-sh/emergent/config"
@@ -22,9 +23,14 @@ type RestartCheck struct {
 	// Episodes are those the process that never stopped had open in the compared windows.
 	Episodes int `json:"episodes"`
 	// Restored and Carried count the episodes each kind of restart reported with the same
-	// start and end; the Diffs list what differed.
+	// start and end, the Near ones those within restartTolerance (the same page); the Diffs
+	// list what differed. Extra are episodes a restart paged that the run never had.
 	Restored      int      `json:"restored_same"`
+	RestoredExtra int      `json:"restored_extra"`
+	CarriedExtra  int      `json:"carried_extra"`
+	RestoredNear  int      `json:"restored_near"`
 	Carried       int      `json:"carried_same"`
+	CarriedNear   int      `json:"carried_near"`
 	RestoredDiffs []string `json:"restored_diffs,omitempty"`
 	CarriedDiffs  []string `json:"carried_diffs,omitempty"`
 }
@@ -48,11 +54,11 @@ func WriteRestarts(w io.Writer, r *Result) {
 		return
 	}
 	fmt.Fprintf(w, "\n#### Restarts from emergentd's own state (every %s, compared over the next %s)\n\n", r.Options.RestartEvery, restartWindow)
-	fmt.Fprintln(w, "| seed | restarts | episodes open in the windows | same start and end, restored | same start and end, carried (whole replay) |")
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "| seed | restarts | episodes open in the windows | restored: same start and end | restored: within %s | restored: extra | carried (whole replay): same | carried: within %s | carried: extra |\n", restartTolerance, restartTolerance)
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, run := range rows {
 		c := run.Restarts
-		fmt.Fprintf(w, "| %d | %d | %d | %d | %d |\n", run.Seed, c.Restarts, c.Episodes, c.Restored, c.Carried)
+		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", run.Seed, c.Restarts, c.Episodes, c.Restored, c.RestoredNear, c.RestoredExtra, c.Carried, c.CarriedNear, c.CarriedExtra)
 	}
 	for _, run := range rows {
 		for _, d := range run.Restarts.RestoredDiffs {
@@ -115,12 +121,14 @@ func checkRestarts(ctx context.Context, cfg *config.Config, src engine.Source, f
 				return nil, fmt.Errorf("restart at %s: %w", p.at.Format(time.RFC3339), err)
 			}
 			have := episodesIn(append(got, more...), e.Active(), p.at, until)
-			same, diffs := compareEpisodes(want, have, p.at)
+			same, near, extra, diffs := compareEpisodes(want, have, p.at)
 			if restored {
-				check.Restored += same
+				check.Restored, check.RestoredNear = check.Restored+same, check.RestoredNear+near
+				check.RestoredExtra += extra
 				check.RestoredDiffs = append(check.RestoredDiffs, diffs...)
 			} else {
-				check.Carried += same
+				check.Carried, check.CarriedNear = check.Carried+same, check.CarriedNear+near
+				check.CarriedExtra += extra
 				check.CarriedDiffs = append(check.CarriedDiffs, diffs...)
 			}
 		}
@@ -128,52 +136,97 @@ func checkRestarts(ctx context.Context, cfg *config.Config, src engine.Source, f
 	return check, nil
 }
 
-// episodesIn lists the episodes open at some step of (from, until] as "kind group start–end",
-// with "open" for an end after until: one that ended by from is the earlier process's.
-func episodesIn(events []detector.Event, active []detector.Episode, from, until time.Time) []string {
-	ends := map[string]time.Time{}
+// restartTolerance is how far a restart's episode may start or end from the uninterrupted run's
+// and still be the same page: the history a restart reads back at baseline_step holds steps a
+// live process did not learn from (holds, breaches), so a marginal step can flip. It is the
+// shipped rules' for.
+const restartTolerance = 5 * time.Minute
+
+// windowEpisode is an episode open at some step of a compared window; a zero end is open past it.
+type windowEpisode struct {
+	kind, group string
+	start, end  time.Time
+}
+
+func (w windowEpisode) String() string {
+	end := "open"
+	if !w.end.IsZero() {
+		end = w.end.UTC().Format(time.RFC3339)
+	}
+	return w.kind + " " + w.group + " " + w.start.UTC().Format(time.RFC3339) + " – " + end
+}
+
+// near reports whether h is w within restartTolerance.
+func (w windowEpisode) near(h windowEpisode) bool {
+	close := func(a, b time.Time) bool { return a.Sub(b).Abs() <= restartTolerance }
+	return w.kind == h.kind && w.group == h.group && close(w.start, h.start) &&
+		(w.end.IsZero() == h.end.IsZero() && (w.end.IsZero() || close(w.end, h.end)))
+}
+
+// episodesIn lists the episodes open at some step of (from, until], ends after until as open:
+// one that ended by from is the earlier process's.
+func episodesIn(events []detector.Event, active []detector.Episode, from, until time.Time) []windowEpisode {
+	type id struct{ kind, group, start string }
+	eps := map[id]windowEpisode{}
+	add := func(ep detector.Episode) {
+		if ep.Start.After(until) {
+			return
+		}
+		k := id{ep.Kind, detector.GroupString(ep.Labels), ep.Start.String()}
+		if old, ok := eps[k]; !ok || old.end.IsZero() {
+			eps[k] = windowEpisode{ep.Kind, detector.GroupString(ep.Labels), ep.Start, ep.End}
+		}
+	}
 	for _, ev := range events {
-		k := ev.Episode.Kind + " " + detector.GroupString(ev.Episode.Labels) + " " + ev.Episode.Start.UTC().Format(time.RFC3339)
-		if _, ok := ends[k]; !ok || ev.Resolved {
-			ends[k] = ev.Episode.End
-		}
-		if ev.Episode.Start.After(until) {
-			delete(ends, k)
-		}
+		add(ev.Episode)
 	}
 	for _, ep := range active {
-		k := ep.Kind + " " + detector.GroupString(ep.Labels) + " " + ep.Start.UTC().Format(time.RFC3339)
-		if !ep.Start.After(until) {
-			ends[k] = time.Time{}
-		}
+		add(ep)
 	}
-	var out []string
-	for k, end := range ends {
+	var out []windowEpisode
+	for _, w := range eps {
 		switch {
-		case !end.IsZero() && !end.After(from):
-		case end.IsZero() || end.After(until):
-			out = append(out, k+" – open")
+		case !w.end.IsZero() && !w.end.After(from):
+		case w.end.After(until):
+			w.end = time.Time{}
+			out = append(out, w)
 		default:
-			out = append(out, k+" – "+end.UTC().Format(time.RFC3339))
+			out = append(out, w)
 		}
 	}
-	slices.Sort(out)
+	slices.SortFunc(out, func(a, b windowEpisode) int { return strings.Compare(a.String(), b.String()) })
 	return out
 }
 
-// compareEpisodes counts the wanted episodes a restart also has and lists the differences.
-func compareEpisodes(want, have []string, at time.Time) (same int, diffs []string) {
+// compareEpisodes counts the wanted episodes a restart has exactly and within restartTolerance,
+// and lists what differs: a match within the tolerance, or an episode missing or extra.
+func compareEpisodes(want, have []windowEpisode, at time.Time) (same, near, extra int, diffs []string) {
+	used := make([]bool, len(have))
+	prefix := "restart at " + at.UTC().Format(time.RFC3339) + ": "
 	for _, w := range want {
-		if slices.Contains(have, w) {
-			same++
-		} else {
-			diffs = append(diffs, fmt.Sprintf("restart at %s: missing %s", at.UTC().Format(time.RFC3339), w))
+		best := -1
+		for i, h := range have {
+			if !used[i] && w.near(h) && (best < 0 || h == w) {
+				best = i
+			}
+		}
+		switch {
+		case best < 0:
+			diffs = append(diffs, prefix+"missing "+w.String())
+		case have[best] == w:
+			same, near = same+1, near+1
+			used[best] = true
+		default:
+			near++
+			used[best] = true
+			diffs = append(diffs, prefix+w.String()+" came as "+have[best].String())
 		}
 	}
-	for _, h := range have {
-		if !slices.Contains(want, h) {
-			diffs = append(diffs, fmt.Sprintf("restart at %s: extra %s", at.UTC().Format(time.RFC3339), h))
+	for i, h := range have {
+		if !used[i] {
+			extra++
+			diffs = append(diffs, prefix+"extra "+h.String())
 		}
 	}
-	return same, diffs
+	return same, near, extra, diffs
 }
