@@ -345,3 +345,38 @@ func TestSeasonalBaseline(t *testing.T) {
 		t.Errorf("110 vs usual 104: %s, want normal", got)
 	}
 }
+
+// TestEachKindSaysWhatItsNumbersAre: the firing event of each kind carries its unit, whether its
+// numbers are counts, and the paragraph plain-text receivers show, with the numbers in it.
+func TestEachKindSaysWhatItsNumbersAre(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		rule       config.Rule
+		in         series
+		unit       string
+		counts     bool
+		paragraphs []string
+	}{
+		{"flush storm", flushRule(), series{flushes: "_x1 1x4 2x4 3x20", keys: "1000x40"},
+			"flushes or keyspace collapses in 10m", true, []string{"3 flushes and 0 keyspace collapses in 10m."}},
+		{"self-generated traffic", tokenRule(config.RelationBounded), series{inbound: "5x40", work: "0.001x20 1x20"},
+			"token mints", false, []string{"Observed 1 token mints/s, expected ", "% unexplained). Inbound 5/s", "Why: "}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRule(tc.rule, global(30*time.Second))
+			events := run(t, r, tc.in, t0, 30*time.Second)
+			if len(events) == 0 {
+				t.Fatal("no episode fired")
+			}
+			ex := events[0].Episode.Explanation
+			if ex.Unit != tc.unit || ex.Counts != tc.counts || r.WorkRates() == tc.counts {
+				t.Errorf("unit %q, counts %v, work rates %v; want %q, %v", ex.Unit, ex.Counts, r.WorkRates(), tc.unit, tc.counts)
+			}
+			for _, p := range tc.paragraphs {
+				if !strings.Contains(ex.Description, p) {
+					t.Errorf("description %q lacks %q", ex.Description, p)
+				}
+			}
+		})
+	}
+}

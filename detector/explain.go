@@ -52,6 +52,11 @@ type Explanation struct {
 	Summary   string
 	Diagnosis string
 	Remedy    string
+	// Description is the numbers in one paragraph, for receivers that show plain text.
+	Description string
+	// Counts says Observed and Expected are counts within Window (a storm's flushes against the
+	// count that makes one), not rates; Unit names what is counted.
+	Counts bool
 
 	// instantBreach: the step breaches before the average_over gate (any signal).
 	instantBreach bool
@@ -218,4 +223,30 @@ func (r *Rule) explainFlush(ex *Explanation, labels map[string]string, over bool
 		why = append(why, fmt.Sprintf("keyspace collapsed from %s to %s keys (now %s)", num(ex.KeysBefore), num(ex.KeysAfter), num(ex.KeysNow)))
 	}
 	ex.Diagnosis = strings.Join(why, "; ")
+}
+
+// describeSelfGenerated is a self-generated traffic episode's numbers in one paragraph.
+func describeSelfGenerated(ex *Explanation) string {
+	usual := "usual inbound unknown"
+	if isNum(ex.InboundUsual) {
+		usual = "usual " + num(ex.InboundUsual) + "/s"
+	}
+	d := fmt.Sprintf("Observed %s %s/s, expected %s/s (%.0f%% unexplained). Inbound %s/s, %s (%s).",
+		num(ex.Observed), ex.Unit, num(ex.Expected), 100*ex.UnexplainedShare, num(ex.Inbound), usual, ex.InboundState)
+	if ex.Instances > 0 {
+		d += fmt.Sprintf(" %d instances doing the work.", ex.Instances)
+	}
+	return withWhy(d, ex)
+}
+
+// describeFlush is a flush storm's numbers in one paragraph.
+func describeFlush(ex *Explanation) string {
+	return withWhy(fmt.Sprintf("%s flushes and %s keyspace collapses in %s.", num(ex.Flushes), num(ex.Collapses), model.Duration(ex.Window)), ex)
+}
+
+func withWhy(d string, ex *Explanation) string {
+	if ex.Diagnosis != "" {
+		d += " Why: " + ex.Diagnosis + "."
+	}
+	return d
 }

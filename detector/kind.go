@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/emergent-sh/emergent/config"
+	"github.com/prometheus/common/model"
 )
 
 // A kind is one kind of anomaly: the state it keeps per group, what it finds at a step, how it
@@ -19,9 +20,16 @@ type kind interface {
 	eval(r *Rule, g *group, key string, in Input) (breach, known, hold bool, ex Explanation)
 	// explain writes the words of ex: over says whether it breaches.
 	explain(r *Rule, ex *Explanation, labels map[string]string, over bool)
+	// rates says the kind's numbers are work rates against expected rates, which are exported
+	// per group and drawn with their bands.
+	rates() bool
 	// resolved is told that the group's episode resolved: what the episode spent is spent.
 	resolved(g *group)
 }
+
+// WorkRates reports whether the rule's numbers are work rates against expected rates (exported
+// per group, drawn with their bands), rather than counts in a window.
+func (r *Rule) WorkRates() bool { return r.kind.rates() }
 
 // kinds are the kinds by their configuration name (config validates the name).
 var kinds = map[string]kind{
@@ -51,7 +59,10 @@ func (selfGenerated) eval(r *Rule, g *group, key string, in Input) (breach, know
 
 func (selfGenerated) explain(r *Rule, ex *Explanation, labels map[string]string, over bool) {
 	r.explainSelfGenerated(ex, labels, over)
+	ex.Description = describeSelfGenerated(ex)
 }
+
+func (selfGenerated) rates() bool { return true }
 
 // resolved forgets the episode's work: averaged in, it kept the average_over gate open for
 // hours after a fix, and the healthy echoes that follow one (caches refilled together refresh
@@ -72,7 +83,11 @@ func (flushStorm) eval(r *Rule, g *group, key string, in Input) (breach, known, 
 
 func (flushStorm) explain(r *Rule, ex *Explanation, labels map[string]string, over bool) {
 	r.explainFlush(ex, labels, over)
+	ex.Unit, ex.Counts = "flushes or keyspace collapses in "+model.Duration(ex.Window).String(), true
+	ex.Description = describeFlush(ex)
 }
+
+func (flushStorm) rates() bool { return false }
 
 // resolved spends the storm's flushes: a new storm counts its own.
 func (flushStorm) resolved(g *group) {

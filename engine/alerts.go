@@ -2,8 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"github.com/emergent-sh/emergent/internal/format"
-	"math"
 	"net/url"
 	"sort"
 	"strconv"
@@ -12,7 +10,6 @@ import (
 	"github.com/emergent-sh/emergent/alerts"
 	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/detector"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -68,42 +65,14 @@ func (e *Engine) episodeAlert(rule config.Rule, ep detector.Episode) *alerts.Ale
 		Revision:     ep.Revision,
 		GeneratorURL: e.graphURL(rule, ep.Labels),
 		Details: alerts.Details{
-			Unit: ex.Unit, ObservedPerSec: ex.Observed, ExpectedPerSec: ex.Expected,
+			Unit: ex.Unit, Counts: ex.Counts, ObservedPerSec: ex.Observed, ExpectedPerSec: ex.Expected,
 			UnexplainedPct: 100 * ex.UnexplainedShare, InboundPerSec: ex.Inbound,
 			InboundUsualSec: ex.InboundUsual, InboundState: ex.InboundState, Instances: ex.Instances,
 			Diagnosis: ex.Diagnosis, Remedy: ex.Remedy,
 		},
 	}
-	if ep.Kind == config.KindFlushStorm {
-		a.Details.Unit = "flushes or keyspace collapses in " + model.Duration(ex.Window).String()
-		a.Details.Counts = true
-	}
-	a.Annotations["description"] = describe(ep)
+	a.Annotations["description"] = ex.Description
 	return a
-}
-
-// describe is the numbers of an episode in one paragraph, for receivers that show plain text.
-func describe(ep detector.Episode) string {
-	ex := ep.Explanation
-	var b strings.Builder
-	if ep.Kind == config.KindFlushStorm {
-		fmt.Fprintf(&b, "%s flushes and %s keyspace collapses in %s.", format.Num(ex.Flushes), format.Num(ex.Collapses), model.Duration(ex.Window))
-	} else {
-		usual := "usual inbound unknown"
-		if !math.IsNaN(ex.InboundUsual) {
-			usual = "usual " + format.Num(ex.InboundUsual) + "/s"
-		}
-		fmt.Fprintf(&b, "Observed %s %s/s, expected %s/s (%.0f%% unexplained). Inbound %s/s, %s (%s).",
-			format.Num(ex.Observed), ex.Unit, format.Num(ex.Expected), 100*ex.UnexplainedShare,
-			format.Num(ex.Inbound), usual, ex.InboundState)
-		if ex.Instances > 0 {
-			fmt.Fprintf(&b, " %d instances doing the work.", ex.Instances)
-		}
-	}
-	if ex.Diagnosis != "" {
-		fmt.Fprintf(&b, " Why: %s.", ex.Diagnosis)
-	}
-	return b.String()
 }
 
 // graphURL links a Prometheus graph of the rule's main signal and inbound, narrowed to the group.

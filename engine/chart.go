@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/detector"
 	"github.com/emergent-sh/emergent/sources"
 )
@@ -67,7 +66,7 @@ func (e *Engine) Chart(ctx context.Context, rule string, labels map[string]strin
 	for _, s := range c.Signals {
 		works = append(works, work{s.Name, s.Unit, s.Query})
 	}
-	if c.Kind == config.KindFlushStorm && c.Keys != "" {
+	if c.Keys != "" { // a storm's keyspace: what its collapses are
 		works = append(works, work{"keyspace", "keys", c.Keys})
 	}
 	for i, w := range works {
@@ -95,7 +94,7 @@ func (e *Engine) Chart(ctx context.Context, rule string, labels map[string]strin
 	defer e.mu.Unlock()
 	for i, w := range works {
 		sig := ChartSignal{Name: w.name, Unit: w.unit, Work: byName[strconv.Itoa(i)]}
-		if c.Kind == config.KindSelfGenerated {
+		if rs.det.WorkRates() {
 			for _, p := range sig.Work {
 				n := 1
 				if v, ok := instancesAt[p.T]; ok {

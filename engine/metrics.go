@@ -4,7 +4,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/detector"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -166,7 +165,7 @@ func (c *GroupCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			values := labelValues(names, r.cfg.Name, s.Labels)
 			ch <- prometheus.MustNewConstMetric(state, prometheus.GaugeValue, float64(s.State), values...)
-			if s.State == detector.StateUnknown || r.cfg.Kind != config.KindSelfGenerated {
+			if s.State == detector.StateUnknown || !r.det.WorkRates() {
 				continue
 			}
 			ch <- prometheus.MustNewConstMetric(observed, prometheus.GaugeValue, s.Explanation.Observed, values...)
