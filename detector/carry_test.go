@@ -2,9 +2,11 @@ package detector
 
 import (
 	"math"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/emergent-sh/emergent/config"
 	"github.com/prometheus/common/model"
 )
 
@@ -96,5 +98,33 @@ func TestRestoredAverageStartsWhereItWas(t *testing.T) {
 	t.Logf("average unexplained work at the restart: kept %.4f/s, restored %.4f/s", keptExcess, restoredExcess)
 	if keptExcess < 0.03 || math.Abs(restoredExcess-keptExcess) > 0.1*keptExcess {
 		t.Errorf("restored average unexplained %.4f/s, kept %.4f/s: want within 10 %%", restoredExcess, keptExcess)
+	}
+}
+
+// TestHistoryOfGrownReplicasDoesNotTeach: a history read at start-up holds the steps after a
+// scale-out that a live process kept from its baselines (work under observation while the
+// instances are past their usual number). Learned from, they would make the per-pod work that
+// grew with the replicas this group's healthy level.
+func TestHistoryOfGrownReplicasDoesNotTeach(t *testing.T) {
+	cfg := tokenRule(config.RelationBounded)
+	cfg.Replicas = "r"
+	r := NewRule(cfg, global(time.Minute))
+	scaledOut := t0.Add(-3 * 24 * time.Hour) // 3 of the 7 days: the usual count stays 2
+	for ts := t0.Add(-7 * 24 * time.Hour); ts.Before(t0); ts = ts.Add(5 * time.Minute) {
+		pods, perPod := 2, 0.001
+		if !ts.Before(scaledOut) {
+			pods, perPod = 6, 0.003 // each new pod's own token cache refreshes more often
+		}
+		live := Values{}
+		for p := range pods {
+			live[strconv.Itoa(p)] = 1
+		}
+		r.AddHistory(Input{Time: ts, Groups: map[string]map[string]string{key: service},
+			Inbound: Values{key: 5}, Signals: []Values{{key: perPod * float64(pods)}}, Replicas: map[string]Values{key: live}})
+	}
+	grp := r.groups[key]
+	grp.relearn(r, t0)
+	if lvl := grp.levels[0].PerInstance; !grp.levelOK[0] || math.Abs(lvl-0.001) > 0.0002 {
+		t.Errorf("learned a healthy level of %.4f/s per instance (ok %v); want the 2 pods' 0.001, not the scaled-out 0.003", lvl, grp.levelOK[0])
 	}
 }

@@ -423,7 +423,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 		perInstance := r.cfg.Signals[s].PerInstance
 		g.hist.each(func(i int) {
 			x, w := float64(g.hist.cols[0][i]), float64(g.hist.cols[1+s][i])
-			if !isNum(x) || !isNum(w) {
+			if !isNum(x) || !isNum(w) || r.grownAt(g, i) {
 				return
 			}
 			if reps := r.replicasAt(g, i); perInstance {
@@ -441,7 +441,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 	per := sc.in[:0]
 	g.hist.each(func(i int) {
 		x, c := float64(g.hist.cols[0][i]), float64(g.hist.cols[r.cmdCol][i])
-		if isNum(x) && isNum(c) && x > 0 {
+		if isNum(x) && isNum(c) && x > 0 && !r.grownAt(g, i) {
 			per = append(per, c/x)
 		}
 	})
@@ -457,12 +457,23 @@ func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
 	sc := &r.fit
 	per := sc.work[:0]
 	g.hist.each(func(i int) {
-		if w := float64(g.hist.cols[1+s][i]); isNum(w) {
+		if w := float64(g.hist.cols[1+s][i]); isNum(w) && !r.grownAt(g, i) {
 			per = append(per, w/r.replicasAt(g, i))
 		}
 	})
 	sc.work = per
 	return sc.learnLevel(per, r.cfg.Signals[s].EventQuantum)
+}
+
+// grownAt reports whether the group's instances at history slot i had grown past replicaGrowth
+// times their usual number: such steps do not teach, as they do not when evaluated live, and a
+// history read from Prometheus at start-up holds them.
+func (r *Rule) grownAt(g *group, i int) bool {
+	if r.replicasCol < 0 || !isNum(g.usualReplicas) || g.usualReplicas <= 0 {
+		return false
+	}
+	c := float64(g.hist.cols[r.replicasCol][i])
+	return isNum(c) && c >= replicaGrowth*g.usualReplicas
 }
 
 // replicasAt is the number of live instances at history slot i; without instance data the
