@@ -76,6 +76,9 @@ type Daemon struct {
 	reloadOK      prometheus.Gauge
 	reloadSuccess prometheus.Gauge
 	reloadRequest chan chan error
+	// stateTried is set once the saved evaluation state was tried (loadState): only the first
+	// engine of the process may start from it.
+	stateTried bool
 }
 
 // LoadConfig reads the file and applies command-line overrides and storage defaults.
@@ -280,6 +283,10 @@ func (d *Daemon) evaluate(ctx context.Context, gen *generation) error {
 	at := d.opts.Now().Add(-time.Duration(gen.cfg.Global.EvaluationDelay))
 	var events []detector.Event
 	var err error
+	if !gen.engine.Bootstrapped() && !d.stateTried {
+		d.stateTried = true
+		d.loadState(gen.engine, at)
+	}
 	if !gen.engine.Bootstrapped() {
 		began := time.Now()
 		if events, err = gen.engine.Bootstrap(ctx, at); err != nil {
@@ -344,6 +351,7 @@ func (d *Daemon) illustrate(gen *generation, a *alerts.Alert) {
 
 func (d *Daemon) shutdown() error {
 	gen := d.current()
+	d.saveState(gen.engine)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	gen.manager.Stop(ctx)

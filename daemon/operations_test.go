@@ -200,16 +200,21 @@ func TestStartedBeforePrometheus(t *testing.T) {
 // daemon's /metrics; the second reads back what it exported. Two ways: with replay = 10m, less
 // than the rules remember, the second replays that window and keeps the start it read back;
 // with average_over = 5m (the rules remember 30 minutes) and replay = 2h, it restores the first
-// one's state and replays only those 30 minutes. Either way the episode keeps its start: no
-// second Slack page, the same Alertmanager startsAt.
+// one's state and replays only those 30 minutes; with the state file the first saved at
+// shutdown, it reads no history at all. Each way the episode keeps its start: no second Slack
+// page, the same Alertmanager startsAt.
 func TestRestartKeepsEpisodeOlderThanReplay(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		edit     map[string]string
-		restored bool
+		name string
+		edit map[string]string
+		// keepState keeps the state file the first daemon saved at shutdown; without it the
+		// second reads back from Prometheus.
+		keepState        bool
+		restored, loaded bool
 	}{
-		{"replay shorter than the episode", map[string]string{`replay = "2h"`: `replay = "10m"`}, false},
-		{"state restored", map[string]string{`average_over = "1h"`: `average_over = "5m"`}, true},
+		{"replay shorter than the episode", map[string]string{`replay = "2h"`: `replay = "10m"`}, false, false, false},
+		{"state restored", map[string]string{`average_over = "1h"`: `average_over = "5m"`}, false, true, false},
+		{"state saved locally", nil, true, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			end := time.Now().Truncate(15 * time.Second)
@@ -229,6 +234,11 @@ func TestRestartKeepsEpisodeOlderThanReplay(t *testing.T) {
 				return strings.Contains(body, strconv.FormatInt(first.Unix(), 10))
 			})
 			stop()
+			if !tc.keepState {
+				if err := os.Remove(filepath.Join(storage, engineStateFile)); err != nil {
+					t.Fatalf("the first daemon saved no state: %v", err)
+				}
+			}
 
 			before := len(am.all())
 			later := now.Add(time.Minute) // the replay window moves a baseline step on
@@ -262,9 +272,11 @@ func TestRestartKeepsEpisodeOlderThanReplay(t *testing.T) {
 			}
 			logMu.Lock()
 			restored := strings.Contains(logged.String(), "state restored from an earlier process")
+			loaded := strings.Contains(logged.String(), "evaluation state loaded")
 			logMu.Unlock()
-			if restored != tc.restored {
-				t.Errorf("the restart restored the earlier state: %v, want %v", restored, tc.restored)
+			if restored != tc.restored || loaded != tc.loaded {
+				t.Errorf("the restart restored the earlier state from Prometheus: %v, want %v; loaded it from the storage path: %v, want %v",
+					restored, tc.restored, loaded, tc.loaded)
 			}
 		})
 	}

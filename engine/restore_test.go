@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -227,4 +229,104 @@ func TestRestoreOnlyFromTheSameRules(t *testing.T) {
 	if math.IsNaN(same) || same != math.Trunc(same) || same >= 1<<53 {
 		t.Errorf("fingerprint %v is not an integer a float64 holds exactly", same)
 	}
+}
+
+// TestSavedStateContinuesExactly: a process that loads the state its predecessor saved at its
+// last step, instead of reading history back, evaluates every step since as the predecessor
+// would have: the same events, the same words, the same alerts.
+func TestSavedStateContinuesExactly(t *testing.T) {
+	lastStep := now.Add(-3 * time.Minute)
+	end := now.Add(90 * time.Minute)
+	src := restoreFleet(lastStep)
+	kept := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+	if _, err := kept.Bootstrap(context.Background(), lastStep.Add(-6*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kept.Advance(context.Background(), lastStep); err != nil {
+		t.Fatal(err)
+	}
+	var saved bytes.Buffer
+	if err := kept.SaveState(&saved); err != nil {
+		t.Fatal(err)
+	}
+	restarted := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+	if err := restarted.LoadState(bytes.NewReader(saved.Bytes()), now); err != nil {
+		t.Fatal(err)
+	}
+	src.mu.Lock()
+	src.asked = nil
+	src.mu.Unlock()
+	var want, got []detector.Event
+	for at := now; !at.After(end); at = at.Add(10 * time.Minute) {
+		w, err := kept.Advance(context.Background(), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := restarted.Advance(context.Background(), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, got = append(want, w...), append(got, g...)
+		if w, g := alertsText(kept), alertsText(restarted); w != g {
+			t.Fatalf("alerts at %v:\n got  %s\n want %s", at, g, w)
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("no event after the restart: the fleet no longer tests anything")
+	}
+	if w, g := fmt.Sprintf("%+v", want), fmt.Sprintf("%+v", got); w != g {
+		t.Errorf("events after the restart:\n got  %s\n want %s", g, w)
+	}
+	for _, a := range src.asked {
+		if a.r.Step != 30*time.Second || a.r.Start.Before(lastStep) {
+			t.Errorf("the restart asked %s for %v–%v at %v: it should only evaluate the steps since %v", a.query, a.r.Start, a.r.End, a.r.Step, lastStep)
+			break
+		}
+	}
+}
+
+// TestSavedStateOfOtherRulesIsNotLoaded: a state file written by other rules, or too long ago,
+// is refused with ErrStateMismatch and changes nothing; a damaged one is refused too.
+func TestSavedStateOfOtherRulesIsNotLoaded(t *testing.T) {
+	src := restoreFleet(now)
+	kept := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+	if _, err := kept.Bootstrap(context.Background(), now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var saved bytes.Buffer
+	if err := kept.SaveState(&saved); err != nil {
+		t.Fatal(err)
+	}
+	other := restoreConfig()
+	other.Rules[0].For = model.Duration(3 * time.Minute)
+	for _, tc := range []struct {
+		name     string
+		cfg      *config.Config
+		data     []byte
+		at       time.Time
+		mismatch bool
+	}{
+		{"a rule changed", other, saved.Bytes(), now, true},
+		{"older than replay", restoreConfig(), saved.Bytes(), now.Add(7 * time.Hour), true},
+		{"damaged", restoreConfig(), saved.Bytes()[:saved.Len()/2], now, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := New(tc.cfg, src, slog.New(slog.DiscardHandler), nil)
+			err := e.LoadState(bytes.NewReader(tc.data), tc.at)
+			if err == nil || errors.Is(err, ErrStateMismatch) != tc.mismatch {
+				t.Fatalf("err %v, want a mismatch: %v", err, tc.mismatch)
+			}
+			if e.Bootstrapped() || len(e.Active()) != 0 {
+				t.Errorf("a refused state file left the engine loaded (%d active)", len(e.Active()))
+			}
+		})
+	}
+}
+
+func alertsText(e *Engine) string {
+	var b strings.Builder
+	for _, a := range e.Alerts() {
+		fmt.Fprintf(&b, "%+v\n", *a)
+	}
+	return b.String()
 }

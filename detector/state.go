@@ -1,0 +1,222 @@
+package detector
+
+import (
+	"encoding/gob"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// What a rule has learned and has under way, as a process hands it to its restart through a
+// local file (Rule.WriteState, Rule.ReadState): every group's history, baselines, averages,
+// lifecycle, episode and transient state, so the restart evaluates its next step exactly as the
+// process would have. The types mirror the unexported ones field for field, because gob only
+// encodes exported fields; TestStateCoversEveryField fails when a field is added to one of
+// them and not here.
+
+type groupState struct {
+	Key             string
+	Labels          map[string]string
+	Cols            [][]float32
+	Learned, Phase  int64
+	Fits            []proportionalFit
+	FitOK           []bool
+	Levels          []boundedLevel
+	LevelOK         []bool
+	Averages        []averageState
+	CmdPer          float64
+	UsualReplicas   float64
+	Instances       instancesState
+	Learning        bool
+	Life            lifeState
+	Unknown         bool
+	Episode         *episodeState
+	SignalSeen      []time.Time
+	Flush           *flushSnapshot
+	Last            explanationState
+	Carried         Carried
+	QuietSinceCarry bool
+}
+
+type averageState struct {
+	Work, Expected float64
+	At             time.Time
+}
+
+type instancesState struct {
+	Names    []string
+	NamesSet bool // names was not nil (gob decodes an empty slice as nil)
+	Born     time.Time
+	Event    Transient
+}
+
+type lifeState struct {
+	State                                             State
+	PendingSince, FiringSince, ClearSince, LastBreach time.Time
+	KeepFor                                           time.Duration
+}
+
+type explanationState struct {
+	Explanation
+	InstantBreach bool
+}
+
+type episodeState struct {
+	Episode
+	InstantBreach  bool
+	Notified       float64
+	NotifiedAt     time.Time
+	NotifiedSignal string
+}
+
+type flushSnapshot struct {
+	Counters                   map[string]countState
+	Flushes, Collapses, Writes []countState
+	Keys                       float64
+	Lows                       [collapseSteps]float64
+	KeysFrom, KeysTo           float64
+	StormStart, LastEvent      time.Time
+	StormEvents                float64
+	Seen                       bool
+}
+
+type countState struct {
+	At time.Time
+	N  float64
+}
+
+// ruleState heads a rule's part of the file: the history clock, then one groupState per group.
+type ruleState struct {
+	Stamps []uint32
+	Groups int
+}
+
+// WriteState encodes the rule's state to enc (see ReadState).
+func (r *Rule) WriteState(enc *gob.Encoder) error {
+	if err := enc.Encode(ruleState{Stamps: r.clock.stamp, Groups: len(r.keys)}); err != nil {
+		return fmt.Errorf("rule %s: %w", r.cfg.Name, err)
+	}
+	for _, key := range r.keys {
+		if err := enc.Encode(r.groups[key].saved(key)); err != nil {
+			return fmt.Errorf("rule %s, group %s: %w", r.cfg.Name, key, err)
+		}
+	}
+	return nil
+}
+
+// ReadState replaces the rule's state with what WriteState encoded for the same configuration.
+func (r *Rule) ReadState(dec *gob.Decoder) error {
+	var rs ruleState
+	if err := dec.Decode(&rs); err != nil {
+		return fmt.Errorf("rule %s: %w", r.cfg.Name, err)
+	}
+	if len(rs.Stamps) != len(r.clock.stamp) {
+		return fmt.Errorf("rule %s: history of %d steps, want %d (history or baseline_step changed)", r.cfg.Name, len(rs.Stamps), len(r.clock.stamp))
+	}
+	r.clock = &historyClock{stepSec: r.clock.stepSec, stamp: rs.Stamps}
+	r.groups, r.keys = make(map[string]*group, rs.Groups), make([]string, 0, rs.Groups)
+	for range rs.Groups {
+		var gs groupState
+		if err := dec.Decode(&gs); err != nil {
+			return fmt.Errorf("rule %s: %w", r.cfg.Name, err)
+		}
+		if len(gs.Cols) != r.historyColumns() {
+			return fmt.Errorf("rule %s, group %s: %d history columns, want %d", r.cfg.Name, gs.Key, len(gs.Cols), r.historyColumns())
+		}
+		g := r.fromState(gs)
+		r.groups[gs.Key] = g
+		r.keys = append(r.keys, gs.Key)
+	}
+	slices.Sort(r.keys)
+	return nil
+}
+
+func (g *group) saved(key string) groupState {
+	gs := groupState{
+		Key: key, Labels: g.labels, Cols: g.hist.cols, Learned: g.learned, Phase: g.phase,
+		Fits: g.fits, FitOK: g.fitOK, Levels: g.levels, LevelOK: g.levelOK,
+		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas,
+		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event},
+		Learning:  g.learning,
+		Life: lifeState{State: g.life.state, PendingSince: g.life.pendingSince, FiringSince: g.life.firingSince,
+			ClearSince: g.life.clearSince, LastBreach: g.life.lastBreach, KeepFor: g.life.keepFor},
+		Unknown: g.unknown, SignalSeen: g.signalSeen,
+		Last:    explanationState{Explanation: g.last, InstantBreach: g.last.instantBreach},
+		Carried: g.carried, QuietSinceCarry: g.quietSinceCarry,
+	}
+	for _, a := range g.averages {
+		gs.Averages = append(gs.Averages, averageState{Work: a.work, Expected: a.expected, At: a.at})
+	}
+	if ep := g.episode; ep != nil {
+		gs.Episode = &episodeState{Episode: *ep, InstantBreach: ep.Explanation.instantBreach,
+			Notified: ep.notified, NotifiedAt: ep.notifiedAt, NotifiedSignal: ep.notifiedSignal}
+	}
+	if f := g.flush; f != nil {
+		fs := &flushSnapshot{Counters: make(map[string]countState, len(f.counters)), Keys: f.keys, Lows: f.lows,
+			KeysFrom: f.keysFrom, KeysTo: f.keysTo, StormStart: f.stormStart, LastEvent: f.lastEvent,
+			StormEvents: f.stormEvents, Seen: f.seen}
+		for id, c := range f.counters {
+			fs.Counters[id] = countState{At: c.at, N: c.value}
+		}
+		fs.Flushes, fs.Collapses, fs.Writes = counts(f.flushes), counts(f.collapses), counts(f.writes)
+		gs.Flush = fs
+	}
+	return gs
+}
+
+func (r *Rule) fromState(gs groupState) *group {
+	g := &group{
+		labels: gs.Labels, hist: newHistory(r.clock, len(gs.Cols)), learned: gs.Learned, phase: gs.Phase,
+		fits: gs.Fits, fitOK: gs.FitOK, levels: gs.Levels, levelOK: gs.LevelOK,
+		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas,
+		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event},
+		learning:  gs.Learning,
+		life: lifecycle{state: gs.Life.State, pendingSince: gs.Life.PendingSince, firingSince: gs.Life.FiringSince,
+			clearSince: gs.Life.ClearSince, lastBreach: gs.Life.LastBreach, keepFor: gs.Life.KeepFor},
+		unknown: gs.Unknown, signalSeen: gs.SignalSeen, last: gs.Last.Explanation,
+		carried: gs.Carried, quietSinceCarry: gs.QuietSinceCarry,
+	}
+	g.last.instantBreach = gs.Last.InstantBreach
+	if gs.Instances.NamesSet && g.instances.names == nil {
+		g.instances.names = []string{}
+	}
+	for c, col := range gs.Cols {
+		copy(g.hist.cols[c], col)
+	}
+	for _, a := range gs.Averages {
+		g.averages = append(g.averages, average{work: a.Work, expected: a.Expected, at: a.At})
+	}
+	if es := gs.Episode; es != nil {
+		ep := es.Episode
+		ep.Explanation.instantBreach = es.InstantBreach
+		ep.notified, ep.notifiedAt, ep.notifiedSignal = es.Notified, es.NotifiedAt, es.NotifiedSignal
+		g.episode = &ep
+	}
+	if fs := gs.Flush; fs != nil {
+		f := newFlushState()
+		for id, c := range fs.Counters {
+			f.counters[id] = counterSeen{value: c.N, at: c.At}
+		}
+		f.flushes, f.collapses, f.writes = timed(fs.Flushes), timed(fs.Collapses), timed(fs.Writes)
+		f.keys, f.lows, f.keysFrom, f.keysTo = fs.Keys, fs.Lows, fs.KeysFrom, fs.KeysTo
+		f.stormStart, f.lastEvent, f.stormEvents, f.seen = fs.StormStart, fs.LastEvent, fs.StormEvents, fs.Seen
+		g.flush = f
+	}
+	return g
+}
+
+func counts(ts []timedCount) []countState {
+	out := make([]countState, len(ts))
+	for i, t := range ts {
+		out[i] = countState{At: t.at, N: t.n}
+	}
+	return out
+}
+
+func timed(cs []countState) []timedCount {
+	out := make([]timedCount, len(cs))
+	for i, c := range cs {
+		out[i] = timedCount{at: c.At, n: c.N}
+	}
+	return out
+}

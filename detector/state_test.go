@@ -1,0 +1,109 @@
+package detector
+
+import (
+	"bytes"
+	"encoding/gob"
+	"fmt"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/config"
+	"github.com/prometheus/common/model"
+)
+
+// TestStateCoversEveryField is a tripwire: the state file mirrors these types field for field
+// (state.go); a field added to one of them must be added there too, or a restart loses it.
+func TestStateCoversEveryField(t *testing.T) {
+	for _, tc := range []struct {
+		v      any
+		fields int
+	}{
+		{group{}, 21}, {lifecycle{}, 6}, {instanceTracker{}, 3}, {average{}, 3}, {flushState{}, 12},
+		{counterSeen{}, 2}, {timedCount{}, 2}, {Episode{}, 13}, {Explanation{}, 36}, {historyClock{}, 3},
+	} {
+		if n := reflect.TypeOf(tc.v).NumField(); n != tc.fields {
+			t.Errorf("%T has %d fields, the state file knows %d: update state.go and this count", tc.v, n, tc.fields)
+		}
+	}
+}
+
+// TestStateRoundTrip: a rule written out and read back mid-way evaluates the rest exactly as
+// the rule that never stopped: the same events, the same group states and words.
+func TestStateRoundTrip(t *testing.T) {
+	withReplicas := tokenRule(config.RelationBounded)
+	withReplicas.Replicas, withReplicas.AverageOver = "r", model.Duration(10*time.Minute)
+	for _, tc := range []struct {
+		name  string
+		rule  config.Rule
+		input func(i int) Input
+	}{
+		{"self-generated traffic, replicas scaling and bursts", withReplicas, func(i int) Input {
+			pods := 2
+			if i > 300 {
+				pods = 6
+			}
+			live := Values{}
+			for p := range pods {
+				live["pod-"+strconv.Itoa(p)] = 1
+			}
+			work := 0.002 * float64(pods)
+			if i > 320 && i%16 < 8 { // bursts that come back within average_over: a recurrence
+				work = 0.5
+			}
+			return Input{Inbound: Values{key: 5}, Signals: []Values{{key: work}}, Replicas: map[string]Values{key: live}}
+		}},
+		{"flush storm", flushRule(), func(i int) Input {
+			flushes := float64(i / 200)
+			if i > 350 {
+				flushes += float64((i - 350) / 4)
+			}
+			series := Values{`cmd="flushdb"`: flushes}
+			if i >= 400 { // a command first called after the restart counts from its first call
+				series[`cmd="flushall"`] = float64(1 + (i-400)/3)
+			}
+			return Input{Keys: Values{key: 1000 + float64(i%7)}, Flushes: map[string]Values{key: series}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const steps, stop = 500, 340
+			at := func(i int) Input {
+				in := tc.input(i)
+				in.Time, in.Groups = t0.Add(time.Duration(i)*time.Minute), map[string]map[string]string{key: service}
+				return in
+			}
+			kept := NewRule(tc.rule, global(time.Minute))
+			for i := range 12 * 24 { // a day of history at the 5m baseline step
+				kept.AddHistory(at(i*5 - 12*24*5))
+			}
+			var before []Event
+			for i := range stop {
+				before = append(before, kept.Eval(at(i))...)
+			}
+			var buf bytes.Buffer
+			if err := kept.WriteState(gob.NewEncoder(&buf)); err != nil {
+				t.Fatal(err)
+			}
+			restarted := NewRule(tc.rule, global(time.Minute))
+			if err := restarted.ReadState(gob.NewDecoder(&buf)); err != nil {
+				t.Fatal(err)
+			}
+			var want, got []Event
+			for i := stop; i < steps; i++ {
+				want = append(want, kept.Eval(at(i))...)
+				got = append(got, restarted.Eval(at(i))...)
+				if w, g := fmt.Sprintf("%+v", kept.Status()), fmt.Sprintf("%+v", restarted.Status()); w != g {
+					t.Fatalf("step %d: status\n got  %s\n want %s", i, g, w)
+				}
+			}
+			if len(before)+len(want) == 0 {
+				t.Fatal("no event at all: the input no longer tests anything")
+			}
+			if w, g := fmt.Sprintf("%+v", want), fmt.Sprintf("%+v", got); w != g {
+				t.Errorf("events after the restart:\n got  %s\n want %s", g, w)
+			}
+			t.Logf("%d events before the restart, %d after", len(before), len(want))
+		})
+	}
+}
