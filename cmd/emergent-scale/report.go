@@ -82,14 +82,19 @@ func writeReport(w io.Writer, o options, results []*scaleResult) {
 		p("\nemergentd: %s", f)
 	}
 	if o.Restart {
-		p("\nRestart with state (a second process a step after the last cycle, handed what the first exports)")
+		p("\nRestart (a second process a step after the last cycle): handed what the first exports to Prometheus, or loading the state file it saved")
 		p("")
-		p("| G | to first evaluation | emergentd CPU | queries | samples returned | Prometheus CPU | peak RSS | open episodes kept |")
-		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+		p("| G | state | to first evaluation | emergentd CPU | queries | samples returned | Prometheus CPU | peak RSS | open episodes kept |")
+		p("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 		for _, r := range results {
-			if x := r.Restart; x != nil {
-				p("| %d | %.1f s | %.1f s | %d | %s | %.1f s | %.0f MiB | %d of %d |", r.Groups, x.SinceStart, x.CPU, x.Queries,
-					si(float64(x.Samples)), x.PromCPUNet, float64(x.PeakRSS)/mib, x.Kept, x.Open)
+			for _, x := range []struct {
+				how string
+				r   *restartResult
+			}{{"from Prometheus", r.Restart}, {fmt.Sprintf("state file (%s, saved in %.1f s)", bytesSI(float64(r.StateBytes)), r.StateSaveSecs), r.Reload}} {
+				if x.r != nil {
+					p("| %d | %s | %.1f s | %.1f s | %d | %s | %.1f s | %.0f MiB | %d of %d |", r.Groups, x.how, x.r.SinceStart, x.r.CPU, x.r.Queries,
+						si(float64(x.r.Samples)), x.r.PromCPUNet, float64(x.r.PeakRSS)/mib, x.r.Kept, x.r.Open)
+				}
 			}
 		}
 	}

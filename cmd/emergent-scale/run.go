@@ -57,9 +57,14 @@ type scaleResult struct {
 	Anchor      *anchorResult `json:"anchor,omitempty"`
 	// Restart is a second process's start-up, a step after the first one's last cycle, with
 	// the state the first left (what it exports and a restart reads back from Prometheus).
-	Restart      *restartResult `json:"restart,omitempty"`
-	WorkerFailed string         `json:"worker_error,omitempty"`
-	ConfigSet    []string       `json:"config_set,omitempty"`
+	Restart *restartResult `json:"restart,omitempty"`
+	// Reload is the same restart from the state file the first process saved at its last
+	// cycle (emergentd's --storage.path), with its size and how long saving took.
+	Reload        *restartResult `json:"reload,omitempty"`
+	StateBytes    int64          `json:"state_bytes,omitempty"`
+	StateSaveSecs float64        `json:"state_save_seconds,omitempty"`
+	WorkerFailed  string         `json:"worker_error,omitempty"`
+	ConfigSet     []string       `json:"config_set,omitempty"`
 	// StatsDone is set once every query of the bootstrap and the cycles was replayed with
 	// stats=all; samples touched are partial (or zero) otherwise.
 	StatsDone bool `json:"stats_done"`
@@ -515,7 +520,12 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 			return err
 		}
 	}
-	w, err := startWorker(workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: now, Cycles: o.Cycles, ProfileDir: profiles})
+	statePath := ""
+	if o.Restart {
+		statePath = filepath.Join(filepath.Dir(cfgPath), "engine-state.gob")
+		defer os.Remove(statePath)
+	}
+	w, err := startWorker(workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: now, Cycles: o.Cycles, ProfileDir: profiles, SaveState: statePath})
 	if err != nil {
 		return err
 	}
@@ -551,7 +561,7 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 		}
 		res.WorkerMem = rep.Mem
 		if rep.Handed != nil {
-			handed = rep.Handed
+			handed, res.StateBytes, res.StateSaveSecs = rep.Handed, rep.StateBytes, rep.StateSave
 		}
 		if rep.HeapAfterGC > 0 {
 			res.HeapAfterGC = rep.HeapAfterGC
@@ -567,7 +577,10 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 	}
 	if o.Restart && res.WorkerFailed == "" && handed != nil {
 		restartAt := now.Add(time.Duration(o.Cycles+1) * o.Interval)
-		if err := measureRestart(ctx, o, res, cfgPath, restartAt, handed, prom); err != nil {
+		if res.Restart, err = measureRestart(ctx, o, res, workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, Restore: handed}, handed, prom); err != nil {
+			return err
+		}
+		if res.Reload, err = measureRestart(ctx, o, res, workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, LoadState: statePath}, handed, prom); err != nil {
 			return err
 		}
 	}
@@ -588,25 +601,26 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 	return nil
 }
 
-// measureRestart starts a second worker at restartAt with the state the first one handed over,
-// and measures its start-up and first cycle.
-func measureRestart(ctx context.Context, o options, res *scaleResult, cfgPath string, restartAt time.Time, handed *handedState, prom *stack.Process) error {
-	w, err := startWorker(workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, Restore: handed})
+// measureRestart starts a second worker (job: handed the first one's state, or loading its state
+// file) and measures its start-up and first cycle, and which of the first one's open episodes it
+// has after them.
+func measureRestart(ctx context.Context, o options, res *scaleResult, job workerJob, handed *handedState, prom *stack.Process) (*restartResult, error) {
+	w, err := startWorker(job)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer w.stop()
 	rr := &restartResult{Open: len(handed.Episodes)}
 	for cycle := 0; cycle <= 1; cycle++ {
 		c0, err := pidCPU(prom.PID())
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rep, peak, err := w.step(o.MaxWorkerRSS)
 		c1, _ := pidCPU(prom.PID())
 		if err != nil || rep.Err != "" {
 			o.Logf("G=%d: the restart failed at cycle %d: %v %s", res.Groups, cycle, err, rep.Err)
-			return nil
+			return nil, nil
 		}
 		rr.PeakRSS = maxInt(rr.PeakRSS, maxInt(peak, rep.Mem.PeakRSS))
 		if cycle == 0 {
@@ -624,10 +638,13 @@ func measureRestart(ctx context.Context, o options, res *scaleResult, cfgPath st
 			}
 		}
 	}
-	res.Restart = rr
-	o.Logf("G=%d: restart with state: %.1fs wall, %.2f CPU-s, %d queries, peak RSS %.0f MiB; Prometheus %.2f CPU-s; %d of %d open episodes kept their start",
-		res.Groups, rr.Wall, rr.CPU, rr.Queries, float64(rr.PeakRSS)/(1<<20), rr.PromCPU, rr.Kept, rr.Open)
-	return w.stop()
+	how := "handed over"
+	if job.LoadState != "" {
+		how = "from the state file"
+	}
+	o.Logf("G=%d: restart, state %s: %.1fs wall, %.2f CPU-s, %d queries, peak RSS %.0f MiB; Prometheus %.2f CPU-s; %d of %d open episodes kept their start",
+		res.Groups, how, rr.Wall, rr.CPU, rr.Queries, float64(rr.PeakRSS)/(1<<20), rr.PromCPU, rr.Kept, rr.Open)
+	return rr, w.stop()
 }
 
 func ptrs(cs []cycleResult) []*cycleResult {

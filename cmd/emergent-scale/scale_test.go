@@ -19,9 +19,9 @@ func TestMain(m *testing.M) {
 }
 
 // TestScaleShort runs the whole measurement — backfill, real Prometheus, the anchor rules,
-// emergentd's bootstrap and cycles, the stats replay — for 50 and 100 services over two days
-// of data, and checks that it works and that the number of queries per cycle does not depend
-// on the number of services. It asserts nothing about time.
+// emergentd's bootstrap and cycles, the stats replay, the two restarts — for 50 and 100
+// services over two days of data, and checks that it works and that the number of queries per
+// cycle does not depend on the number of services. It asserts nothing about time.
 func TestScaleShort(t *testing.T) {
 	cfg, err := config.LoadFile("../../rules.toml")
 	if err != nil {
@@ -33,7 +33,7 @@ func TestScaleShort(t *testing.T) {
 		Anchor: true, AnchorInterval: time.Second,
 		Days: 2, HistoryStep: 5 * time.Minute, HistoryPair: time.Minute,
 		ConfigFile: "../../rules.toml", WorkDir: t.TempDir(), Idle: time.Second, Stats: true,
-		MaxWorkerRSS: 2 << 30, Logf: t.Logf,
+		MaxWorkerRSS: 2 << 30, Logf: t.Logf, Restart: true,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -69,6 +69,16 @@ func TestScaleShort(t *testing.T) {
 			if c.FiringByRule["token-minting"] != wantEach || c.FiringByRule["redis-flush-storm"] != wantEach {
 				t.Errorf("G=%d cycle %d: firing %v, want %d per rule", r.Groups, i+1, c.FiringByRule, wantEach)
 			}
+		}
+		// A restart, from Prometheus or from the saved state file, keeps every open episode with
+		// its start; the one from the state file reads no history.
+		for _, x := range []*restartResult{r.Restart, r.Reload} {
+			if x == nil || x.Open != 2*wantEach || x.Kept != x.Open {
+				t.Errorf("G=%d: restart %+v: want the %d open episodes kept", r.Groups, x, 2*wantEach)
+			}
+		}
+		if r.Reload != nil && r.Restart != nil && r.Reload.Queries >= r.Restart.Queries {
+			t.Errorf("G=%d: the restart from the state file asked %d queries, the one from Prometheus %d", r.Groups, r.Reload.Queries, r.Restart.Queries)
 		}
 		a := r.Anchor
 		if a == nil || a.Evaluations < 1 || a.SamplesTouched == 0 || a.Failures > 0 {

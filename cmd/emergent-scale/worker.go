@@ -45,6 +45,11 @@ type workerJob struct {
 	ProfileDir string `json:"profile_dir,omitempty"`
 	// Restore, if set, is the state an earlier worker left: this one is its restart.
 	Restore *handedState `json:"restore,omitempty"`
+	// SaveState, if set, is where the worker saves its evaluation state after its last cycle
+	// (as emergentd does at shutdown); LoadState, where it loads one from instead of a
+	// bootstrap (as emergentd does at start).
+	SaveState string `json:"save_state,omitempty"`
+	LoadState string `json:"load_state,omitempty"`
 }
 
 // handedState is what a process hands its restart through Prometheus (engine.Restore): the
@@ -103,6 +108,8 @@ type stepReport struct {
 	QueriesIssued  []recordedQuery `json:"queries_issued"`
 	HeapAfterGC    uint64          `json:"heap_after_gc_bytes,omitempty"` // last report only
 	Handed         *handedState    `json:"handed,omitempty"`              // last report only
+	StateSave      float64         `json:"state_save_seconds,omitempty"`  // last report only
+	StateBytes     int64           `json:"state_bytes,omitempty"`         // last report only
 	FiringByRule   map[string]int  `json:"firing_by_rule,omitempty"`
 	WorkerPeakHeap uint64          `json:"heap_sys_bytes"`
 }
@@ -193,9 +200,14 @@ func runWorker(jobJSON string) int {
 		cpu0, wall0 := processCPU(), time.Now()
 		// What daemon.evaluate does at every tick.
 		var events []detector.Event
-		if cycle == 0 {
+		switch {
+		case cycle == 0 && job.LoadState != "":
+			if err = loadState(eng, job.LoadState, now.Add(-delay)); err == nil {
+				events, err = eng.Advance(ctx, now.Add(-delay))
+			}
+		case cycle == 0:
 			events, err = eng.Bootstrap(ctx, now.Add(-delay))
-		} else {
+		default:
 			events, err = eng.Advance(ctx, now.Add(-delay))
 		}
 		if err == nil {
@@ -221,6 +233,16 @@ func runWorker(jobJSON string) int {
 		rep.HeapInuse, rep.WorkerPeakHeap = ms.HeapInuse, ms.HeapSys
 		if cycle == job.Cycles {
 			rep.Handed = handOver(active, eng.LastStep())
+			if job.SaveState != "" {
+				began := time.Now()
+				if err := saveState(eng, job.SaveState); err != nil {
+					rep.Err = err.Error()
+				}
+				rep.StateSave = time.Since(began).Seconds()
+				if fi, err := os.Stat(job.SaveState); err == nil {
+					rep.StateBytes = fi.Size()
+				}
+			}
 			runtime.GC()
 			runtime.ReadMemStats(&ms)
 			rep.HeapAfterGC = ms.HeapAlloc
@@ -240,6 +262,32 @@ func runWorker(jobJSON string) int {
 	defer cancel()
 	_ = mgr.Stop(sctx)
 	return 0
+}
+
+func saveState(eng *engine.Engine, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	if err := eng.SaveState(w); err != nil {
+		f.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func loadState(eng *engine.Engine, path string, now time.Time) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return eng.LoadState(bufio.NewReaderSize(f, 1<<20), now)
 }
 
 func startCPUProfile(path string) {
