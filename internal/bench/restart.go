@@ -158,9 +158,9 @@ func (w windowEpisode) String() string {
 
 // near reports whether h is w within restartTolerance.
 func (w windowEpisode) near(h windowEpisode) bool {
-	close := func(a, b time.Time) bool { return a.Sub(b).Abs() <= restartTolerance }
-	return w.kind == h.kind && w.group == h.group && close(w.start, h.start) &&
-		(w.end.IsZero() == h.end.IsZero() && (w.end.IsZero() || close(w.end, h.end)))
+	within := func(a, b time.Time) bool { return a.Sub(b).Abs() <= restartTolerance }
+	return w.kind == h.kind && w.group == h.group && within(w.start, h.start) &&
+		(w.end.IsZero() == h.end.IsZero() && (w.end.IsZero() || within(w.end, h.end)))
 }
 
 // episodesIn lists the episodes open at some step of (from, until], ends after until as open:
