@@ -45,7 +45,7 @@ func run(args []string) int {
 	// --help lists them: run is the default command and most users never type it.
 	app.Command("run", "Run the daemon (default).").Default()
 	webFlags := kingpinflag.AddFlags(app, ":9799")
-	storage := app.Flag("storage.path", "Directory for optional local state (Slack message ids, so a restart never posts an episode twice). Empty disables it.").Default("data").String()
+	storage := app.Flag("storage.path", "Directory for optional local state: Slack message ids, so a restart never posts an episode twice, and the evaluation state saved at shutdown, so a restart reads no history back. Empty disables it.").Default("data").String()
 	enableReload := app.Flag("web.enable-reload", "Allow POST /-/reload (use --no-web.enable-reload to disable).").Default("true").Bool()
 	memRatio := app.Flag("auto-gomemlimit.ratio", "Set GOMEMLIMIT to this fraction of the container's (cgroup) memory limit, as Prometheus does, so the garbage collector works harder before the kernel kills the process; 0 disables. GOMEMLIMIT in the environment wins.").Default("0.9").Float64()
 	externalURL := app.Flag("web.external-url", "The URL users reach emergentd at (behind a reverse proxy); its path prefixes every page and link. Probes stay at /-/.").String()
