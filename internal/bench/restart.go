@@ -24,15 +24,21 @@ type RestartCheck struct {
 	Episodes int `json:"episodes"`
 	// Restored and Carried count the episodes each kind of restart reported with the same
 	// start and end, the Near ones those within restartTolerance (the same page); the Diffs
-	// list what differed. Extra are episodes a restart paged that the run never had.
-	Restored      int      `json:"restored_same"`
-	RestoredExtra int      `json:"restored_extra"`
-	CarriedExtra  int      `json:"carried_extra"`
-	RestoredNear  int      `json:"restored_near"`
-	Carried       int      `json:"carried_same"`
-	CarriedNear   int      `json:"carried_near"`
-	RestoredDiffs []string `json:"restored_diffs,omitempty"`
-	CarriedDiffs  []string `json:"carried_diffs,omitempty"`
+	// list what differed. Extra are a restart's episodes matched by neither. Paged counts the
+	// episodes a restart paged too (a start within restartTolerance, whatever the end),
+	// NewPages the restart's episodes with a start the run never had.
+	RestoredPaged    int      `json:"restored_paged"`
+	RestoredNewPages int      `json:"restored_new_pages"`
+	CarriedPaged     int      `json:"carried_paged"`
+	CarriedNewPages  int      `json:"carried_new_pages"`
+	Restored         int      `json:"restored_same"`
+	RestoredExtra    int      `json:"restored_extra"`
+	CarriedExtra     int      `json:"carried_extra"`
+	RestoredNear     int      `json:"restored_near"`
+	Carried          int      `json:"carried_same"`
+	CarriedNear      int      `json:"carried_near"`
+	RestoredDiffs    []string `json:"restored_diffs,omitempty"`
+	CarriedDiffs     []string `json:"carried_diffs,omitempty"`
 }
 
 // restartGap is how long after the last evaluated step a restarted process starts.
@@ -54,11 +60,13 @@ func WriteRestarts(w io.Writer, r *Result) {
 		return
 	}
 	fmt.Fprintf(w, "\n#### Restarts from emergentd's own state (every %s, compared over the next %s)\n\n", r.Options.RestartEvery, restartWindow)
-	fmt.Fprintf(w, "| seed | restarts | episodes open in the windows | restored: same start and end | restored: within %s | restored: extra | carried (whole replay): same | carried: within %s | carried: extra |\n", restartTolerance, restartTolerance)
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "| seed | restarts | episodes open in the windows | restored: same start and end | restored: within %s | restored: extra | restored: paged alike (start within %s) | restored: new pages | carried (whole replay): same | carried: within %s | carried: extra | carried: paged alike | carried: new pages |\n",
+		restartTolerance, restartTolerance, restartTolerance)
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, run := range rows {
 		c := run.Restarts
-		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", run.Seed, c.Restarts, c.Episodes, c.Restored, c.RestoredNear, c.RestoredExtra, c.Carried, c.CarriedNear, c.CarriedExtra)
+		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", run.Seed, c.Restarts, c.Episodes,
+			c.Restored, c.RestoredNear, c.RestoredExtra, c.RestoredPaged, c.RestoredNewPages, c.Carried, c.CarriedNear, c.CarriedExtra, c.CarriedPaged, c.CarriedNewPages)
 	}
 	for _, run := range rows {
 		for _, d := range run.Restarts.RestoredDiffs {
@@ -121,15 +129,15 @@ func checkRestarts(ctx context.Context, cfg *config.Config, src engine.Source, f
 				return nil, fmt.Errorf("restart at %s: %w", p.at.Format(time.RFC3339), err)
 			}
 			have := episodesIn(append(got, more...), e.Active(), p.at, until)
-			same, near, extra, diffs := compareEpisodes(want, have, p.at)
+			c := compareEpisodes(want, have, p.at)
 			if restored {
-				check.Restored, check.RestoredNear = check.Restored+same, check.RestoredNear+near
-				check.RestoredExtra += extra
-				check.RestoredDiffs = append(check.RestoredDiffs, diffs...)
+				check.Restored, check.RestoredNear, check.RestoredExtra = check.Restored+c.same, check.RestoredNear+c.near, check.RestoredExtra+c.extra
+				check.RestoredPaged, check.RestoredNewPages = check.RestoredPaged+c.paged, check.RestoredNewPages+c.newPages
+				check.RestoredDiffs = append(check.RestoredDiffs, c.diffs...)
 			} else {
-				check.Carried, check.CarriedNear = check.Carried+same, check.CarriedNear+near
-				check.CarriedExtra += extra
-				check.CarriedDiffs = append(check.CarriedDiffs, diffs...)
+				check.Carried, check.CarriedNear, check.CarriedExtra = check.Carried+c.same, check.CarriedNear+c.near, check.CarriedExtra+c.extra
+				check.CarriedPaged, check.CarriedNewPages = check.CarriedPaged+c.paged, check.CarriedNewPages+c.newPages
+				check.CarriedDiffs = append(check.CarriedDiffs, c.diffs...)
 			}
 		}
 	}
@@ -198,9 +206,20 @@ func episodesIn(events []detector.Event, active []detector.Episode, from, until 
 	return out
 }
 
-// compareEpisodes counts the wanted episodes a restart has exactly and within restartTolerance,
-// and lists what differs: a match within the tolerance, or an episode missing or extra.
-func compareEpisodes(want, have []windowEpisode, at time.Time) (same, near, extra int, diffs []string) {
+// comparison is how a restart's episodes compare with the uninterrupted run's in one window.
+type comparison struct {
+	same, near, extra int // identical; start and end within restartTolerance; matched by neither
+	// paged counts the wanted episodes the restart paged too (same kind and group, a start
+	// within restartTolerance, whatever the end), newPages the restart's episodes whose start no
+	// wanted episode had: pages the uninterrupted run did not send.
+	paged, newPages int
+	diffs           []string
+}
+
+// compareEpisodes compares a restart's episodes with the wanted ones and lists what differs: a
+// match within the tolerance, or an episode missing or extra.
+func compareEpisodes(want, have []windowEpisode, at time.Time) comparison {
+	var c comparison
 	used := make([]bool, len(have))
 	prefix := "restart at " + at.UTC().Format(time.RFC3339) + ": "
 	for _, w := range want {
@@ -212,21 +231,36 @@ func compareEpisodes(want, have []windowEpisode, at time.Time) (same, near, extr
 		}
 		switch {
 		case best < 0:
-			diffs = append(diffs, prefix+"missing "+w.String())
+			c.diffs = append(c.diffs, prefix+"missing "+w.String())
 		case have[best] == w:
-			same, near = same+1, near+1
+			c.same, c.near = c.same+1, c.near+1
 			used[best] = true
 		default:
-			near++
+			c.near++
 			used[best] = true
-			diffs = append(diffs, prefix+w.String()+" came as "+have[best].String())
+			c.diffs = append(c.diffs, prefix+w.String()+" came as "+have[best].String())
 		}
 	}
 	for i, h := range have {
 		if !used[i] {
-			extra++
-			diffs = append(diffs, prefix+"extra "+h.String())
+			c.extra++
+			c.diffs = append(c.diffs, prefix+"extra "+h.String())
 		}
 	}
-	return same, near, extra, diffs
+	paged := make([]bool, len(have))
+	for _, w := range want {
+		for i, h := range have {
+			if !paged[i] && w.kind == h.kind && w.group == h.group && w.start.Sub(h.start).Abs() <= restartTolerance {
+				paged[i] = true
+				c.paged++
+				break
+			}
+		}
+	}
+	for _, p := range paged {
+		if !p {
+			c.newPages++
+		}
+	}
+	return c
 }
