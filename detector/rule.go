@@ -174,10 +174,6 @@ func NewRule(cfg config.Rule, g config.Global) *Rule {
 // Config returns the rule's configuration.
 func (r *Rule) Config() config.Rule { return r.cfg }
 
-// averageSettled is how many of its time constants an average needs before where it began
-// hardly shows: after three, e^-3 (5 %) of the starting point is left.
-const averageSettled = 3
-
 // Memory is how far back the rule's evaluation state reaches when a replay restores an earlier
 // process's (Restore): the quiet a recurrence is judged within (average_over), the flush window
 // or a transient's settling, then for and resolve_for of the episode they feed. The work

@@ -232,6 +232,10 @@ func (a *average) add(t time.Time, work, expected float64, tau time.Duration) (f
 	return a.work, a.expected
 }
 
+// averageSettled is how many of its time constants an average needs before where it began
+// hardly shows: after three, e^-3 (5 %) of the starting point is left.
+const averageSettled = 3
+
 // warmAverage is signal s's average at t as if the group had been evaluated through the
 // averageSettled time constants before it, from the history's steps there (at baseline_step,
 // with the fits learned now): a restored process replays less than that (Rule.Memory). A step

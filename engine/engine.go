@@ -238,18 +238,19 @@ func (e *Engine) forgetHandled(events []detector.Event) []detector.Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	handled := func(ep detector.Episode) bool { return !ep.End.IsZero() && !ep.End.After(e.restoredUntil) }
+	id := func(ep detector.Episode) string {
+		return ep.Rule + "/" + detector.GroupString(ep.Labels) + "/" + ep.Start.String()
+	}
 	ended := map[string]bool{}
 	for _, ev := range events {
 		if handled(ev.Episode) {
-			ended[ev.Episode.Rule+"/"+detector.GroupString(ev.Episode.Labels)+"/"+ev.Episode.Start.String()] = true
+			ended[id(ev.Episode)] = true
 		}
 	}
 	for _, r := range e.rules {
 		r.resolved = slices.DeleteFunc(r.resolved, handled)
 	}
-	return slices.DeleteFunc(events, func(ev detector.Event) bool {
-		return ended[ev.Episode.Rule+"/"+detector.GroupString(ev.Episode.Labels)+"/"+ev.Episode.Start.String()]
-	})
+	return slices.DeleteFunc(events, func(ev detector.Event) bool { return ended[id(ev.Episode)] })
 }
 
 // replayStart is where the start-up replay begins: global.replay before now or, when an earlier

@@ -21,24 +21,26 @@ import (
 type RestartCheck struct {
 	Restarts int `json:"restarts"`
 	// Episodes are those the process that never stopped had open in the compared windows.
-	Episodes int `json:"episodes"`
-	// Restored and Carried count the episodes each kind of restart reported with the same
-	// start and end, the Near ones those within restartTolerance (the same page); the Diffs
-	// list what differed. Extra are a restart's episodes matched by neither. Paged counts the
-	// episodes a restart paged too (a start within restartTolerance, whatever the end),
-	// NewPages the restart's episodes with a start the run never had.
-	RestoredPaged    int      `json:"restored_paged"`
-	RestoredNewPages int      `json:"restored_new_pages"`
-	CarriedPaged     int      `json:"carried_paged"`
-	CarriedNewPages  int      `json:"carried_new_pages"`
-	Restored         int      `json:"restored_same"`
-	RestoredExtra    int      `json:"restored_extra"`
-	CarriedExtra     int      `json:"carried_extra"`
-	RestoredNear     int      `json:"restored_near"`
-	Carried          int      `json:"carried_same"`
-	CarriedNear      int      `json:"carried_near"`
-	RestoredDiffs    []string `json:"restored_diffs,omitempty"`
-	CarriedDiffs     []string `json:"carried_diffs,omitempty"`
+	Episodes int          `json:"episodes"`
+	Restored RestartScore `json:"restored"`
+	Carried  RestartScore `json:"carried"`
+}
+
+// RestartScore is how one way of restarting compares with the uninterrupted run.
+type RestartScore struct {
+	Same  int `json:"same"`  // same start and end
+	Near  int `json:"near"`  // start and end within restartTolerance
+	Extra int `json:"extra"` // a restart's episodes matched by neither
+	// Paged counts the episodes the restart paged too (a start within restartTolerance,
+	// whatever the end); NewPages the restart's episodes whose start the run never had.
+	Paged    int      `json:"paged"`
+	NewPages int      `json:"new_pages"`
+	Diffs    []string `json:"diffs,omitempty"` // what differed
+}
+
+func (s *RestartScore) add(o RestartScore) {
+	s.Same, s.Near, s.Extra, s.Paged, s.NewPages = s.Same+o.Same, s.Near+o.Near, s.Extra+o.Extra, s.Paged+o.Paged, s.NewPages+o.NewPages
+	s.Diffs = append(s.Diffs, o.Diffs...)
 }
 
 // restartGap is how long after the last evaluated step a restarted process starts.
@@ -64,15 +66,15 @@ func WriteRestarts(w io.Writer, r *Result) {
 		restartTolerance, restartTolerance, restartTolerance)
 	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, run := range rows {
-		c := run.Restarts
+		c, r, k := run.Restarts, run.Restarts.Restored, run.Restarts.Carried
 		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", run.Seed, c.Restarts, c.Episodes,
-			c.Restored, c.RestoredNear, c.RestoredExtra, c.RestoredPaged, c.RestoredNewPages, c.Carried, c.CarriedNear, c.CarriedExtra, c.CarriedPaged, c.CarriedNewPages)
+			r.Same, r.Near, r.Extra, r.Paged, r.NewPages, k.Same, k.Near, k.Extra, k.Paged, k.NewPages)
 	}
 	for _, run := range rows {
-		for _, d := range run.Restarts.RestoredDiffs {
+		for _, d := range run.Restarts.Restored.Diffs {
 			fmt.Fprintf(w, "- seed %d, restored: %s\n", run.Seed, d)
 		}
-		for _, d := range run.Restarts.CarriedDiffs {
+		for _, d := range run.Restarts.Carried.Diffs {
 			fmt.Fprintf(w, "- seed %d, carried: %s\n", run.Seed, d)
 		}
 	}
@@ -129,15 +131,10 @@ func checkRestarts(ctx context.Context, cfg *config.Config, src engine.Source, f
 				return nil, fmt.Errorf("restart at %s: %w", p.at.Format(time.RFC3339), err)
 			}
 			have := episodesIn(append(got, more...), e.Active(), p.at, until)
-			c := compareEpisodes(want, have, p.at)
 			if restored {
-				check.Restored, check.RestoredNear, check.RestoredExtra = check.Restored+c.same, check.RestoredNear+c.near, check.RestoredExtra+c.extra
-				check.RestoredPaged, check.RestoredNewPages = check.RestoredPaged+c.paged, check.RestoredNewPages+c.newPages
-				check.RestoredDiffs = append(check.RestoredDiffs, c.diffs...)
+				check.Restored.add(compareEpisodes(want, have, p.at))
 			} else {
-				check.Carried, check.CarriedNear, check.CarriedExtra = check.Carried+c.same, check.CarriedNear+c.near, check.CarriedExtra+c.extra
-				check.CarriedPaged, check.CarriedNewPages = check.CarriedPaged+c.paged, check.CarriedNewPages+c.newPages
-				check.CarriedDiffs = append(check.CarriedDiffs, c.diffs...)
+				check.Carried.add(compareEpisodes(want, have, p.at))
 			}
 		}
 	}
@@ -206,20 +203,10 @@ func episodesIn(events []detector.Event, active []detector.Episode, from, until 
 	return out
 }
 
-// comparison is how a restart's episodes compare with the uninterrupted run's in one window.
-type comparison struct {
-	same, near, extra int // identical; start and end within restartTolerance; matched by neither
-	// paged counts the wanted episodes the restart paged too (same kind and group, a start
-	// within restartTolerance, whatever the end), newPages the restart's episodes whose start no
-	// wanted episode had: pages the uninterrupted run did not send.
-	paged, newPages int
-	diffs           []string
-}
-
 // compareEpisodes compares a restart's episodes with the wanted ones and lists what differs: a
 // match within the tolerance, or an episode missing or extra.
-func compareEpisodes(want, have []windowEpisode, at time.Time) comparison {
-	var c comparison
+func compareEpisodes(want, have []windowEpisode, at time.Time) RestartScore {
+	var c RestartScore
 	used := make([]bool, len(have))
 	prefix := "restart at " + at.UTC().Format(time.RFC3339) + ": "
 	for _, w := range want {
@@ -231,20 +218,20 @@ func compareEpisodes(want, have []windowEpisode, at time.Time) comparison {
 		}
 		switch {
 		case best < 0:
-			c.diffs = append(c.diffs, prefix+"missing "+w.String())
+			c.Diffs = append(c.Diffs, prefix+"missing "+w.String())
 		case have[best] == w:
-			c.same, c.near = c.same+1, c.near+1
+			c.Same, c.Near = c.Same+1, c.Near+1
 			used[best] = true
 		default:
-			c.near++
+			c.Near++
 			used[best] = true
-			c.diffs = append(c.diffs, prefix+w.String()+" came as "+have[best].String())
+			c.Diffs = append(c.Diffs, prefix+w.String()+" came as "+have[best].String())
 		}
 	}
 	for i, h := range have {
 		if !used[i] {
-			c.extra++
-			c.diffs = append(c.diffs, prefix+"extra "+h.String())
+			c.Extra++
+			c.Diffs = append(c.Diffs, prefix+"extra "+h.String())
 		}
 	}
 	paged := make([]bool, len(have))
@@ -252,14 +239,14 @@ func compareEpisodes(want, have []windowEpisode, at time.Time) comparison {
 		for i, h := range have {
 			if !paged[i] && w.kind == h.kind && w.group == h.group && w.start.Sub(h.start).Abs() <= restartTolerance {
 				paged[i] = true
-				c.paged++
+				c.Paged++
 				break
 			}
 		}
 	}
 	for _, p := range paged {
 		if !p {
-			c.newPages++
+			c.NewPages++
 		}
 	}
 	return c

@@ -282,7 +282,7 @@ func runSeed(ctx context.Context, opts RunOptions, seed uint64) (*SeedRun, error
 			return nil, fmt.Errorf("restart check: %w", err)
 		}
 		log.Info("restarts checked", "restarts", run.Restarts.Restarts, "episodes", run.Restarts.Episodes,
-			"restored_same", run.Restarts.Restored, "carried_same", run.Restarts.Carried, "took", time.Since(t0).Round(time.Millisecond))
+			"restored_paged", run.Restarts.Restored.Paged, "carried_paged", run.Restarts.Carried.Paged, "took", time.Since(t0).Round(time.Millisecond))
 	}
 
 	t0 = time.Now()

@@ -127,9 +127,9 @@ func TestBenchShortFleetsim(t *testing.T) {
 	scores := res.PerSeed[fleetsimShortSeed]
 	if c := res.Runs[0].Restarts; c == nil || c.Restarts == 0 || c.Episodes == 0 {
 		t.Errorf("restart check %+v: no restart, or no episode open around one, was compared", c)
-	} else if c.RestoredPaged != c.Episodes || c.RestoredNewPages > 0 || c.RestoredPaged < c.CarriedPaged {
+	} else if r := c.Restored; r.Paged != c.Episodes || r.NewPages > 0 || r.Paged < c.Carried.Paged {
 		t.Errorf("restored restarts paged %d of %d episodes as the run that never stopped, and %d it did not (%d identical; the whole replay paged %d): %q",
-			c.RestoredPaged, c.Episodes, c.RestoredNewPages, c.Restored, c.CarriedPaged, c.RestoredDiffs)
+			r.Paged, c.Episodes, r.NewPages, r.Same, c.Carried.Paged, r.Diffs)
 	}
 	ours, static := scores[DetectorEmergent], scores[FamilyStatic]
 	for _, k := range Kinds {
