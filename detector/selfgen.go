@@ -183,14 +183,15 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 		if r.restoring && in.Time.Equal(r.carriedBy) {
 			g.averages[s] = r.warmAverage(g, s, sig, in.Time, ex.Replicas)
 		}
-		avgWork, avgExpected := g.averages[s].add(in.Time, work, expected, time.Duration(r.cfg.AverageOver))
+		avgWork, avgExpected := g.averages[s].add(in.Time, work, averagedExpected(work, expected, sigma), time.Duration(r.cfg.AverageOver))
 		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {
 			// To fire, the work averaged over average_over must be unexplained too: the bursts
 			// of a healthy fleet (a deploy's refreshes replayed at each token lifetime) average
 			// out, a sustained incident does not. Resolving reads the instant: a fix shows at
 			// once, where the average would keep a fixed incident open for hours.
 			avgUnexplained := avgWork - avgExpected
-			b = b && avgUnexplained >= minShare*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate
+			b = b && avgUnexplained >= minShare*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate &&
+				(s >= len(g.averagePeaks) || avgUnexplained > g.averagePeaks[s])
 		}
 		// Headline the breaching signal with the largest unexplained share; near-ties go to the
 		// signal listed first, which the rule's author put first for a reason.
@@ -232,6 +233,17 @@ func (a *average) add(t time.Time, work, expected float64, tau time.Duration) (f
 	return a.work, a.expected
 }
 
+// averagedExpected is the expected work a step adds to the average: what was expected, but no
+// more than noiseSigmas of noise above the work done. Work that falls short of expected within
+// the noise (a healthy fleet between the refresh bursts it averages out) offsets those bursts;
+// a shortfall beyond it is the model overshooting (a surge, where the ratio through the origin
+// overstates a fit with a floor), which explains no work at another step. Averaged whole, half
+// an hour of surge kept per-pod caches scaled out after it under the gate for the hour it took
+// to spend (fleetsim seed 60993, replica-scaling-02: missed).
+func averagedExpected(work, expected, sigma float64) float64 {
+	return math.Min(expected, work+noiseSigmas*sigma)
+}
+
 // averageSettled is how many of its time constants an average needs before where it began
 // hardly shows: after three, e^-3 (5 %) of the starting point is left.
 const averageSettled = 3
@@ -258,8 +270,9 @@ func (r *Rule) warmAverage(g *group, s int, sig config.Signal, t time.Time, live
 				instances = int(v)
 			}
 		}
-		if expected, _, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances); ok {
-			a.add(at, math.Max(0, work), expected, tau)
+		if expected, sigma, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances); ok {
+			work = math.Max(0, work)
+			a.add(at, work, averagedExpected(work, expected, sigma), tau)
 		}
 	}
 	return a

@@ -24,6 +24,7 @@ type groupState struct {
 	Levels          []boundedLevel
 	LevelOK         []bool
 	Averages        []averageState
+	AveragePeaks    []float64
 	CmdPer          float64
 	UsualReplicas   float64
 	Instances       instancesState
@@ -134,7 +135,7 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 func (g *group) saved(key string) groupState {
 	gs := groupState{
 		Key: key, Labels: g.labels, Cols: g.hist.cols, Learned: g.learned, Phase: g.phase,
-		Fits: g.fits, FitOK: g.fitOK, Levels: g.levels, LevelOK: g.levelOK,
+		Fits: g.fits, FitOK: g.fitOK, Levels: g.levels, LevelOK: g.levelOK, AveragePeaks: g.averagePeaks,
 		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas,
 		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event},
 		Learning:  g.learning,
@@ -167,7 +168,7 @@ func (g *group) saved(key string) groupState {
 func (r *Rule) fromState(gs groupState) *group {
 	g := &group{
 		labels: gs.Labels, hist: newHistory(r.clock, len(gs.Cols)), learned: gs.Learned, phase: gs.Phase,
-		fits: gs.Fits, fitOK: gs.FitOK, levels: gs.Levels, levelOK: gs.LevelOK,
+		fits: gs.Fits, fitOK: gs.FitOK, levels: gs.Levels, levelOK: gs.LevelOK, averagePeaks: gs.AveragePeaks,
 		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas,
 		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event},
 		learning:  gs.Learning,

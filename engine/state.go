@@ -10,8 +10,9 @@ import (
 	"github.com/emergent-sh/emergent/detector"
 )
 
-// stateVersion is the version of the state file SaveState writes and the only one LoadState reads.
-const stateVersion = 1
+// stateVersion is the version of the state file SaveState writes and the only one LoadState
+// reads. 2: groups keep the excess their history's bursts reached over average_over.
+const stateVersion = 2
 
 // stateHeader opens the state file: what it was written by and for, then one ruleHeader and the
 // detector's state per rule, in configuration order.

@@ -1,0 +1,96 @@
+package detector
+
+import (
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/config"
+	"github.com/prometheus/common/model"
+)
+
+// A surge whose work the fit's ratio through the origin overstates explains no work after it:
+// per-pod caches scaled out once inbound is back page as soon as they would have without it.
+func TestSurgeExplainsNoWorkAfterIt(t *testing.T) {
+	const step = 30 * time.Second
+	// Healthy work is 2 per request plus a floor of 50/s; inbound moves between 20 and 68/s, so
+	// the ratio through the origin (over 3) overstates work per request at 100/s by a fifth.
+	work := func(in float64) float64 { return 2*in + 50 }
+	r := NewRule(fleetRule(config.RelationProportional), global(step))
+	r.cfg.AverageOver = model.Duration(time.Hour)
+	r.cfg.Signals[0].ReplicaScalingOnly = true
+	base := time.Duration(global(step).BaselineStep)
+	i := 0
+	for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
+		in := 20 + 8*float64(i%7)
+		r.AddHistory(fleetStep{instances: 4, inbound: in, work: work(in)}.input(at))
+		i++
+	}
+	usual := fleetStep{instances: 4, inbound: 37, work: work(37)}
+	steps := append(fleet(20, usual), fleet(120, fleetStep{instances: 4, inbound: 100, work: work(100)})...)
+	scaledOut := len(steps) + 20
+	steps = append(steps, fleet(20, usual)...)
+	// 4 → 10 pods, each refreshing its own cache from Redis: 1.5 times the work per request.
+	steps = append(steps, fleet(360, fleetStep{instances: 10, inbound: 37, work: 1.5 * work(37)})...)
+	var fired []Event
+	for i, s := range steps {
+		fired = append(fired, firings(r.Eval(s.input(t0.Add(time.Duration(i)*step))))...)
+	}
+	if len(fired) != 1 {
+		t.Fatalf("%d episodes fired, want the replica scaling's", len(fired))
+	}
+	// Unexplained work is a third of the work: the average's share passes replicaShare 85
+	// minutes after the scale-out; with the hour of surge's shortfall averaged in, 97.
+	if delay := fired[0].At.Sub(t0.Add(time.Duration(scaledOut) * step)); delay > 90*time.Minute {
+		t.Errorf("fired %s after the scale-out, want within 90m", delay)
+	}
+}
+
+// Caches refilled together refresh together once per token lifetime: when that is longer than
+// average_over, each refresh is a lifetime's work in minutes, which averaging over the hour
+// cannot spread. A group whose history holds such bursts again and again has learned them; a
+// burst seen once or twice in history is an earlier incident's and teaches nothing.
+func TestBurstsRecurringBeyondAverageOver(t *testing.T) {
+	const step = 30 * time.Second
+	const cycle = 150 * time.Minute // the token lifetime: a refresh of every cache per cycle
+	const burstLen = 5 * time.Minute
+	quiet := fleetStep{instances: 1, inbound: 50, work: 0.002}
+	burst := fleetStep{instances: 1, inbound: 50, work: 0.3}
+	tests := []struct {
+		name          string
+		historyBursts int // in the day of history, the last ones before now
+		fires         bool
+	}{
+		{"refreshes every 2h30m all day long are the group's own", 9, false},
+		{"two bursts in history are no habit: the same burst pages", 2, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRule(fleetRule(config.RelationProportional), global(step))
+			r.cfg.AverageOver = model.Duration(time.Hour)
+			base := time.Duration(global(step).BaselineStep)
+			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
+				s := quiet
+				ago := t0.Sub(at)
+				if ago%cycle < burstLen && int(ago/cycle) < tc.historyBursts {
+					s = burst
+				}
+				r.AddHistory(s.input(at))
+			}
+			var fired []Event
+			for i := range int(3 * cycle / step) {
+				at := t0.Add(time.Duration(i) * step)
+				s := quiet
+				if at.Sub(t0)%cycle >= cycle-burstLen {
+					s = burst
+				}
+				fired = append(fired, firings(r.Eval(s.input(at)))...)
+			}
+			if got := len(fired) > 0; got != tc.fires {
+				for _, ev := range fired {
+					t.Logf("fired at %s: %s", ev.At.Sub(t0), ev.Episode.Summary)
+				}
+				t.Errorf("fired %d episodes, want firing %v", len(fired), tc.fires)
+			}
+		})
+	}
+}
