@@ -200,14 +200,7 @@ func TestGetAndPostAnswerAlike(t *testing.T) {
 	form := url.Values{"query": {testQuery}, "time": {"2026-12-01T12:00:00Z"}}
 	got := get(t, s.URL+"/api/v1/query?"+form.Encode(), http.StatusOK)
 	resp, err := http.PostForm(s.URL+"/api/v1/query", form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	posted, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	posted := body(t, "POST /api/v1/query", resp, err, http.StatusOK)
 	if !bytes.Equal(got, posted) {
 		t.Fatalf("GET and POST differ:\n%s\n%s", got, posted)
 	}
@@ -218,6 +211,12 @@ func TestGetAndPostAnswerAlike(t *testing.T) {
 func get(t *testing.T, u string, want int) []byte {
 	t.Helper()
 	resp, err := http.Get(u)
+	return body(t, "GET "+u, resp, err, want)
+}
+
+// body reads an answer's body, failing the test unless the request got the status want.
+func body(t *testing.T, what string, resp *http.Response, err error, want int) []byte {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +226,7 @@ func get(t *testing.T, u string, want int) []byte {
 		t.Fatal(err)
 	}
 	if resp.StatusCode != want {
-		t.Fatalf("GET %s: %s, want %d: %s", u, resp.Status, want, b)
+		t.Fatalf("%s: %s, want %d: %s", what, resp.Status, want, b)
 	}
 	return b
 }
