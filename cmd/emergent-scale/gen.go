@@ -124,11 +124,18 @@ func (f *fleet) mintsPerInstance(g int, t time.Time) bool {
 
 // inbound is a service's request rate: its own size, a daily curve and a little noise.
 func (f *fleet) inbound(g int, t time.Time, day float64) float64 {
-	size := 2 + 18*unit(uint64(g)*0x9e3779b97f4a7c15)
-	return size * day * (1 + 0.05*noise(g, 1, t))
+	return serviceSize(g) * day * (1 + 0.05*noise(g, 1, t))
 }
 
-func (f *fleet) uploads(g int, t time.Time, day float64) float64 { return 0.02 * f.inbound(g, t, day) }
+// serviceSize is a service's peak request rate without noise: 2 to 20 requests per second.
+func serviceSize(g int) float64 { return 2 + 18*unit(uint64(g)*0x9e3779b97f4a7c15) }
+
+// uploadsPerRequest is the share of requests that upload (and, in a storm, flush Redis).
+const uploadsPerRequest = 0.02
+
+func (f *fleet) uploads(g int, t time.Time, day float64) float64 {
+	return uploadsPerRequest * f.inbound(g, t, day)
+}
 
 // dayCurve is demand over the day: 40 % at night rising to 100 % in the afternoon.
 func dayCurve(t time.Time) float64 {

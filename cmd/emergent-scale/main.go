@@ -1,6 +1,10 @@
 // Command emergent-scale measures what emergentd costs at scale, and what it costs Prometheus,
 // against Prometheus's own rule manager running equivalent static rules.
 //
+// With --synthetic it measures emergentd against promsynth instead (internal/promsynth: the
+// same fleet, answered as the configured queries' results as they are asked), for fleets too
+// large to backfill; see synthetic.go.
+//
 // For each fleet size G it writes G synthetic services with the default signals of rules.toml
 // (8 series each) as OpenMetrics, backfills a real Prometheus (the Debian build, on
 // 127.0.0.1) with promtool, then:
@@ -60,6 +64,7 @@ func run(args []string) int {
 	reuse := app.Flag("reuse", "Measure again over a fleet directory kept by --keep (one --groups value), without backfilling.").String()
 	maxRSS := app.Flag("max-worker-rss", "Kill the emergentd worker (by its PID) past this resident size, in MiB (0: no limit).").Default("8192").Int64()
 	profileDir := app.Flag("profile-dir", "Write CPU and allocation profiles of emergentd's bootstrap and cycles here.").String()
+	synthetic := app.Flag("synthetic", "Measure against promsynth (a query API in this process answering the fleet's queries as they are asked) instead of a backfilled Prometheus: no backfill, anchor or stats pass; the restart is from the state file.").Bool()
 	jsonOut := app.Flag("json", "Write every measurement to this file as JSON.").String()
 	if _, err := app.Parse(args); err != nil {
 		fmt.Fprintf(os.Stderr, "emergent-scale: %v\n", err)
@@ -69,7 +74,7 @@ func run(args []string) int {
 		Cycles: *cycles, Interval: *interval, Anchor: *anchor, AnchorInterval: *anchorInterval, Days: *days,
 		HistoryStep: *historyStep, HistoryPair: *historyPair, FullResolution: *full, Future: *future,
 		ConfigFile: *configFile, ConfigSet: *configSet, WorkDir: *workDir, Keep: *keep, Idle: *idle, Stats: *stats,
-		Reuse: *reuse, MaxWorkerRSS: *maxRSS << 20, ProfileDir: *profileDir, Restart: *restart,
+		Reuse: *reuse, Synthetic: *synthetic, MaxWorkerRSS: *maxRSS << 20, ProfileDir: *profileDir, Restart: *restart,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 		},
@@ -99,6 +104,13 @@ func run(args []string) int {
 	if o.Reuse != "" && len(o.Groups) != 1 {
 		fmt.Fprintln(os.Stderr, "emergent-scale: --reuse measures one fleet: give one --groups value")
 		return 2
+	}
+	if o.Synthetic {
+		if o.Reuse != "" {
+			fmt.Fprintln(os.Stderr, "emergent-scale: --reuse measures a kept backfill; --synthetic needs none")
+			return 2
+		}
+		o.Anchor, o.Stats = false, false // promsynth runs no rules and touches no samples
 	}
 	if o.Cycles < 1 {
 		fmt.Fprintln(os.Stderr, "emergent-scale: --cycles must be at least 1")

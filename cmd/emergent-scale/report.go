@@ -20,14 +20,19 @@ func writeReport(w io.Writer, o options, results []*scaleResult) {
 		p("Configuration overrides (--config.set): %s.\n", strings.Join(o.ConfigSet, ", "))
 	}
 
-	p("Backfill")
-	p("")
-	p("| G | series | samples | OpenMetrics | promtool CPU | promtool samples/CPU-s | writing CPU | wall |")
-	p("|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, r := range results {
-		b := r.Backfill
-		p("| %d | %d | %s | %.1f GB | %.0f s | %s | %.0f s | %.0f s |", r.Groups, r.Series, si(float64(b.Samples)),
-			float64(b.Bytes)/1e9, b.PromtoolCPU, si(b.SamplesPerPromtoolCPUSecond()), b.GenCPU, b.Wall)
+	if o.Synthetic {
+		writeSyntheticReport(p, results)
+		p("\nIn the tables below, \"Prometheus CPU\" is promsynth's (this process's, net of nothing).\n")
+	} else {
+		p("Backfill")
+		p("")
+		p("| G | series | samples | OpenMetrics | promtool CPU | promtool samples/CPU-s | writing CPU | wall |")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, r := range results {
+			b := r.Backfill
+			p("| %d | %d | %s | %.1f GB | %.0f s | %s | %.0f s | %.0f s |", r.Groups, r.Series, si(float64(b.Samples)),
+				float64(b.Bytes)/1e9, b.PromtoolCPU, si(b.SamplesPerPromtoolCPUSecond()), b.GenCPU, b.Wall)
+		}
 	}
 
 	p("\nPer evaluation cycle (median over the cycles; max in brackets)")
@@ -173,4 +178,29 @@ func bytesSI(v float64) string {
 		return fmt.Sprintf("%.1f KiB", v/(1<<10))
 	}
 	return fmt.Sprintf("%.0f B", v)
+}
+
+// writeSyntheticReport prints the figures issue 12 sets targets for, per fleet size measured
+// against promsynth.
+func writeSyntheticReport(p func(string, ...any), results []*scaleResult) {
+	p("Against promsynth: the issue's figures")
+	p("")
+	p("| G | cold start to first evaluation | its emergentd CPU | restart from the state file | its emergentd CPU | state file | peak RSS | steady RSS (after the cycles) | emergentd CPU per cycle, median [max] | heap after bootstrap | bytes per group | promsynth CPU, cold start |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range results {
+		restart, restartCPU := "—", "—"
+		if r.Reload != nil {
+			restart, restartCPU = fmt.Sprintf("%.1f s", r.Reload.SinceStart), fmt.Sprintf("%.1f s", r.Reload.CPU)
+		}
+		peak := r.WorkerMem.PeakRSS // the cold start's; the restart's is in its own table
+		cpu := summarize(r.Cycles, func(c cycleResult) float64 { return c.CPU })
+		p("| %d | %.1f s | %.1f s | %s | %s | %s | %.0f MiB | %.0f MiB | %s [%s] | %.0f MiB | %s | %.1f s |", r.Groups, r.Bootstrap.SinceStart,
+			r.Bootstrap.CPU, restart, restartCPU, bytesSI(float64(r.StateBytes)), float64(peak)/mib, float64(r.WorkerMem.RSS)/mib,
+			ms(cpu.Median), ms(cpu.Max), float64(r.HeapAfterBootstrap)/mib, bytesSI(r.BytesPerGroup()), r.Bootstrap.PromCPU)
+	}
+}
+
+// BytesPerGroup is the heap the bootstrap left per group.
+func (r *scaleResult) BytesPerGroup() float64 {
+	return float64(r.HeapAfterBootstrap) / float64(r.Groups)
 }

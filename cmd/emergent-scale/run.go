@@ -40,6 +40,7 @@ type options struct {
 	MaxWorkerRSS   int64  // the worker is killed (by its PID) past this resident size
 	Restart        bool   // measure a restart with the state the first worker left
 	ProfileDir     string // CPU and allocation profiles of the worker's bootstrap and cycles
+	Synthetic      bool   // measure against promsynth instead of a backfilled Prometheus
 	Logf           func(format string, args ...any)
 }
 
@@ -65,6 +66,15 @@ type scaleResult struct {
 	StateSaveSecs float64        `json:"state_save_seconds,omitempty"`
 	WorkerFailed  string         `json:"worker_error,omitempty"`
 	ConfigSet     []string       `json:"config_set,omitempty"`
+	// Backend is "promsynth" in the synthetic mode (empty: a backfilled Prometheus); then the
+	// Prometheus CPU figures are promsynth's (the harness process's), and ServedQueries and
+	// ServedSamples count what it answered.
+	Backend       string `json:"backend,omitempty"`
+	ServedQueries int64  `json:"served_queries,omitempty"`
+	ServedSamples int64  `json:"served_samples,omitempty"`
+	// HeapAfterBootstrap is the worker's heap after the bootstrap and a collection: the state
+	// a start-up leaves, whose share per group is the bytes per group reported.
+	HeapAfterBootstrap uint64 `json:"worker_heap_after_bootstrap_bytes,omitempty"`
 	// StatsDone is set once every query of the bootstrap and the cycles was replayed with
 	// stats=all; samples touched are partial (or zero) otherwise.
 	StatsDone bool `json:"stats_done"`
@@ -103,9 +113,9 @@ type cycleResult struct {
 
 // settle waits (up to two minutes) until Prometheus's CPU use falls back near idle, and
 // returns the CPU seconds it used meanwhile and how long that took.
-func settle(ctx context.Context, prom *stack.Process, idle float64) (float64, time.Duration) {
+func settle(ctx context.Context, b backend, idle float64) (float64, time.Duration) {
 	began := time.Now()
-	c0, err := pidCPU(prom.PID())
+	c0, err := b.CPU()
 	if err != nil {
 		return 0, 0
 	}
@@ -116,7 +126,7 @@ func settle(ctx context.Context, prom *stack.Process, idle float64) (float64, ti
 			return last - c0, time.Since(began)
 		case <-time.After(2 * time.Second):
 		}
-		c, err := pidCPU(prom.PID())
+		c, err := b.CPU()
 		if err != nil {
 			break
 		}
@@ -201,23 +211,18 @@ func override(data []byte, kv string) ([]byte, error) {
 
 // runScale measures one fleet size end to end.
 func runScale(ctx context.Context, o options, groups int) (*scaleResult, error) {
-	if o.Reuse != "" {
+	switch {
+	case o.Reuse != "":
 		return reuseScale(ctx, o, groups)
+	case o.Synthetic:
+		return runSynthetic(ctx, o, groups)
 	}
-	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(o.WorkDir, fmt.Sprintf("g%d-", groups))
+	dir, cfg, err := workDir(o, fmt.Sprintf("g%d-", groups))
 	if err != nil {
 		return nil, err
 	}
 	if !o.Keep {
 		defer os.RemoveAll(dir)
-	}
-	cfgPath := filepath.Join(dir, "rules.toml")
-	cfg, err := writeConfig(o.ConfigFile, cfgPath, o.Interval, o.ConfigSet)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
 	}
 	baseStep := time.Duration(cfg.Global.BaselineStep)
 	if o.HistoryStep == 0 {
@@ -284,6 +289,24 @@ func runScale(ctx context.Context, o options, groups int) (*scaleResult, error) 
 		return res, err
 	}
 	return res, measureFleet(ctx, o, res, dir)
+}
+
+// workDir makes a directory for one fleet size under o.WorkDir (named prefix*) and writes the
+// configuration copy measured into it, as rules.toml.
+func workDir(o options, prefix string) (string, *config.Config, error) {
+	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp(o.WorkDir, prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg, err := writeConfig(o.ConfigFile, filepath.Join(dir, "rules.toml"), o.Interval, o.ConfigSet)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("config: %w", err)
+	}
+	return dir, cfg, nil
 }
 
 // reuseScale measures again over a fleet kept by an earlier --keep run (its directory holds
@@ -361,7 +384,18 @@ func measureFleet(ctx context.Context, o options, res *scaleResult, dir string) 
 			res.Anchor.Evaluations, res.Anchor.PerEval(), res.Anchor.SamplesPerEval())
 	}
 
-	return runEmergent(ctx, o, res, cfgPath, now, prom, pc)
+	return runEmergent(ctx, o, res, cfgPath, now, prometheusBackend(prom), pc)
+}
+
+// backend is the query API emergentd is measured against: a backfilled Prometheus or promsynth.
+type backend struct {
+	URL string
+	// CPU returns the CPU seconds the backend has used so far.
+	CPU func() (float64, error)
+}
+
+func prometheusBackend(prom *stack.Process) backend {
+	return backend{URL: prom.URL, CPU: func() (float64, error) { return pidCPU(prom.PID()) }}
 }
 
 // idleCPU measures Prometheus's CPU seconds per second while it answers nothing.
@@ -512,7 +546,7 @@ func delta(m0, m1 map[string]float64, name string) float64 {
 
 // runEmergent runs emergentd's evaluation in a worker process for the bootstrap and o.Cycles
 // cycles, measuring Prometheus's CPU around each, then replays the queries with stats=all.
-func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath string, now time.Time, prom *stack.Process, pc *promClient) error {
+func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath string, now time.Time, prom backend, pc *promClient) error {
 	profiles := ""
 	if o.ProfileDir != "" {
 		profiles = filepath.Join(o.ProfileDir, fmt.Sprintf("g%d", res.Groups))
@@ -532,12 +566,12 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 	defer w.stop()
 	var handed *handedState
 	for cycle := 0; cycle <= o.Cycles; cycle++ {
-		c0, err := pidCPU(prom.PID())
+		c0, err := prom.CPU()
 		if err != nil {
 			return err
 		}
 		rep, peak, err := w.step(o.MaxWorkerRSS)
-		c1, _ := pidCPU(prom.PID())
+		c1, _ := prom.CPU()
 		if err != nil {
 			res.WorkerFailed = fmt.Sprintf("cycle %d: %v", cycle, err)
 			res.WorkerMem.PeakRSS = maxInt(res.WorkerMem.PeakRSS, peak)
@@ -566,6 +600,9 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 		if rep.HeapAfterGC > 0 {
 			res.HeapAfterGC = rep.HeapAfterGC
 		}
+		if rep.HeapAfterBootstrap > 0 {
+			res.HeapAfterBootstrap = rep.HeapAfterBootstrap
+		}
 		if rep.Err != "" {
 			res.WorkerFailed = fmt.Sprintf("cycle %d: %s", cycle, rep.Err)
 			o.Logf("G=%d: emergentd failed at cycle %d: %s", res.Groups, cycle, rep.Err)
@@ -577,8 +614,10 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 	}
 	if o.Restart && res.WorkerFailed == "" && handed != nil {
 		restartAt := now.Add(time.Duration(o.Cycles+1) * o.Interval)
-		if res.Restart, err = measureRestart(ctx, o, res, workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, Restore: handed}, handed, prom); err != nil {
-			return err
+		if !o.Synthetic { // promsynth stores nothing emergentd exports; the state file is the restart
+			if res.Restart, err = measureRestart(ctx, o, res, workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, Restore: handed}, handed, prom); err != nil {
+				return err
+			}
 		}
 		if res.Reload, err = measureRestart(ctx, o, res, workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, LoadState: statePath}, handed, prom); err != nil {
 			return err
@@ -604,7 +643,7 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 // measureRestart starts a second worker (job: handed the first one's state, or loading its state
 // file) and measures its start-up and first cycle, and which of the first one's open episodes it
 // has after them.
-func measureRestart(ctx context.Context, o options, res *scaleResult, job workerJob, handed *handedState, prom *stack.Process) (*restartResult, error) {
+func measureRestart(ctx context.Context, o options, res *scaleResult, job workerJob, handed *handedState, prom backend) (*restartResult, error) {
 	w, err := startWorker(job)
 	if err != nil {
 		return nil, err
@@ -612,12 +651,12 @@ func measureRestart(ctx context.Context, o options, res *scaleResult, job worker
 	defer w.stop()
 	rr := &restartResult{Open: len(handed.Episodes)}
 	for cycle := 0; cycle <= 1; cycle++ {
-		c0, err := pidCPU(prom.PID())
+		c0, err := prom.CPU()
 		if err != nil {
 			return nil, err
 		}
 		rep, peak, err := w.step(o.MaxWorkerRSS)
-		c1, _ := pidCPU(prom.PID())
+		c1, _ := prom.CPU()
 		if err != nil || rep.Err != "" {
 			o.Logf("G=%d: the restart failed at cycle %d: %v %s", res.Groups, cycle, err, rep.Err)
 			return nil, nil

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -41,7 +42,8 @@ type workerJob struct {
 	Now           time.Time `json:"now"` // simulated wall clock of the bootstrap
 	Cycles        int       `json:"cycles"`
 	// ProfileDir, if set, receives bootstrap.cpu.pprof, bootstrap.allocs.pprof (allocations
-	// since start, i.e. the bootstrap's) and cycles.cpu.pprof.
+	// since start, i.e. the bootstrap's), bootstrap.heap.pprof (what the bootstrap left, after
+	// a collection) and cycles.cpu.pprof.
 	ProfileDir string `json:"profile_dir,omitempty"`
 	// Restore, if set, is the state an earlier worker left: this one is its restart.
 	Restore *handedState `json:"restore,omitempty"`
@@ -92,26 +94,28 @@ type recordedQuery struct {
 
 // stepReport is one worker phase: the bootstrap (cycle 0) or one evaluation cycle.
 type stepReport struct {
-	Cycle          int             `json:"cycle"`
-	Wall           float64         `json:"wall_seconds"`
-	CPU            float64         `json:"cpu_seconds"`
-	Queries        int             `json:"queries"`
-	FailedQueries  float64         `json:"failed_queries"`
-	Series         int             `json:"series_returned"`
-	Samples        int64           `json:"samples_returned"`
-	Active         int             `json:"active_episodes"`
-	Events         int             `json:"events"`
-	Err            string          `json:"error,omitempty"`
-	Mem            memStatus       `json:"mem"`
-	HeapInuse      uint64          `json:"heap_inuse_bytes"`
-	SinceStart     float64         `json:"since_process_start_seconds"`
-	QueriesIssued  []recordedQuery `json:"queries_issued"`
-	HeapAfterGC    uint64          `json:"heap_after_gc_bytes,omitempty"` // last report only
-	Handed         *handedState    `json:"handed,omitempty"`              // last report only
-	StateSave      float64         `json:"state_save_seconds,omitempty"`  // last report only
-	StateBytes     int64           `json:"state_bytes,omitempty"`         // last report only
-	FiringByRule   map[string]int  `json:"firing_by_rule,omitempty"`
-	WorkerPeakHeap uint64          `json:"heap_sys_bytes"`
+	Cycle         int             `json:"cycle"`
+	Wall          float64         `json:"wall_seconds"`
+	CPU           float64         `json:"cpu_seconds"`
+	Queries       int             `json:"queries"`
+	FailedQueries float64         `json:"failed_queries"`
+	Series        int             `json:"series_returned"`
+	Samples       int64           `json:"samples_returned"`
+	Active        int             `json:"active_episodes"`
+	Events        int             `json:"events"`
+	Err           string          `json:"error,omitempty"`
+	Mem           memStatus       `json:"mem"`
+	HeapInuse     uint64          `json:"heap_inuse_bytes"`
+	SinceStart    float64         `json:"since_process_start_seconds"`
+	QueriesIssued []recordedQuery `json:"queries_issued"`
+	HeapAfterGC   uint64          `json:"heap_after_gc_bytes,omitempty"` // last report only
+	// HeapAfterBootstrap is the heap the bootstrap left, after a collection (its report only).
+	HeapAfterBootstrap uint64         `json:"heap_after_bootstrap_bytes,omitempty"`
+	Handed             *handedState   `json:"handed,omitempty"`             // last report only
+	StateSave          float64        `json:"state_save_seconds,omitempty"` // last report only
+	StateBytes         int64          `json:"state_bytes,omitempty"`        // last report only
+	FiringByRule       map[string]int `json:"firing_by_rule,omitempty"`
+	WorkerPeakHeap     uint64         `json:"heap_sys_bytes"`
 }
 
 // recordingSource counts what the engine asks and what comes back.
@@ -227,8 +231,19 @@ func runWorker(jobJSON string) int {
 			rep.FiringByRule[ep.Rule]++
 		}
 		rep.SinceStart = time.Since(began).Seconds()
-		rep.Mem, _ = readMemStatus("self")
 		var ms runtime.MemStats
+		if cycle == 0 && job.LoadState == "" && err == nil {
+			// What the daemon does after its bootstrap (the start-up's answers are garbage):
+			// collect and return the heap. What is left is the state, per group the bytes per
+			// group reported. Outside the measured CPU, as it is outside the daemon's cycles.
+			debug.FreeOSMemory()
+			runtime.ReadMemStats(&ms)
+			rep.HeapAfterBootstrap = ms.HeapAlloc
+			if job.ProfileDir != "" {
+				writeProfile(filepath.Join(job.ProfileDir, "bootstrap.heap.pprof"), "heap")
+			}
+		}
+		rep.Mem, _ = readMemStatus("self")
 		runtime.ReadMemStats(&ms)
 		rep.HeapInuse, rep.WorkerPeakHeap = ms.HeapInuse, ms.HeapSys
 		if cycle == job.Cycles {
