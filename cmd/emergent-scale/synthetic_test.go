@@ -17,9 +17,12 @@ import (
 // BENCHMARKS.md ("Performance and scale") on 2026-12-01 at 1 000 groups (7 days of history,
 // a 1 h replay, 30 s steps), under another engineer's load: the heap a start-up leaves per
 // group, and emergentd's CPU per cycle (median of 4). Both fail CI past twice these.
+// The worker is this test binary, so CI's -race build runs emergentd under the race detector:
+// its cycles cost several times as much, and are held to a figure measured that way.
 const (
 	syntheticBytesPerGroup = 26_400
 	syntheticCycleCPU      = 0.040 // seconds; 30–47 ms in three runs
+	syntheticCycleCPURace  = 0.22  // seconds, with -race: 170 and 223 ms in two runs
 )
 
 // TestFleetAnswersDecode serves every query of the shipped rules.toml from the synthetic fleet
@@ -147,12 +150,16 @@ func TestSyntheticShort(t *testing.T) {
 
 	perGroup := r.BytesPerGroup()
 	cpu := summarize(r.Cycles, func(c cycleResult) float64 { return c.CPU }).Median
-	t.Logf("%d groups: %.0f bytes per group after the bootstrap (committed %d), %.3f CPU-s per cycle (committed %.3f)",
-		r.Groups, perGroup, syntheticBytesPerGroup, cpu, syntheticCycleCPU)
+	committedCPU := syntheticCycleCPU
+	if raceDetector {
+		committedCPU = syntheticCycleCPURace
+	}
+	t.Logf("%d groups: %.0f bytes per group after the bootstrap (committed %d), %.3f CPU-s per cycle (committed %.3f, race detector %v)",
+		r.Groups, perGroup, syntheticBytesPerGroup, cpu, committedCPU, raceDetector)
 	if perGroup > 2*syntheticBytesPerGroup {
 		t.Errorf("a start-up leaves %.0f bytes per group, more than twice the committed %d", perGroup, syntheticBytesPerGroup)
 	}
-	if cpu > 2*syntheticCycleCPU {
-		t.Errorf("a cycle costs %.3f CPU-s, more than twice the committed %.3f", cpu, syntheticCycleCPU)
+	if cpu > 2*committedCPU {
+		t.Errorf("a cycle costs %.3f CPU-s, more than twice the committed %.3f", cpu, committedCPU)
 	}
 }
