@@ -28,20 +28,19 @@ func (c *historyClock) slot(unix int64) (int, uint32) {
 }
 
 // history is one group's ring of coarse samples (one per baseline step), on its rule's clock.
-// It is most of the memory a group costs, so it is compact: float32 columns (baselines need
-// three significant digits) in one allocation, NaN where nothing was stored.
+// It is most of the memory a group costs, so it is compact: 16-bit columns (sample16: baselines
+// need three significant digits) in one allocation, NaN where nothing was stored.
 type history struct {
 	clock *historyClock
-	cols  [][]float32 // one column per input series
+	cols  [][]sample16 // one column per input series
 }
 
 func newHistory(clock *historyClock, columns int) *history {
 	n := len(clock.stamp)
-	h := &history{clock: clock, cols: make([][]float32, columns)}
-	data := make([]float32, n*columns)
-	nan := float32(math.NaN())
+	h := &history{clock: clock, cols: make([][]sample16, columns)}
+	data := make([]sample16, n*columns)
 	for i := range data {
-		data[i] = nan
+		data[i] = s16NaN
 	}
 	for c := range h.cols {
 		h.cols[c] = data[c*n : (c+1)*n : (c+1)*n]
@@ -60,15 +59,14 @@ func (h *history) put(unix int64, vals []float64) {
 		return
 	case c.stamp[i] < k: // the slot moves on: clear last cycle's values in every group
 		c.stamp[i] = k
-		nan := float32(math.NaN())
 		for _, m := range c.members {
 			for col := range m.cols {
-				m.cols[col][i] = nan
+				m.cols[col][i] = s16NaN
 			}
 		}
 	}
 	for col, v := range vals {
-		h.cols[col][i] = float32(v)
+		h.cols[col][i] = packSample(v)
 	}
 }
 
@@ -78,7 +76,7 @@ func (h *history) get(unix int64, c int) (float64, bool) {
 	if h.clock.stamp[i] != k {
 		return math.NaN(), false
 	}
-	v := float64(h.cols[c][i])
+	v := h.cols[c][i].value()
 	return v, isNum(v)
 }
 

@@ -405,7 +405,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 	if r.replicasCol >= 0 {
 		reps := sc.in[:0]
 		g.hist.each(func(i int) {
-			if c := float64(g.hist.cols[r.replicasCol][i]); isNum(c) && c > 0 {
+			if c := g.hist.cols[r.replicasCol][i].value(); isNum(c) && c > 0 {
 				reps = append(reps, c)
 			}
 		})
@@ -422,7 +422,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 		in, work := sc.in[:0], sc.work[:0]
 		perInstance := r.cfg.Signals[s].PerInstance
 		g.hist.each(func(i int) {
-			x, w := float64(g.hist.cols[0][i]), float64(g.hist.cols[1+s][i])
+			x, w := g.hist.cols[0][i].value(), g.hist.cols[1+s][i].value()
 			if !isNum(x) || !isNum(w) || r.grownAt(g, i) {
 				return
 			}
@@ -446,7 +446,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 	}
 	per := sc.in[:0]
 	g.hist.each(func(i int) {
-		x, c := float64(g.hist.cols[0][i]), float64(g.hist.cols[r.cmdCol][i])
+		x, c := g.hist.cols[0][i].value(), g.hist.cols[r.cmdCol][i].value()
 		if isNum(x) && isNum(c) && x > 0 && !r.grownAt(g, i) {
 			per = append(per, c/x)
 		}
@@ -463,7 +463,7 @@ func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
 	sc := &r.fit
 	per := sc.work[:0]
 	g.hist.each(func(i int) {
-		if w := float64(g.hist.cols[1+s][i]); isNum(w) && !r.grownAt(g, i) {
+		if w := g.hist.cols[1+s][i].value(); isNum(w) && !r.grownAt(g, i) {
 			per = append(per, w/r.replicasAt(g, i))
 		}
 	})
@@ -547,7 +547,7 @@ func (r *Rule) grownAt(g *group, i int) bool {
 	if r.replicasCol < 0 || !isNum(g.usualReplicas) || g.usualReplicas <= 0 {
 		return false
 	}
-	c := float64(g.hist.cols[r.replicasCol][i])
+	c := g.hist.cols[r.replicasCol][i].value()
 	return isNum(c) && c >= replicaGrowth*g.usualReplicas
 }
 
@@ -555,7 +555,7 @@ func (r *Rule) grownAt(g *group, i int) bool {
 // group counts as one, as evaluation counts it.
 func (r *Rule) replicasAt(g *group, i int) float64 {
 	if r.replicasCol >= 0 {
-		if c := float64(g.hist.cols[r.replicasCol][i]); isNum(c) && c > 0 {
+		if c := g.hist.cols[r.replicasCol][i].value(); isNum(c) && c > 0 {
 			return c
 		}
 	}

@@ -17,7 +17,7 @@ import (
 type groupState struct {
 	Key             string
 	Labels          map[string]string
-	Cols            [][]float32
+	Cols            [][]sample16
 	Learned, Phase  int64
 	Fits            []proportionalFit
 	FitOK           []bool
