@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -61,7 +62,8 @@ func TestBurstsRecurringBeyondAverageOver(t *testing.T) {
 		fires         bool
 	}{
 		{"refreshes every 2h30m all day long are the group's own", 9, false},
-		{"two bursts in history are no habit: the same burst pages", 2, true},
+		{"three bursts in history are a habit", burstRecurrences, false},
+		{"two bursts in history are no habit: the same burst pages", burstRecurrences - 1, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,7 +73,7 @@ func TestBurstsRecurringBeyondAverageOver(t *testing.T) {
 			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
 				s := quiet
 				ago := t0.Sub(at)
-				if ago%cycle < burstLen && int(ago/cycle) < tc.historyBursts {
+				if ago%cycle < burstLen && int(ago/cycle) <= tc.historyBursts { // at 1, 2 … cycles ago
 					s = burst
 				}
 				r.AddHistory(s.input(at))
@@ -90,6 +92,67 @@ func TestBurstsRecurringBeyondAverageOver(t *testing.T) {
 					t.Logf("fired at %s: %s", ev.At.Sub(t0), ev.Episode.Summary)
 				}
 				t.Errorf("fired %d episodes, want firing %v", len(fired), tc.fires)
+			}
+		})
+	}
+}
+
+// The level history teaches the average_over gate comes from bursts that came back down:
+// not from one an episode cut short (an incident's opening, held back by the gate), one
+// under way now, or steps with instances grown past their usual number.
+func TestAveragePeakLearnsOnlyBurstsThatEnded(t *testing.T) {
+	const step = 30 * time.Second
+	base := time.Duration(global(step).BaselineStep)
+	quiet := fleetStep{instances: 2, inbound: 50, work: 0.002}
+	burst := fleetStep{instances: 2, inbound: 50, work: 0.3}
+	const every = 30 // baseline steps between bursts: 2h30m
+	tests := []struct {
+		name  string
+		point func(i int) (s fleetStep, taught bool) // history point i of the day, at 5m
+		learn bool
+	}{
+		{"bursts that came back down", func(i int) (fleetStep, bool) {
+			if i%every == 5 {
+				return burst, true
+			}
+			return quiet, true
+		}, true},
+		{"bursts an episode cut short", func(i int) (fleetStep, bool) {
+			switch {
+			case i%every == 5:
+				return burst, true
+			case i%every > 5 && i%every < 12: // the episode's steps do not teach
+				return quiet, false
+			}
+			return quiet, true
+		}, false},
+		{"bursts under grown replicas", func(i int) (fleetStep, bool) {
+			if i%every == 5 {
+				return fleetStep{instances: 6, inbound: 50, work: 0.3}, true
+			}
+			return quiet, true
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationProportional)
+			cfg.AverageOver = model.Duration(time.Hour)
+			r := NewRule(cfg, global(step))
+			i := 0
+			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
+				s, taught := tc.point(i)
+				if taught {
+					r.AddHistory(s.input(at))
+				} else { // as an episode's step is stored: inbound and instances, no work
+					r.group(key, service)
+					r.groups[key].hist.put(at.Unix(), []float64{s.inbound, math.NaN(), float64(s.instances)})
+				}
+				i++
+			}
+			r.Eval(quiet.input(t0))
+			peak := r.groups[key].averagePeaks[0]
+			if got := peak > 0; got != tc.learn {
+				t.Errorf("learned %g, want learning %v", peak, tc.learn)
 			}
 		})
 	}

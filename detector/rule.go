@@ -120,7 +120,7 @@ type group struct {
 	levels  []boundedLevel // per signal; meaningful for bounded signals
 	levelOK []bool
 	// averages are each signal's work and expected work averaged over average_over;
-	// averagePeaks the most that healthy history's work exceeded expected by over as long
+	// averagePeaks the averaged excess of work its history's recurring bursts reached
 	// (learnAveragePeak).
 	averages     []average
 	averagePeaks []float64
@@ -471,32 +471,35 @@ func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
 	return sc.learnLevel(per, r.cfg.Signals[s].EventQuantum)
 }
 
-// learnAveragePeak is the excess over expected work that signal s's healthy history held
-// averaged over average_over, in bursts that came back (the burstRecurrences-th largest of
-// its separate bursts), which the average_over gate must pass too. Bursts that recur less
-// often than average_over do not average out within it: forty-four per-process caches refilled
-// together by a deploy refresh together once per token lifetime of 1 h 39 m, and each refresh,
-// a lifetime's misses in a few minutes, paged (fleetsim tuning seed 15827, healthy-12: six
-// false episodes). A burst seen fewer times is not learned: history is not screened for
-// episodes, and a quantile of the windows learned hours of an earlier incident and hid it
-// coming back (seed 4670, replica-scaling-26: four incidents missed).
+// learnAveragePeak is the averaged excess of work over expected (the average_over gate's own
+// measure, replayed over the history's steps as warmAverage replays it) that signal s's history
+// reached in bursts that came back: the highest of its separate bursts that burstRecurrences
+// bursts at least half as high came with, times burstMargin. The gate must pass it too. Bursts
+// that recur less often than average_over do not average out within it: forty-four
+// per-process caches refilled together by a deploy refresh together once per token lifetime of
+// 1 h 39 m, and each refresh, a lifetime's misses in a few minutes, paged (fleetsim tuning seed
+// 15827, healthy-12: six false episodes).
+//
+// Only a burst that came back down (to half its height) counts. One cut short by steps that do
+// not teach (an episode's) is an incident's opening, held back by this gate: learned, each
+// return of an incident raised the level the next had to pass. One under way at now may be one
+// too.
+//
+// History holds one sample per baseline step: a burst shorter than the step, when a sample
+// catches it, reads as long as the step (a five-minute burst at the shipped 15 m: about three
+// times its weight), so sustained work whose averaged excess stays under that waits until the
+// bursts leave the history.
 func (r *Rule) learnAveragePeak(g *group, s int, now time.Time) float64 {
-	window := int(time.Duration(r.cfg.AverageOver) / r.baselineStep)
-	if window < 1 {
+	tau := time.Duration(r.cfg.AverageOver)
+	if tau <= 0 {
 		return 0
 	}
 	sig := r.cfg.Signals[s]
 	sc := &r.fit
-	resid, peaks := sc.poolWork[:0], sc.rs[:0]
-	defer func() { sc.poolWork, sc.rs = resid, peaks }()
-	sum, run := 0.0, 0 // the window's residuals end at the current step; a gap starts anew
-	burst := 0.0       // the largest mean of the burst under way; 0 between bursts
-	endBurst := func() {
-		if burst > 0 {
-			peaks = append(peaks, burst)
-		}
-		burst = 0
-	}
+	peaks := sc.rs[:0]
+	defer func() { sc.rs = peaks }()
+	var avg average
+	burst := 0.0 // the largest excess of the burst under way; 0 between bursts
 	for at := now.Add(-r.historyLen).Truncate(r.baselineStep); !at.After(now); at = at.Add(r.baselineStep) {
 		work, okWork := g.hist.get(at.Unix(), 1+s)
 		inbound, okInbound := g.hist.get(at.Unix(), 0)
@@ -506,34 +509,36 @@ func (r *Rule) learnAveragePeak(g *group, s int, now time.Time) float64 {
 				instances = int(v)
 			}
 		}
-		expected, _, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances)
+		expected, sigma, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances)
 		if !okWork || !okInbound || !ok || (isNum(g.usualReplicas) && float64(instances) >= replicaGrowth*g.usualReplicas) {
-			sum, run, resid = 0, 0, resid[:0]
-			endBurst()
+			avg, burst = average{}, 0 // cut short: not a burst that came back down
 			continue
 		}
-		x := math.Max(0, work) - expected
-		resid = append(resid, x)
-		sum, run = sum+x, run+1
-		if run > window {
-			sum -= resid[len(resid)-1-window]
-		}
-		if run < window {
-			continue
-		}
-		if mean := sum / float64(window); mean > 0 {
-			burst = math.Max(burst, mean)
-		} else {
-			endBurst()
+		work = math.Max(0, work)
+		avgWork, avgExpected := avg.add(at, work, averagedExpected(work, expected, sigma), tau)
+		// A burst is over once its excess has decayed to half its height (an average never
+		// quite returns to zero on its own): under an hour at the shipped average_over.
+		switch excess := avgWork - avgExpected; {
+		case excess > burst:
+			burst = excess
+		case burst > 0 && excess <= burst/2:
+			peaks, burst = append(peaks, burst), 0
 		}
 	}
-	endBurst()
-	if len(peaks) < burstRecurrences {
-		return 0
-	}
+	// The highest burst whose like (at least half as high) came burstRecurrences times.
 	slices.Sort(peaks)
-	return peaks[len(peaks)-burstRecurrences]
+	for i := len(peaks) - 1; i >= burstRecurrences-1; i-- {
+		if peaks[i-burstRecurrences+1] >= peaks[i]/2 {
+			return burstMargin * peaks[i]
+		}
+	}
+	return 0
 }
+
+// burstMargin is how far past the highest recurring burst of history averaged work must go:
+// bursts of one habit differ in height (the load they come at, where a step's sample falls),
+// and the next may top the highest of a day by a little without being news.
+const burstMargin = 1.25
 
 // burstRecurrences is how many separate bursts of history must reach a level for it to be a
 // healthy group's own: one or two are as likely an earlier incident (or its recurrence) as a

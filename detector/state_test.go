@@ -89,6 +89,10 @@ func TestStateRoundTrip(t *testing.T) {
 			if err := restarted.ReadState(gob.NewDecoder(&buf)); err != nil {
 				t.Fatal(err)
 			}
+			// What a relearn computes is kept too: the next one is up to an hour away.
+			if w, g := fmt.Sprint(kept.groups[key].averagePeaks), fmt.Sprint(restarted.groups[key].averagePeaks); w != g {
+				t.Errorf("average peaks: got %s, want %s", g, w)
+			}
 			var want, got []Event
 			for i := stop; i < steps; i++ {
 				want = append(want, kept.Eval(at(i))...)

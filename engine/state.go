@@ -11,7 +11,8 @@ import (
 )
 
 // stateVersion is the version of the state file SaveState writes and the only one LoadState
-// reads. 2: groups keep the excess their history's bursts reached over average_over.
+// reads. 2: groups keep the excess their history's bursts reached over average_over, and
+// history samples take 16 bits.
 const stateVersion = 2
 
 // stateHeader opens the state file: what it was written by and for, then one ruleHeader and the
