@@ -111,6 +111,12 @@ func TestAveragePeakLearnsOnlyBurstsThatEnded(t *testing.T) {
 		point func(i int) (s fleetStep, taught bool) // history point i of the day, at 5m
 		learn bool
 	}{
+		{"one burst, however long its tail", func(i int) (fleetStep, bool) {
+			if i == 100 {
+				return burst, true
+			}
+			return quiet, true
+		}, false},
 		{"bursts that came back down", func(i int) (fleetStep, bool) {
 			if i%every == 5 {
 				return burst, true
