@@ -501,21 +501,12 @@ func (r *Rule) learnAveragePeak(g *group, s int, now time.Time) float64 {
 	var avg average
 	burst := 0.0 // the largest excess of the burst under way; 0 between bursts
 	for at := now.Add(-r.historyLen).Truncate(r.baselineStep); !at.After(now); at = at.Add(r.baselineStep) {
-		work, okWork := g.hist.get(at.Unix(), 1+s)
-		inbound, okInbound := g.hist.get(at.Unix(), 0)
-		instances := 0
-		if r.replicasCol >= 0 {
-			if v, ok := g.hist.get(at.Unix(), r.replicasCol); ok {
-				instances = int(v)
-			}
-		}
-		expected, sigma, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances)
-		if !okWork || !okInbound || !ok || (isNum(g.usualReplicas) && float64(instances) >= replicaGrowth*g.usualReplicas) {
+		work, expected, grown, ok := r.historyStep(g, s, sig, at, 0)
+		if !ok || grown {
 			avg, burst = average{}, 0 // cut short: not a burst that came back down
 			continue
 		}
-		work = math.Max(0, work)
-		avgWork, avgExpected := avg.add(at, work, averagedExpected(work, expected, sigma), tau)
+		avgWork, avgExpected := avg.add(at, work, expected, tau)
 		// A burst is over once its excess has decayed to half its height (an average never
 		// quite returns to zero on its own): under an hour at the shipped average_over.
 		switch excess := avgWork - avgExpected; {
@@ -549,11 +540,15 @@ const burstRecurrences = 3
 // times their usual number: such steps do not teach, as they do not when evaluated live, and a
 // history read from Prometheus at start-up holds them.
 func (r *Rule) grownAt(g *group, i int) bool {
-	if r.replicasCol < 0 || !isNum(g.usualReplicas) || g.usualReplicas <= 0 {
+	if r.replicasCol < 0 {
 		return false
 	}
-	c := g.hist.cols[r.replicasCol][i].value()
-	return isNum(c) && c >= replicaGrowth*g.usualReplicas
+	return g.grown(g.hist.cols[r.replicasCol][i].value())
+}
+
+// grown reports whether instances is past replicaGrowth times the group's usual number.
+func (g *group) grown(instances float64) bool {
+	return isNum(g.usualReplicas) && g.usualReplicas > 0 && isNum(instances) && instances >= replicaGrowth*g.usualReplicas
 }
 
 // replicasAt is the number of live instances at history slot i; without instance data the

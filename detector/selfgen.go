@@ -259,23 +259,37 @@ func (r *Rule) warmAverage(g *group, s int, sig config.Signal, t time.Time, live
 		return a
 	}
 	for at := t.Add(-averageSettled * tau).Truncate(r.baselineStep); at.Before(t); at = at.Add(r.baselineStep) {
-		work, okWork := g.hist.get(at.Unix(), 1+s)
-		inbound, okInbound := g.hist.get(at.Unix(), 0)
-		if !okWork || !okInbound {
-			continue // not stored, or an episode's step: not learned from, not averaged either
-		}
-		instances := live
-		if r.replicasCol >= 0 {
-			if v, ok := g.hist.get(at.Unix(), r.replicasCol); ok {
-				instances = int(v)
-			}
-		}
-		if expected, sigma, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances); ok {
-			work = math.Max(0, work)
-			a.add(at, work, averagedExpected(work, expected, sigma), tau)
+		// A step not stored, or an episode's (not learned from), is not averaged either; one
+		// under grown instances is, as live.
+		if work, expected, _, ok := r.historyStep(g, s, sig, at, live); ok {
+			a.add(at, work, expected, tau)
 		}
 	}
 	return a
+}
+
+// historyStep is what signal s's history step at adds to its average, as a live step would
+// (averagedExpected, with the fits learned now): the work and the expected work, whether the
+// instances had grown past their usual number, and false for a step without work or inbound
+// stored or nothing learned yet. A step without its instance count takes live.
+func (r *Rule) historyStep(g *group, s int, sig config.Signal, at time.Time, live int) (work, expected float64, grown, ok bool) {
+	work, okWork := g.hist.get(at.Unix(), 1+s)
+	inbound, okInbound := g.hist.get(at.Unix(), 0)
+	if !okWork || !okInbound {
+		return 0, 0, false, false
+	}
+	instances := live
+	if r.replicasCol >= 0 {
+		if v, ok := g.hist.get(at.Unix(), r.replicasCol); ok {
+			instances = int(v)
+		}
+	}
+	expected, sigma, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances)
+	if !ok {
+		return 0, 0, false, false
+	}
+	work = math.Max(0, work)
+	return work, averagedExpected(work, expected, sigma), g.grown(float64(instances)), true
 }
 
 // replicaShare is the unexplained share that pages while the instances have grown by
