@@ -17,7 +17,7 @@ func TestSurgeExplainsNoWorkAfterIt(t *testing.T) {
 	// the ratio through the origin (over 3) overstates work per request at 100/s by a fifth.
 	work := func(in float64) float64 { return 2*in + 50 }
 	r := NewRule(fleetRule(config.RelationProportional), global(step))
-	r.cfg.AverageOver = model.Duration(time.Hour)
+	r.cfg.AverageOver, r.cfg.RecurWithin = model.Duration(time.Hour), model.Duration(time.Hour)
 	r.cfg.Signals[0].ReplicaScalingOnly = true
 	base := time.Duration(global(step).BaselineStep)
 	i := 0
@@ -68,7 +68,7 @@ func TestBurstsRecurringBeyondAverageOver(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := NewRule(fleetRule(config.RelationProportional), global(step))
-			r.cfg.AverageOver = model.Duration(time.Hour)
+			r.cfg.AverageOver, r.cfg.RecurWithin = model.Duration(time.Hour), model.Duration(time.Hour)
 			base := time.Duration(global(step).BaselineStep)
 			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
 				s := quiet
@@ -142,7 +142,7 @@ func TestAveragePeakLearnsOnlyBurstsThatEnded(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := fleetRule(config.RelationProportional)
-			cfg.AverageOver = model.Duration(time.Hour)
+			cfg.AverageOver, cfg.RecurWithin = model.Duration(time.Hour), model.Duration(time.Hour)
 			r := NewRule(cfg, global(step))
 			i := 0
 			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {

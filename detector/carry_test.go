@@ -63,7 +63,7 @@ func TestCarryKeepsTheStartOfAnEpisodeOlderThanTheReplay(t *testing.T) {
 // it comes out near where a process that never stopped had it, not at "nothing unexplained".
 func TestRestoredAverageStartsWhereItWas(t *testing.T) {
 	cfg := tokenRule("proportional")
-	cfg.AverageOver = model.Duration(30 * time.Minute)
+	cfg.AverageOver, cfg.RecurWithin = model.Duration(30*time.Minute), model.Duration(30*time.Minute)
 	g := global(time.Minute)
 	at := t0.Add(24 * time.Hour) // the restart's first replayed step
 	work := func(ts time.Time) float64 {

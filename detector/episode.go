@@ -41,6 +41,12 @@ type lifecycle struct {
 	// that quiet gap, and its episode stays open through quiet that long (plus resolve_for).
 	lastBreach time.Time     // latest breaching step while firing
 	keepFor    time.Duration // quiet the current episode is kept open through, beyond resolve_for
+	// reburstSince is the first step of a breach within that kept quiet, zero when none: it
+	// counts as the anomaly back only once it has lasted for, as a firing would. Healthy bursts
+	// shorter than that (caches refilled together by the fix's deploy, refreshing together)
+	// kept a fixed stampede's episode open for 16 hours (fleetsim seed 16290,
+	// ttl-beyond-lifetime-01).
+	reburstSince time.Time
 }
 
 type transition int
@@ -77,10 +83,19 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor, rec
 			return fired
 		}
 	case StateFiring:
+		if breach && l.keepFor > 0 && !l.clearSince.IsZero() && t.Sub(l.clearSince) >= resolveFor {
+			if l.reburstSince.IsZero() {
+				l.reburstSince = t
+			}
+			if t.Sub(l.reburstSince) < forDur {
+				return noChange // not yet the anomaly back; nor resolved while it may be
+			}
+		}
 		if breach {
-			l.clearSince, l.lastBreach = time.Time{}, t
+			l.clearSince, l.lastBreach, l.reburstSince = time.Time{}, t, time.Time{}
 			return noChange
 		}
+		l.reburstSince = time.Time{}
 		if l.clearSince.IsZero() {
 			l.clearSince = t
 		}
@@ -95,7 +110,7 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor, rec
 // restore makes an episode an earlier process had open firing at t, with the quiet gap it had
 // learned when it fired.
 func (l *lifecycle) restore(t time.Time, keepFor time.Duration) {
-	l.state, l.firingSince, l.clearSince, l.lastBreach, l.keepFor = StateFiring, t, time.Time{}, t, keepFor
+	l.state, l.firingSince, l.clearSince, l.lastBreach, l.keepFor, l.reburstSince = StateFiring, t, time.Time{}, t, keepFor, time.Time{}
 }
 
 // fire starts an episode at t, learning the quiet gap since the last one's final breach if it
@@ -105,5 +120,5 @@ func (l *lifecycle) fire(t time.Time, recurWithin time.Duration) {
 	if gap := l.pendingSince.Sub(l.lastBreach); !l.lastBreach.IsZero() && gap <= recurWithin {
 		l.keepFor = gap
 	}
-	l.state, l.firingSince, l.clearSince, l.lastBreach = StateFiring, t, time.Time{}, t
+	l.state, l.firingSince, l.clearSince, l.lastBreach, l.reburstSince = StateFiring, t, time.Time{}, t, time.Time{}
 }

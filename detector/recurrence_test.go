@@ -36,7 +36,7 @@ func TestRecurringBurstsAreOneEpisode(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := fleetRule(config.RelationBounded)
-			cfg.AverageOver = model.Duration(time.Hour)
+			cfg.AverageOver, cfg.RecurWithin = model.Duration(time.Hour), model.Duration(time.Hour)
 			events := runFleet(t, NewRule(cfg, global(step)), quiet, tc.steps, step)
 			if got := len(firings(events)); got != tc.firing {
 				t.Errorf("%d episodes fired, want %d", got, tc.firing)
@@ -59,7 +59,7 @@ func TestResolvedEpisodeLeavesNoAverageBehind(t *testing.T) {
 	steps = append(steps, fleet(150, quiet)...) // resolves, and is quiet past average_over's recurrence
 	steps = append(append(steps, fleet(20, echo)...), fleet(100, quiet)...)
 	cfg := fleetRule(config.RelationBounded)
-	cfg.AverageOver = model.Duration(time.Hour)
+	cfg.AverageOver, cfg.RecurWithin = model.Duration(time.Hour), model.Duration(time.Hour)
 	fired := firings(runFleet(t, NewRule(cfg, global(step)), quiet, steps, step))
 	if len(fired) != 1 {
 		for _, ev := range fired {
@@ -105,5 +105,35 @@ func TestIncidentInHistoryDoesNotHideItsReturn(t *testing.T) {
 				t.Errorf("%d episodes fired, want the incident's return", len(fired))
 			}
 		})
+	}
+}
+
+// Once a recurring episode is kept open through its quiet, only a burst that lasts for is the
+// anomaly back. After the fix, caches refilled together by its deploy refresh together: short
+// healthy bursts more often than the kept gap, which kept a fixed stampede's episode open all
+// day.
+func TestShortBurstsDoNotKeepARecurringEpisodeOpen(t *testing.T) {
+	const step = 30 * time.Second
+	quiet := fleetStep{instances: 4, inbound: 5, work: 0.01}
+	stampede := fleetStep{instances: 4, inbound: 5, work: 0.5}
+	steps := fleet(10, quiet)
+	for range 3 { // three stampedes 20 minutes apart: the second learns the gap
+		steps = append(append(steps, fleet(20, stampede)...), fleet(40, quiet)...)
+	}
+	fixed := len(steps) - 40 // the last stampede's end: the fix
+	for range 20 {           // a 1.5-minute burst every 8 minutes for 160 minutes
+		steps = append(append(steps, fleet(3, stampede)...), fleet(13, quiet)...)
+	}
+	cfg := fleetRule(config.RelationBounded)
+	cfg.AverageOver, cfg.RecurWithin = model.Duration(time.Hour), model.Duration(time.Hour)
+	events := runFleet(t, NewRule(cfg, global(step)), quiet, steps, step)
+	last := events[len(events)-1]
+	if !last.Resolved {
+		t.Fatalf("the episode never resolved; last event: %+v", last)
+	}
+	// The kept gap (20 min) and resolve_for after the last stampede, and a burst under way.
+	bound := 20*time.Minute + time.Duration(cfg.ResolveFor) + time.Duration(cfg.For)
+	if after := last.At.Sub(t0.Add(time.Duration(fixed) * step)); after > bound {
+		t.Errorf("resolved %s after the fix, want within %s", after, bound)
 	}
 }

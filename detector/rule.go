@@ -179,8 +179,10 @@ func NewRule(cfg config.Rule, g config.Global) *Rule {
 func (r *Rule) Config() config.Rule { return r.cfg }
 
 // Memory is how far back the rule's evaluation state reaches when a replay restores an earlier
-// process's (Restore): the quiet a recurrence is judged within (average_over), the flush window
-// or a transient's settling, then for and resolve_for of the episode they feed. The work
+// process's (Restore): average_over, the flush window or a transient's settling, then for and
+// resolve_for of the episode they feed. Not recur_within: a burst back after more quiet than
+// that pages as a new episode, as a recurrence would page too, where replaying two hours more
+// would double a restart's work. The work
 // averages reach further back (averageSettled time constants); a restored replay starts them
 // from the history's steps instead (warmAverage).
 func (r *Rule) Memory() time.Duration {
@@ -338,8 +340,8 @@ func (r *Rule) Eval(in Input) []Event {
 		if !known {
 			continue
 		}
-		// A burst that comes back within the span the rule averages work over is the same anomaly.
-		tr := g.life.step(t, breach, hold, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor), time.Duration(r.cfg.AverageOver))
+		// A burst that comes back within recur_within of the last is the same anomaly.
+		tr := g.life.step(t, breach, hold, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor), time.Duration(r.cfg.RecurWithin))
 		if restored && g.life.state == StateFiring {
 			tr = fired // the restored episode, announced as a replay that saw it begin would
 		}

@@ -55,6 +55,7 @@ type lifeState struct {
 	State                                             State
 	PendingSince, FiringSince, ClearSince, LastBreach time.Time
 	KeepFor                                           time.Duration
+	ReburstSince                                      time.Time
 }
 
 type explanationState struct {
@@ -140,7 +141,7 @@ func (g *group) saved(key string) groupState {
 		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event},
 		Learning:  g.learning,
 		Life: lifeState{State: g.life.state, PendingSince: g.life.pendingSince, FiringSince: g.life.firingSince,
-			ClearSince: g.life.clearSince, LastBreach: g.life.lastBreach, KeepFor: g.life.keepFor},
+			ClearSince: g.life.clearSince, LastBreach: g.life.lastBreach, KeepFor: g.life.keepFor, ReburstSince: g.life.reburstSince},
 		Unknown: g.unknown, SignalSeen: g.signalSeen,
 		Last:    explanationState{Explanation: g.last, InstantBreach: g.last.instantBreach},
 		Carried: g.carried, QuietSinceCarry: g.quietSinceCarry,
@@ -173,7 +174,7 @@ func (r *Rule) fromState(gs groupState) *group {
 		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event},
 		learning:  gs.Learning,
 		life: lifecycle{state: gs.Life.State, pendingSince: gs.Life.PendingSince, firingSince: gs.Life.FiringSince,
-			clearSince: gs.Life.ClearSince, lastBreach: gs.Life.LastBreach, keepFor: gs.Life.KeepFor},
+			clearSince: gs.Life.ClearSince, lastBreach: gs.Life.LastBreach, keepFor: gs.Life.KeepFor, reburstSince: gs.Life.ReburstSince},
 		unknown: gs.Unknown, signalSeen: gs.SignalSeen, last: gs.Last.Explanation,
 		carried: gs.Carried, quietSinceCarry: gs.QuietSinceCarry,
 	}

@@ -20,7 +20,7 @@ func TestStateCoversEveryField(t *testing.T) {
 		v      any
 		fields int
 	}{
-		{group{}, 22}, {lifecycle{}, 6}, {instanceTracker{}, 3}, {average{}, 3}, {flushState{}, 12},
+		{group{}, 22}, {lifecycle{}, 7}, {instanceTracker{}, 3}, {average{}, 3}, {flushState{}, 12},
 		{counterSeen{}, 2}, {timedCount{}, 2}, {Episode{}, 13}, {Explanation{}, 36}, {historyClock{}, 3},
 	} {
 		if n := reflect.TypeOf(tc.v).NumField(); n != tc.fields {
@@ -33,7 +33,7 @@ func TestStateCoversEveryField(t *testing.T) {
 // the rule that never stopped: the same events, the same group states and words.
 func TestStateRoundTrip(t *testing.T) {
 	withReplicas := tokenRule(config.RelationBounded)
-	withReplicas.Replicas, withReplicas.AverageOver = "r", model.Duration(10*time.Minute)
+	withReplicas.Replicas, withReplicas.AverageOver, withReplicas.RecurWithin = "r", model.Duration(10*time.Minute), model.Duration(10*time.Minute)
 	for _, tc := range []struct {
 		name  string
 		rule  config.Rule

@@ -203,7 +203,7 @@ func TestAverageOverHoldsBackBursts(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := fleetRule(config.RelationBounded)
-			cfg.AverageOver = model.Duration(tc.averageOver)
+			cfg.AverageOver, cfg.RecurWithin = model.Duration(tc.averageOver), model.Duration(tc.averageOver)
 			fired := firings(runFleet(t, NewRule(cfg, global(step)), quiet, tc.steps, step))
 			if got := len(fired) > 0; got != tc.fires {
 				t.Errorf("fired %d episodes, want firing %v", len(fired), tc.fires)

@@ -22,7 +22,7 @@ import (
 func restoreConfig() *config.Config {
 	cfg := testConfig()
 	cfg.Global.Replay = model.Duration(6 * time.Hour)
-	cfg.Rules[0].AverageOver = model.Duration(10 * time.Minute)
+	cfg.Rules[0].AverageOver, cfg.Rules[0].RecurWithin = model.Duration(10*time.Minute), model.Duration(10*time.Minute)
 	return cfg
 }
 
