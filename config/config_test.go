@@ -2,7 +2,9 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +24,47 @@ func TestShippedRulesLoad(t *testing.T) {
 	}
 	if cfg.Rules[1].MinFlushes != 3 || cfg.Rules[0].Hysteresis != 0.8 {
 		t.Errorf("defaults not applied: %+v", cfg.Rules[1])
+	}
+	if got := time.Duration(cfg.Rules[0].RecurWithin); got != 2*time.Hour {
+		t.Errorf("recur_within = %s, want the shipped 2h", got)
+	}
+}
+
+// recur_within left out is average_over, so configurations written before it keep their
+// episodes; written, even as zero, it is what it says.
+func TestRecurWithinDefaultsToAverageOver(t *testing.T) {
+	const rule = `
+[[rules]]
+name = "token-minting"
+kind = "self_generated_traffic"
+group_by = ["service"]
+inbound = 'sum by (service) (rate(http_requests_total[2m]))'
+average_over = "1h"
+%s
+  [[rules.signals]]
+  name = "token_mints"
+  relation = "bounded"
+  query = 'sum by (service) (rate(token_mint_count[2m]))'
+`
+	for _, tc := range []struct {
+		line string
+		want time.Duration
+	}{
+		{"", time.Hour},
+		{`recur_within = "0s"`, 0},
+		{`recur_within = "3h"`, 3 * time.Hour},
+	} {
+		path := filepath.Join(t.TempDir(), "rules.toml")
+		if err := os.WriteFile(path, []byte(fmt.Sprintf(rule, tc.line)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadFile(path)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.line, err)
+		}
+		if got := time.Duration(cfg.Rules[0].RecurWithin); got != tc.want {
+			t.Errorf("%q: recur_within = %s, want %s", tc.line, got, tc.want)
+		}
 	}
 }
 
@@ -45,6 +88,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"invalid-secret-url.toml", `invalid-secret-url.toml:4: receivers[0].webhook_url: must be an http(s) URL`},
 		{"invalid-too-deep.toml", `invalid-too-deep.toml:5: nested more than 32 levels deep`},
 		{"invalid-negative-limit.toml", `invalid-negative-limit.toml:6: rules[0].limit: must not be negative`},
+		{"invalid-negative-recur-within.toml", `invalid-negative-recur-within.toml:6: rules.recur_within: not a valid duration`},
 		{"invalid-replica-scaling-only.toml", `invalid-replica-scaling-only.toml:11: rules[0].signals[0].replica_scaling_only: needs the rule's replicas query`},
 	}
 	for _, tc := range tests {

@@ -318,10 +318,8 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 	if r.AverageOver < 0 {
 		v.errf(path+".average_over", "must not be negative, got %q", r.AverageOver.String())
 	}
-	if !v.written(path + ".recur_within") {
+	if !v.written(path + ".recur_within") { // a negative duration does not parse
 		r.RecurWithin = r.AverageOver
-	} else if r.RecurWithin < 0 {
-		v.errf(path+".recur_within", "must not be negative, got %q", r.RecurWithin.String())
 	}
 
 	names := map[string]bool{}
