@@ -94,6 +94,7 @@ type ruleState struct {
 	blind      bool
 	resolved   []detector.Episode // resolved episodes kept for ResolvedRetention
 	known      knownGroups
+	values     inputValues // the maps its inputs are built in
 	// lastErr is the latest failed query of this rule, for the blind alert and the log.
 	lastErr error
 	// empty lists the rule's queries that returned no series at the latest fetch.
@@ -521,10 +522,8 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 				rb.empty = append(rb.empty, q)
 			}
 		}
-		if rs.known.keys == nil || len(rs.known.keys) > maxKnownGroups {
-			rs.known.reset()
-		}
-		g := &grouper{by: c.GroupBy, labels: map[string]map[string]string{}, known: &rs.known}
+		rs.known.begin()
+		g := &grouper{by: c.GroupBy, known: &rs.known}
 		// column returns the cursors over q's series, or nil when q was not fetched.
 		column := func(q string, sub func(model.Metric) string) []seriesCursor {
 			i, ok := byQuery[q]
@@ -533,7 +532,6 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 			}
 			return g.cursors(results[i], sub)
 		}
-		rb.labels = g.labels
 		rb.inbound, rb.keys = column(c.Inbound, nil), column(c.Keys, nil)
 		rb.commands, rb.writes = column(c.Commands, nil), column(c.Writes, nil)
 		for _, sig := range c.Signals {
@@ -543,6 +541,7 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 		rb.instances, rb.replicas = column(c.Instances, byInstance), column(c.Replicas, byInstance)
 		rb.cacheResets = column(c.CacheResets, nil)
 		rb.flushes = column(c.Flushes, func(m model.Metric) string { return m.String() })
+		rb.labels, rb.values = rs.known.end(), &rs.values
 		if c.Limit > 0 && len(rb.labels) > c.Limit {
 			// Not a failed query: the bootstrap goes on, and the rule goes blind with the reason.
 			rb.failed, rb.overLimit = true, fmt.Errorf("its queries return %d groups, over its limit of %d", len(rb.labels), c.Limit)
