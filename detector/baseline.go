@@ -72,12 +72,18 @@ func (h *history) put(unix int64, vals []float64) {
 
 // get returns column c at unix time t, if stored.
 func (h *history) get(unix int64, c int) (float64, bool) {
-	i, k := h.clock.slot(unix)
-	if h.clock.stamp[i] != k {
+	i, stored := h.slotAt(unix)
+	if !stored {
 		return math.NaN(), false
 	}
 	v := h.cols[c][i].value()
 	return v, isNum(v)
+}
+
+// slotAt returns the ring index of unix time t and whether it holds that step.
+func (h *history) slotAt(unix int64) (int, bool) {
+	i, k := h.clock.slot(unix)
+	return i, h.clock.stamp[i] == k
 }
 
 // each calls fn for every slot that holds a step (its values may still be NaN for this group).
@@ -173,6 +179,7 @@ type fitScratch struct {
 	in, work           []float64 // the history, gathered by relearn
 	poolIn, poolWork   []float64
 	sorted, ratios, rs []float64
+	bursts             []burstSearch // learnAveragePeaks's, one per signal
 }
 
 func (sc *fitScratch) fit(inbound, work []float64, quantum float64) (proportionalFit, bool) {

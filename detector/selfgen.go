@@ -284,6 +284,11 @@ func (r *Rule) historyStep(g *group, s int, sig config.Signal, at time.Time, liv
 			instances = int(v)
 		}
 	}
+	return g.averagedStep(s, sig, work, inbound, instances)
+}
+
+// averagedStep is historyStep from the step's stored work, inbound and instance count.
+func (g *group) averagedStep(s int, sig config.Signal, work, inbound float64, instances int) (float64, float64, bool, bool) {
 	expected, sigma, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances)
 	if !ok {
 		return 0, 0, false, false
