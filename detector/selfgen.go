@@ -130,7 +130,7 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 	g.instances.observe(in.Time, in.Replicas[key], value(in.CacheResets, key) > 0, time.Duration(r.cfg.Settle))
 	ex.Replicas, ex.UsualReplicas = g.instances.count(), g.usualReplicas
 	if ev, ok := g.instances.recent(in.Time, r.transientMemory()); ok {
-		ex.Transient = &ev
+		ex.Transient = new(ev) // a copy: &ev put ev on the heap at every step, with or without an event
 	}
 
 	scale := 1.0
