@@ -646,7 +646,7 @@ func (r *Rule) Status() []GroupStatus {
 // AllUnknown reports whether the rule has groups and none of them could be evaluated at the
 // latest step: the rule cannot see its data.
 func (r *Rule) AllUnknown() bool {
-	for _, g := range r.groups {
+	for _, g := range r.sorted {
 		if !g.unknown {
 			return false
 		}
@@ -657,11 +657,14 @@ func (r *Rule) AllUnknown() bool {
 // StateCounts counts groups by state at the latest step, without building a status list.
 func (r *Rule) StateCounts() map[State]int {
 	counts := map[State]int{}
-	for _, g := range r.groups {
+	for _, g := range r.sorted {
 		counts[g.state()]++
 	}
 	return counts
 }
+
+// ActiveCount is len(Active()), without copying the episodes.
+func (r *Rule) ActiveCount() int { return len(r.open) }
 
 // Active returns the active episodes, in group order.
 func (r *Rule) Active() []Episode {
