@@ -33,6 +33,14 @@ func (c *historyClock) slot(unix int64) (int, uint32) {
 type history struct {
 	clock *historyClock
 	cols  [][]sample16 // one column per input series
+	// season is the latest seasonalAt, for seasonCol at the step seasonUnix; valid while
+	// seasonOK. Every evaluation step of a baseline step reads the same one: computed anew, it
+	// was a dozen reads scattered over the ring and a median per group per step. Any store into
+	// the history (put, or a slot moving on) drops it.
+	season     seasonal
+	seasonUnix int64
+	seasonCol  int
+	seasonOK   bool
 }
 
 func newHistory(clock *historyClock, columns int) *history {
@@ -63,21 +71,29 @@ func (h *history) put(unix int64, vals []float64) {
 			for col := range m.cols {
 				m.cols[col][i] = s16NaN
 			}
+			m.seasonOK = false
 		}
 	}
 	for col, v := range vals {
 		h.cols[col][i] = packSample(v)
 	}
+	h.seasonOK = false
 }
 
 // get returns column c at unix time t, if stored.
 func (h *history) get(unix int64, c int) (float64, bool) {
-	i, k := h.clock.slot(unix)
-	if h.clock.stamp[i] != k {
+	i, stored := h.slotAt(unix)
+	if !stored {
 		return math.NaN(), false
 	}
 	v := h.cols[c][i].value()
 	return v, isNum(v)
+}
+
+// slotAt returns the ring index of unix time t and whether it holds that step.
+func (h *history) slotAt(unix int64) (int, bool) {
+	i, k := h.clock.slot(unix)
+	return i, h.clock.stamp[i] == k
 }
 
 // each calls fn for every slot that holds a step (its values may still be NaN for this group).
@@ -104,6 +120,14 @@ const (
 
 func (h *history) seasonalAt(unix int64, c int) seasonal {
 	unix -= unix % h.clock.stepSec
+	if !h.seasonOK || h.seasonUnix != unix || h.seasonCol != c {
+		h.season, h.seasonUnix, h.seasonCol, h.seasonOK = h.computeSeasonal(unix, c), unix, c, true
+	}
+	return h.season
+}
+
+// computeSeasonal is seasonalAt without the cache, at a time on the baseline grid.
+func (h *history) computeSeasonal(unix int64, c int) seasonal {
 	var buf [max(maxSeasonalDays, recentPoints)]float64 // on the stack: this runs every step
 	xs := buf[:0]
 	for d := int64(1); d <= maxSeasonalDays; d++ {
@@ -173,6 +197,7 @@ type fitScratch struct {
 	in, work           []float64 // the history, gathered by relearn
 	poolIn, poolWork   []float64
 	sorted, ratios, rs []float64
+	bursts             []burstSearch // learnAveragePeaks's, one per signal
 }
 
 func (sc *fitScratch) fit(inbound, work []float64, quantum float64) (proportionalFit, bool) {

@@ -43,8 +43,8 @@ func BenchmarkEvalFiring(b *testing.B) {
 			// The first `firing` groups (in key order) mint one token per request: far above the
 			// learned ratio and max_ratio.
 			bad := map[string]bool{}
-			for _, k := range r.keys[:firing] {
-				bad[k] = true
+			for _, g := range r.sorted[:firing] {
+				bad[g.key] = true
 			}
 			at := func(i int) Input {
 				in := input(i)

@@ -7,7 +7,7 @@ import (
 	"hash/fnv"
 	"math"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 
 	"github.com/emergent-sh/emergent/config"
@@ -95,11 +95,12 @@ type Rule struct {
 	baselineStep time.Duration
 	historyLen   time.Duration
 	groups       map[string]*group
-	keys         []string      // sorted group keys, so events come out in a stable order
-	cmdCol       int           // history column of Redis commands, -1 if the rule reads none
-	replicasCol  int           // history column of the instance count, -1 if none
-	clock        *historyClock // the time grid of every group's history
-	row          []float64     // scratch for historyRow
+	sorted       []*group        // by key, so events come out in a stable order
+	open         map[*group]bool // the groups with an active episode (Active reads only these)
+	cmdCol       int             // history column of Redis commands, -1 if the rule reads none
+	replicasCol  int             // history column of the instance count, -1 if none
+	clock        *historyClock   // the time grid of every group's history
+	row          []float64       // scratch for historyRow
 	fit          fitScratch
 	// carried are the starts of episodes an earlier process had open, by GroupString; an
 	// episode whose breach was under way by carriedBy is that episode (see Carry).
@@ -111,6 +112,7 @@ type Rule struct {
 }
 
 type group struct {
+	key     string
 	labels  map[string]string
 	hist    *history
 	learned int64 // hour (of the group's phase) of the last learning
@@ -159,6 +161,7 @@ func NewRule(cfg config.Rule, g config.Global) *Rule {
 		historyLen:   time.Duration(g.History),
 		clock:        newHistoryClock(time.Duration(g.History), time.Duration(g.BaselineStep)),
 		groups:       map[string]*group{},
+		open:         map[*group]bool{},
 		cmdCol:       -1,
 		replicasCol:  -1,
 	}
@@ -215,6 +218,7 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 		return g, false
 	}
 	g := &group{
+		key:           key,
 		labels:        labels,
 		hist:          newHistory(r.clock, r.historyColumns()),
 		learned:       -1,
@@ -229,11 +233,23 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 		g.carried = r.carried[GroupString(labels)]
 	}
 	r.groups[key] = g
-	i := sort.SearchStrings(r.keys, key)
-	r.keys = append(r.keys, "")
-	copy(r.keys[i+1:], r.keys[i:])
-	r.keys[i] = key
+	i, _ := slices.BinarySearchFunc(r.sorted, key, byKey)
+	r.sorted = slices.Insert(r.sorted, i, g)
 	return g, true
+}
+
+// byKey and keyOrder order groups by key (r.sorted).
+func byKey(g *group, key string) int { return strings.Compare(g.key, key) }
+func keyOrder(a, b *group) int       { return byKey(a, b.key) }
+
+// setEpisode opens (ep) or closes (nil) the group's active episode, and keeps r.open.
+func (r *Rule) setEpisode(g *group, ep *Episode) {
+	g.episode = ep
+	if ep != nil {
+		r.open[g] = true
+	} else {
+		delete(r.open, g)
+	}
 }
 
 // Column layout of a group's history: inbound, then each signal, then Redis commands and the
@@ -310,8 +326,8 @@ func (r *Rule) Eval(in Input) []Event {
 	for key, labels := range in.Groups {
 		r.group(key, labels)
 	}
-	for _, key := range r.keys {
-		g := r.groups[key]
+	for _, g := range r.sorted {
+		key := g.key
 		if in.Failed {
 			g.unknown = true
 			continue
@@ -346,7 +362,7 @@ func (r *Rule) Eval(in Input) []Event {
 			tr = fired // the restored episode, announced as a replay that saw it begin would
 		}
 		if tr != noChange || g.life.state != StateInactive {
-			r.kind.explain(r, &ex, g.labels, breach) // words only where someone will read them
+			ex = r.explained(ex, g.labels, breach) // words only where someone will read them
 		}
 		g.last = ex
 		switch tr {
@@ -356,17 +372,17 @@ func (r *Rule) Eval(in Input) []Event {
 				start = s
 			}
 			g.carried = Carried{} // used once
-			g.episode = &Episode{
+			r.setEpisode(g, &Episode{
 				Kind: r.cfg.Kind, Rule: r.cfg.Name, Severity: r.cfg.Severity,
 				Labels: g.labels, Start: start, RecurrenceGap: g.life.keepFor, Summary: ex.Summary, Explanation: ex, notified: ex.Observed, notifiedAt: t, notifiedSignal: ex.Signal,
-			}
+			})
 			events = append(events, Event{At: t, Episode: *g.episode})
 		case resolved:
 			r.kind.resolved(g)
 			if g.episode != nil {
 				g.episode.End, g.episode.Summary, g.episode.Explanation = t, ex.Summary, ex
 				events = append(events, Event{Resolved: true, At: t, Episode: *g.episode})
-				g.episode = nil
+				r.setEpisode(g, nil)
 			}
 		default:
 			if ep := g.episode; ep != nil {
@@ -383,6 +399,14 @@ func (r *Rule) Eval(in Input) []Event {
 		}
 	}
 	return events
+}
+
+// explained returns ex with the kind's words. ex is passed by value so that Eval's own copy
+// does not escape to the heap through the interface call: a quiet group's step allocates
+// nothing for its explanation (it was one allocation of about 500 B per group per step).
+func (r *Rule) explained(ex Explanation, labels map[string]string, over bool) Explanation {
+	r.kind.explain(r, &ex, labels, over)
+	return ex
 }
 
 // relearn refits a group's baselines once per hour of data time, at the group's phase in the
@@ -439,9 +463,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 	if len(g.averagePeaks) != n {
 		g.averagePeaks = make([]float64, n)
 	}
-	for s := range n {
-		g.averagePeaks[s] = r.learnAveragePeak(g, s, t)
-	}
+	r.learnAveragePeaks(g, t)
 	g.cmdPer = math.NaN()
 	if r.cmdCol < 0 {
 		return
@@ -473,14 +495,14 @@ func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
 	return sc.learnLevel(per, r.cfg.Signals[s].EventQuantum)
 }
 
-// learnAveragePeak is the averaged excess of work over expected (the average_over gate's own
-// measure, replayed over the history's steps as warmAverage replays it) that signal s's history
-// reached in bursts that came back: the highest of its separate bursts that burstRecurrences
-// bursts at least half as high came with, times burstMargin. The gate must pass it too. Bursts
-// that recur less often than average_over do not average out within it: forty-four
-// per-process caches refilled together by a deploy refresh together once per token lifetime of
-// 1 h 39 m, and each refresh, a lifetime's misses in a few minutes, paged (fleetsim tuning seed
-// 15827, healthy-12: six false episodes).
+// learnAveragePeaks sets each signal's averagePeaks: the averaged excess of work over
+// expected (the average_over gate's own measure, replayed over the history's steps as
+// warmAverage replays it) that the signal's history reached in bursts that came back: the
+// highest of its separate bursts that burstRecurrences bursts at least half as high came with,
+// times burstMargin. The gate must pass it too. Bursts that recur less often than average_over
+// do not average out within it: forty-four per-process caches refilled together by a deploy
+// refresh together once per token lifetime of 1 h 39 m, and each refresh, a lifetime's misses
+// in a few minutes, paged (fleetsim tuning seed 15827, healthy-12: six false episodes).
 //
 // Only a burst that came back down (to half its height) counts. One cut short by steps that do
 // not teach (an episode's) is an incident's opening, held back by this gate: learned, each
@@ -491,34 +513,75 @@ func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
 // catches it, reads as long as the step (a five-minute burst at the shipped 15 m: about three
 // times its weight), so sustained work whose averaged excess stays under that waits until the
 // bursts leave the history.
-func (r *Rule) learnAveragePeak(g *group, s int, now time.Time) float64 {
+//
+// Every signal is replayed in one pass over the history: a step's slot, inbound and instance
+// count are read once for all of them (per signal, they were half of a relearn).
+func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 	tau := time.Duration(r.cfg.AverageOver)
 	if tau <= 0 {
-		return 0
+		clear(g.averagePeaks)
+		return
 	}
-	sig := r.cfg.Signals[s]
 	sc := &r.fit
-	peaks := sc.rs[:0]
-	defer func() { sc.rs = peaks }()
-	var avg average
-	burst := 0.0 // the largest excess of the burst under way; 0 between bursts
+	if len(sc.bursts) < len(r.cfg.Signals) {
+		sc.bursts = make([]burstSearch, len(r.cfg.Signals))
+	}
+	bursts := sc.bursts[:len(r.cfg.Signals)]
+	for s := range bursts {
+		bursts[s] = burstSearch{peaks: bursts[s].peaks[:0]}
+	}
+	h := g.hist
 	for at := now.Add(-r.historyLen).Truncate(r.baselineStep); !at.After(now); at = at.Add(r.baselineStep) {
-		work, expected, grown, ok := r.historyStep(g, s, sig, at, 0)
-		if !ok || grown {
-			avg, burst = average{}, 0 // cut short: not a burst that came back down
-			continue
+		i, stored := h.slotAt(at.Unix())
+		inbound, instances := math.NaN(), 0
+		if stored {
+			inbound = h.cols[0][i].value()
+			if r.replicasCol >= 0 {
+				if v := h.cols[r.replicasCol][i].value(); isNum(v) {
+					instances = int(v)
+				}
+			}
 		}
-		avgWork, avgExpected := avg.add(at, work, expected, tau)
-		// A burst is over once its excess has decayed to half its height (an average never
-		// quite returns to zero on its own): under an hour at the shipped average_over.
-		switch excess := avgWork - avgExpected; {
-		case excess > burst:
-			burst = excess
-		case burst > 0 && excess <= burst/2:
-			peaks, burst = append(peaks, burst), 0
+		for s, sig := range r.cfg.Signals {
+			b := &bursts[s]
+			work, expected, grown, ok := math.NaN(), 0.0, false, false
+			if stored {
+				work = h.cols[1+s][i].value()
+			}
+			if isNum(work) && isNum(inbound) {
+				work, expected, grown, ok = g.averagedStep(s, sig, work, inbound, instances)
+			}
+			if !ok || grown {
+				b.avg, b.burst = average{}, 0 // cut short: not a burst that came back down
+				continue
+			}
+			avgWork, avgExpected := b.avg.add(at, work, expected, tau)
+			// A burst is over once its excess has decayed to half its height (an average never
+			// quite returns to zero on its own): under an hour at the shipped average_over.
+			switch excess := avgWork - avgExpected; {
+			case excess > b.burst:
+				b.burst = excess
+			case b.burst > 0 && excess <= b.burst/2:
+				b.peaks, b.burst = append(b.peaks, b.burst), 0
+			}
 		}
 	}
-	// The highest burst whose like (at least half as high) came burstRecurrences times.
+	for s := range bursts {
+		g.averagePeaks[s] = recurringPeak(bursts[s].peaks)
+	}
+}
+
+// burstSearch is one signal's replay in learnAveragePeaks: its average, the largest excess of
+// the burst under way (0 between bursts), and the heights of the bursts that came back down.
+type burstSearch struct {
+	avg   average
+	burst float64
+	peaks []float64
+}
+
+// recurringPeak is the highest burst whose like (at least half as high) came burstRecurrences
+// times, times burstMargin; 0 if none. peaks is sorted.
+func recurringPeak(peaks []float64) float64 {
 	slices.Sort(peaks)
 	for i := len(peaks) - 1; i >= burstRecurrences-1; i-- {
 		if peaks[i-burstRecurrences+1] >= peaks[i]/2 {
@@ -574,9 +637,8 @@ func relearnPhase(key string) int64 {
 
 // Status returns every group's state at the latest step, in group order.
 func (r *Rule) Status() []GroupStatus {
-	out := make([]GroupStatus, 0, len(r.keys))
-	for _, key := range r.keys {
-		g := r.groups[key]
+	out := make([]GroupStatus, 0, len(r.sorted))
+	for _, g := range r.sorted {
 		st := g.state()
 		out = append(out, GroupStatus{Labels: g.labels, State: st, Explanation: g.last})
 	}
@@ -586,7 +648,7 @@ func (r *Rule) Status() []GroupStatus {
 // AllUnknown reports whether the rule has groups and none of them could be evaluated at the
 // latest step: the rule cannot see its data.
 func (r *Rule) AllUnknown() bool {
-	for _, g := range r.groups {
+	for _, g := range r.sorted {
 		if !g.unknown {
 			return false
 		}
@@ -597,19 +659,28 @@ func (r *Rule) AllUnknown() bool {
 // StateCounts counts groups by state at the latest step, without building a status list.
 func (r *Rule) StateCounts() map[State]int {
 	counts := map[State]int{}
-	for _, g := range r.groups {
+	for _, g := range r.sorted {
 		counts[g.state()]++
 	}
 	return counts
 }
 
+// ActiveCount is len(Active()), without copying the episodes.
+func (r *Rule) ActiveCount() int { return len(r.open) }
+
 // Active returns the active episodes, in group order.
 func (r *Rule) Active() []Episode {
-	var out []Episode
-	for _, key := range r.keys {
-		if ep := r.groups[key].episode; ep != nil {
-			out = append(out, *ep)
-		}
+	if len(r.open) == 0 {
+		return nil
+	}
+	open := make([]*group, 0, len(r.open))
+	for g := range r.open {
+		open = append(open, g)
+	}
+	slices.SortFunc(open, keyOrder)
+	out := make([]Episode, 0, len(open))
+	for _, g := range open {
+		out = append(out, *g.episode)
 	}
 	return out
 }

@@ -130,7 +130,7 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 	g.instances.observe(in.Time, in.Replicas[key], value(in.CacheResets, key) > 0, time.Duration(r.cfg.Settle))
 	ex.Replicas, ex.UsualReplicas = g.instances.count(), g.usualReplicas
 	if ev, ok := g.instances.recent(in.Time, r.transientMemory()); ok {
-		ex.Transient = &ev
+		ex.Transient = new(ev) // a copy: &ev put ev on the heap at every step, with or without an event
 	}
 
 	scale := 1.0
@@ -284,6 +284,11 @@ func (r *Rule) historyStep(g *group, s int, sig config.Signal, at time.Time, liv
 			instances = int(v)
 		}
 	}
+	return g.averagedStep(s, sig, work, inbound, instances)
+}
+
+// averagedStep is historyStep from the step's stored work, inbound and instance count.
+func (g *group) averagedStep(s int, sig config.Signal, work, inbound float64, instances int) (float64, float64, bool, bool) {
 	expected, sigma, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances)
 	if !ok {
 		return 0, 0, false, false

@@ -95,12 +95,12 @@ type ruleState struct {
 
 // WriteState encodes the rule's state to enc (see ReadState).
 func (r *Rule) WriteState(enc *gob.Encoder) error {
-	if err := enc.Encode(ruleState{Stamps: r.clock.stamp, Groups: len(r.keys)}); err != nil {
+	if err := enc.Encode(ruleState{Stamps: r.clock.stamp, Groups: len(r.sorted)}); err != nil {
 		return fmt.Errorf("rule %s: %w", r.cfg.Name, err)
 	}
-	for _, key := range r.keys {
-		if err := enc.Encode(r.groups[key].saved(key)); err != nil {
-			return fmt.Errorf("rule %s, group %s: %w", r.cfg.Name, key, err)
+	for _, g := range r.sorted {
+		if err := enc.Encode(g.saved()); err != nil {
+			return fmt.Errorf("rule %s, group %s: %w", r.cfg.Name, g.key, err)
 		}
 	}
 	return nil
@@ -116,7 +116,7 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 		return fmt.Errorf("rule %s: history of %d steps, want %d (history or baseline_step changed)", r.cfg.Name, len(rs.Stamps), len(r.clock.stamp))
 	}
 	r.clock = &historyClock{stepSec: r.clock.stepSec, stamp: rs.Stamps}
-	r.groups, r.keys = make(map[string]*group, rs.Groups), make([]string, 0, rs.Groups)
+	r.groups, r.sorted, r.open = make(map[string]*group, rs.Groups), make([]*group, 0, rs.Groups), map[*group]bool{}
 	for range rs.Groups {
 		var gs groupState
 		if err := dec.Decode(&gs); err != nil {
@@ -127,15 +127,16 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 		}
 		g := r.fromState(gs)
 		r.groups[gs.Key] = g
-		r.keys = append(r.keys, gs.Key)
+		r.sorted = append(r.sorted, g)
+		r.setEpisode(g, g.episode)
 	}
-	slices.Sort(r.keys)
+	slices.SortFunc(r.sorted, keyOrder)
 	return nil
 }
 
-func (g *group) saved(key string) groupState {
+func (g *group) saved() groupState {
 	gs := groupState{
-		Key: key, Labels: g.labels, Cols: g.hist.cols, Learned: g.learned, Phase: g.phase,
+		Key: g.key, Labels: g.labels, Cols: g.hist.cols, Learned: g.learned, Phase: g.phase,
 		Fits: g.fits, FitOK: g.fitOK, Levels: g.levels, LevelOK: g.levelOK, AveragePeaks: g.averagePeaks,
 		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas,
 		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event},
@@ -168,7 +169,7 @@ func (g *group) saved(key string) groupState {
 
 func (r *Rule) fromState(gs groupState) *group {
 	g := &group{
-		labels: gs.Labels, hist: newHistory(r.clock, len(gs.Cols)), learned: gs.Learned, phase: gs.Phase,
+		key: gs.Key, labels: gs.Labels, hist: newHistory(r.clock, len(gs.Cols)), learned: gs.Learned, phase: gs.Phase,
 		fits: gs.Fits, fitOK: gs.FitOK, levels: gs.Levels, levelOK: gs.LevelOK, averagePeaks: gs.AveragePeaks,
 		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas,
 		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event},

@@ -92,7 +92,7 @@ func (m *Metrics) observeAdvance(e *Engine, steps int, took time.Duration) {
 	m.active.Reset()
 	m.groupsByRule.Reset()
 	for _, r := range e.rules {
-		m.active.WithLabelValues(r.cfg.Name, r.cfg.Kind).Set(float64(len(r.det.Active())))
+		m.active.WithLabelValues(r.cfg.Name, r.cfg.Kind).Set(float64(r.det.ActiveCount()))
 		blind := 0.0
 		if r.blind {
 			blind = 1
