@@ -88,6 +88,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"invalid-secret-url.toml", `invalid-secret-url.toml:4: receivers[0].webhook_url: must be an http(s) URL`},
 		{"invalid-too-deep.toml", `invalid-too-deep.toml:5: nested more than 32 levels deep`},
 		{"invalid-negative-limit.toml", `invalid-negative-limit.toml:6: rules[0].limit: must not be negative`},
+		{"invalid-storm-average-over.toml", `invalid-storm-average-over.toml:6: rules[0].average_over: is read by kind self_generated_traffic only; a flush_storm rule does not use it`},
 		{"invalid-negative-recur-within.toml", `invalid-negative-recur-within.toml:6: rules.recur_within: not a valid duration`},
 		{"invalid-replica-scaling-only.toml", `invalid-replica-scaling-only.toml:11: rules[0].signals[0].replica_scaling_only: needs the rule's replicas query`},
 	}

@@ -367,6 +367,13 @@ func (v *validator) flushStorm(path string, r *Rule) {
 	if r.Flushes == "" && r.Keys == "" {
 		v.errf(path, "kind %s needs flushes or keys (or both)", r.Kind)
 	}
+	// A key the kind does not read is an error, not a silent no-op: whoever wrote it expects it
+	// to change what pages.
+	for _, key := range selfGeneratedOnly {
+		if v.written(path + "." + key) {
+			v.errf(path+"."+key, "is read by kind %s only; a %s rule does not use it", KindSelfGenerated, r.Kind)
+		}
+	}
 	v.promql(path+".flushes", r.Flushes, false)
 	v.promql(path+".keys", r.Keys, false)
 	v.promql(path+".commands", r.Commands, false)
@@ -389,6 +396,10 @@ func (v *validator) flushStorm(path string, r *Rule) {
 		v.errf(path+".min_keys", "must not be negative, got %g", r.MinKeys)
 	}
 }
+
+// selfGeneratedOnly are the rule keys only kind self_generated_traffic reads.
+var selfGeneratedOnly = []string{"settle", "average_over", "recur_within", "min_unexplained_share",
+	"min_unexplained_rate", "replicas", "cache_resets"}
 
 // promql checks q with Prometheus's own parser. required reports whether q may be empty.
 func (v *validator) promql(path, q string, required bool) {
