@@ -54,6 +54,7 @@ type Prometheus struct {
 	slots      chan struct{} // one token per query allowed in flight
 	secrets    []string      // credentials that must never appear in an error
 	metrics    *queryMetrics
+	labels     *labelSets // label sets decoded before, shared by the answers that carry them
 
 	mu     sync.Mutex
 	warned map[string]struct{} // warnings already logged
@@ -120,6 +121,7 @@ func newPrometheus(cfg config.Prometheus, logger *slog.Logger, reg prometheus.Re
 		secrets:    secretsOf(u, cfg.HTTPClient),
 		metrics:    metrics,
 		warned:     map[string]struct{}{},
+		labels:     newLabelSets(maxLabelSets),
 	}, nil
 }
 

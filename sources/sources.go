@@ -28,7 +28,8 @@ type Range struct {
 type Source interface {
 	// QueryRange evaluates query at Start, Start+Step, ... End. Warnings describe a result
 	// that may be partial (e.g. a remote-read or store was unavailable); callers decide whether
-	// partial data is usable.
+	// partial data is usable. The series' Metric maps may be shared with other answers
+	// (Prometheus decodes a label set once), so callers must not modify them.
 	QueryRange(ctx context.Context, query string, r Range) (model.Matrix, Warnings, error)
 }
 

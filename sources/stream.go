@@ -65,7 +65,7 @@ func (p *Prometheus) queryRange(ctx context.Context, query string, r Range) (mod
 	if resp.StatusCode/100 != 2 {
 		return nil, nil, nil, errorResponse(resp)
 	}
-	return decodeMatrix(resp.Body, int(r.steps()))
+	return decodeMatrix(resp.Body, int(r.steps()), p.labels)
 }
 
 // errorResponse is the v1.Error client_golang returns for a failed answer: Prometheus's own
@@ -95,8 +95,8 @@ func errorResponse(resp *http.Response) error {
 }
 
 // decodeMatrix reads a successful query_range answer from body. steps sizes each series'
-// samples.
-func decodeMatrix(body io.Reader, steps int) (model.Value, v1.Warnings, v1.Infos, error) {
+// samples; labels holds the label sets already decoded, which the answer's series share.
+func decodeMatrix(body io.Reader, steps int, labels *labelSets) (model.Value, v1.Warnings, v1.Infos, error) {
 	br := bufio.NewReaderSize(body, streamBuffer)
 	if b := firstByte(br); b != '{' {
 		// What encoding/json says, which names the HTML page a proxy or a login answers with.
@@ -133,7 +133,7 @@ func decodeMatrix(body io.Reader, steps int) (model.Value, v1.Warnings, v1.Infos
 					resultType = it.ReadString()
 				case f == "result" && resultType == model.ValMatrix.String():
 					sawResult = true
-					matrix = readSeries(it, steps)
+					matrix = readSeries(it, steps, labels)
 				case f == "result":
 					// Prometheus writes resultType first; anything else is not a matrix.
 					return nil, nil, nil, fmt.Errorf("result is a %s, want a matrix", resultType)
@@ -162,17 +162,28 @@ func decodeMatrix(body io.Reader, steps int) (model.Value, v1.Warnings, v1.Infos
 	return matrix, warnings, infos, nil
 }
 
-// readSeries reads the result array of a matrix.
-func readSeries(it *jsoniter.Iterator, steps int) model.Matrix {
+// readSeries reads the result array of a matrix. Each series' labels come from labels, so a
+// label set decoded before is shared rather than built again.
+func readSeries(it *jsoniter.Iterator, steps int, labels *labelSets) model.Matrix {
 	var out model.Matrix
+	// raw is the series' "metric" object, reused from series to series. It must not be nil
+	// (jsoniter's capture takes nil for "not capturing"); 256 B holds most label sets whole.
+	raw := make([]byte, 0, 256)
 	for it.ReadArray() {
-		ss := &model.SampleStream{Metric: model.Metric{}}
+		ss := &model.SampleStream{}
 		for f := it.ReadObject(); f != "" && it.Error == nil; f = it.ReadObject() {
 			switch f {
 			case "metric":
-				for name := it.ReadObject(); name != "" && it.Error == nil; name = it.ReadObject() {
-					ss.Metric[model.LabelName(name)] = model.LabelValue(it.ReadString())
+				raw = it.SkipAndAppendBytes(raw[:0])
+				if it.Error != nil {
+					break
 				}
+				m, err := labels.metric(raw)
+				if err != nil {
+					it.ReportError("readSeries", "metric "+err.Error())
+					break
+				}
+				ss.Metric = m
 			case "values":
 				ss.Values = make([]model.SamplePair, 0, steps)
 				for it.ReadArray() {
@@ -181,6 +192,9 @@ func readSeries(it *jsoniter.Iterator, steps int) model.Matrix {
 			default: // histograms: no rule reads native histograms
 				it.Skip()
 			}
+		}
+		if ss.Metric == nil { // a series without labels, as client_golang decodes it
+			ss.Metric = model.Metric{}
 		}
 		out = append(out, ss)
 	}
