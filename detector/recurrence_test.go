@@ -137,3 +137,31 @@ func TestShortBurstsDoNotKeepARecurringEpisodeOpen(t *testing.T) {
 		t.Errorf("resolved %s after the fix, want within %s", after, bound)
 	}
 }
+
+// A burst in a recurring episode's kept quiet that does not last for is not the anomaly back:
+// it sends no "worsened" update either, which would page for what the episode then resolves
+// without.
+func TestShortBurstInKeptQuietSendsNoUpdate(t *testing.T) {
+	const step = 30 * time.Second
+	quiet := fleetStep{instances: 4, inbound: 5, work: 0.01}
+	stampede := fleetStep{instances: 4, inbound: 5, work: 0.5}
+	steps := fleet(10, quiet)
+	for range 3 { // three stampedes 20 minutes apart: the second learns the gap
+		steps = append(append(steps, fleet(20, stampede)...), fleet(40, quiet)...)
+	}
+	spike := fleetStep{instances: 4, inbound: 5, work: 3} // six times the stampedes, for a minute
+	steps = append(append(steps, fleet(2, spike)...), fleet(120, quiet)...)
+	cfg := fleetRule(config.RelationBounded)
+	cfg.AverageOver, cfg.RecurWithin = model.Duration(time.Hour), model.Duration(time.Hour)
+	events := runFleet(t, NewRule(cfg, global(step)), quiet, steps, step)
+	resolved := false
+	for _, ev := range events {
+		if ev.Updated {
+			t.Errorf("update at %s: %s", ev.At.Sub(t0), ev.Episode.Summary)
+		}
+		resolved = resolved || ev.Resolved
+	}
+	if !resolved {
+		t.Error("the episode never resolved")
+	}
+}

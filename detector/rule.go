@@ -388,9 +388,10 @@ func (r *Rule) Eval(in Input) []Event {
 			if ep := g.episode; ep != nil {
 				ep.Summary, ep.Explanation = ex.Summary, ex
 				// News is the same work grown, while it breaches: another signal's numbers are no
-				// comparison, and a dip is no update.
+				// comparison, and a dip is no update. Nor is a burst in a recurring episode's kept
+				// quiet that has not lasted for: it is not the anomaly back (lifecycle.step).
 				sameWork := ex.Signal == ep.notifiedSignal
-				if breach && sameWork && worsened(ep.notified, ex.Observed) && t.Sub(ep.notifiedAt) >= time.Duration(r.cfg.ResolveFor) {
+				if breach && g.life.reburstSince.IsZero() && sameWork && worsened(ep.notified, ex.Observed) && t.Sub(ep.notifiedAt) >= time.Duration(r.cfg.ResolveFor) {
 					ep.notified, ep.notifiedAt, ep.notifiedSignal = ex.Observed, t, ex.Signal
 					ep.Revision++
 					events = append(events, Event{Updated: true, At: t, Episode: *ep})
