@@ -31,6 +31,9 @@ func New(t testing.TB) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 		chromedp.NoSandbox, // tests may run as root, where Chromium's sandbox refuses to start
+		// Chromium puts its singleton socket in an org.chromium.Chromium.* directory under
+		// TMPDIR and never removes it: one left in /tmp per browser started, run after run.
+		chromedp.Env("TMPDIR="+t.TempDir()),
 	)
 	ctx, cancelTimeout := context.WithTimeout(context.Background(), timeout)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
