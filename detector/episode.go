@@ -87,8 +87,10 @@ func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor, rec
 			if l.reburstSince.IsZero() {
 				l.reburstSince = t
 			}
-			if t.Sub(l.reburstSince) < forDur {
-				return noChange // not yet the anomaly back; nor resolved while it may be
+			// Not yet the anomaly back, nor while a transient settles (a deploy's cold caches), as
+			// a pending episode would not fire; nor resolved while it may be.
+			if t.Sub(l.reburstSince) < forDur || hold {
+				return noChange
 			}
 		}
 		if breach {

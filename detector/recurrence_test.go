@@ -165,3 +165,35 @@ func TestShortBurstInKeptQuietSendsNoUpdate(t *testing.T) {
 		t.Error("the episode never resolved")
 	}
 }
+
+// A deploy's cold caches warming up in a recurring episode's kept quiet are a transient, not
+// the anomaly back, however long they take within settle: as a pending episode would not fire
+// on them, they do not keep the episode open. It resolves when the same deploy without the
+// warm-up lets it.
+func TestWarmUpInKeptQuietIsNotTheAnomalyBack(t *testing.T) {
+	const step = 30 * time.Second
+	quiet := fleetStep{instances: 4, inbound: 5, work: 0.01}
+	stampede := fleetStep{instances: 4, inbound: 5, work: 0.5}
+	deployed := fleetStep{instances: 4, generation: 1, inbound: 5, work: 0.01}
+	warmUp := deployed
+	warmUp.work = 0.5 // the new pods' cold caches, for four minutes (settle is ten)
+	resolvedAt := func(warm fleetStep) time.Duration {
+		steps := fleet(10, quiet)
+		for range 3 { // three stampedes 20 minutes apart: the second learns the gap
+			steps = append(append(steps, fleet(20, stampede)...), fleet(40, quiet)...)
+		}
+		steps = steps[:len(steps)-20] // a rolling deploy ten minutes after the last stampede
+		steps = append(append(steps, fleet(8, warm)...), fleet(100, deployed)...)
+		cfg := fleetRule(config.RelationBounded)
+		cfg.AverageOver, cfg.RecurWithin = model.Duration(time.Hour), model.Duration(time.Hour)
+		events := runFleet(t, NewRule(cfg, global(step)), quiet, steps, step)
+		last := events[len(events)-1]
+		if !last.Resolved {
+			t.Fatalf("the episode never resolved; last event: %+v", last)
+		}
+		return last.At.Sub(t0)
+	}
+	if got, want := resolvedAt(warmUp), resolvedAt(deployed); got != want {
+		t.Errorf("resolved at %s with the warm-up, %s without: the warm-up counted as the anomaly back", got, want)
+	}
+}
