@@ -109,8 +109,10 @@ func newRecorded(f *recordingFile) (*Recorded, error) {
 		return nil, errors.New("no queries")
 	}
 	rec := &Recorded{
-		start:   int64(model.TimeFromUnixNano(f.Start.UnixNano())),
-		end:     int64(model.TimeFromUnixNano(f.End.UnixNano())),
+		// Milliseconds, as Prometheus keeps time: UnixNano overflows outside 1678–2262, and a
+		// recording from year 1000 read as 2169 could not answer over its own range (fuzzing).
+		start:   f.Start.UnixMilli(),
+		end:     f.End.UnixMilli(),
 		step:    step.Milliseconds(),
 		queries: f.Queries,
 		config:  f.Config,
@@ -202,8 +204,7 @@ func (rec *Recorded) QueryRange(ctx context.Context, query string, r Range) (mod
 		return nil, nil, fmt.Errorf("query %q is not in the recording (it holds %d queries)", query, len(rec.queries))
 	}
 	recorded := rec.Range()
-	start := int64(model.TimeFromUnixNano(r.Start.UnixNano()))
-	end := int64(model.TimeFromUnixNano(r.End.UnixNano()))
+	start, end := r.Start.UnixMilli(), r.End.UnixMilli()
 	step := r.Step.Milliseconds()
 	switch {
 	case step%rec.step != 0:
