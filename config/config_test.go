@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,11 +53,7 @@ average_over = "1h"
 		{`recur_within = "0s"`, 0},
 		{`recur_within = "3h"`, 3 * time.Hour},
 	} {
-		path := filepath.Join(t.TempDir(), "rules.toml")
-		if err := os.WriteFile(path, []byte(fmt.Sprintf(rule, tc.line)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := LoadFile(path)
+		cfg, err := Load([]byte(fmt.Sprintf(rule, tc.line)), "rules.toml")
 		if err != nil {
 			t.Fatalf("%q: %v", tc.line, err)
 		}

@@ -123,7 +123,7 @@ type group struct {
 	levelOK []bool
 	// averages are each signal's work and expected work averaged over average_over;
 	// averagePeaks the averaged excess of work its history's recurring bursts reached
-	// (learnAveragePeak).
+	// (learnAveragePeaks).
 	averages     []average
 	averagePeaks []float64
 	cmdPer       float64 // usual Redis commands per inbound request; NaN if unknown
