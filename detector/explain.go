@@ -35,6 +35,10 @@ type Explanation struct {
 	PerInstance float64
 	// Transient is the deploy, scaling event or restart the group went through recently.
 	Transient *Transient
+	// ScaledFrom is the instances before the scale-out they are still grown by and inbound in
+	// the hour before it and the settle after it, once known; ScaledFrom is 0 otherwise.
+	ScaledFrom                                int
+	InboundBeforeScaling, InboundAfterScaling float64
 
 	// Flush storm.
 	Flushes                 float64 // flush commands within the window
@@ -114,17 +118,21 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 	var why []string
 	switch {
 	case ex.replicasGrew():
-		from := num(ex.UsualReplicas)
+		from, inbound := num(ex.UsualReplicas), "is "+inboundWords(ex)
 		if tr := ex.Transient; tr != nil && tr.Kind == TransientScaleOut {
 			from = strconv.Itoa(tr.From)
+		}
+		if ex.ScaledFrom > 0 {
+			from = strconv.Itoa(ex.ScaledFrom)
+			inbound = fmt.Sprintf("went %s/s → %s/s around it (now %s/s)", num(ex.InboundBeforeScaling), num(ex.InboundAfterScaling), num(ex.Inbound))
 		}
 		rose := "rose from none"
 		if ex.Expected > 0 {
 			rose = "rose " + num(ex.Observed/ex.Expected) + "x"
 		}
-		why = append(why, fmt.Sprintf("instances went %s → %d while inbound is %s; %s per request %s → work tracks replica count, "+
+		why = append(why, fmt.Sprintf("instances went %s → %d while inbound %s; %s per request %s → work tracks replica count, "+
 			"not demand: per-instance cache or state (APCu per PHP-FPM master, filesystem cache per pod)",
-			from, ex.Replicas, inboundWords(ex), ex.Unit, rose))
+			from, ex.Replicas, inbound, ex.Unit, rose))
 	case ex.Instances >= 2:
 		why = append(why, fmt.Sprintf("%d instances do the work independently; it tracks instance count, "+
 			"not demand → the cache is not shared (per-instance cache: APCu per PHP-FPM master, filesystem cache per pod)",

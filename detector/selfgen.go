@@ -129,6 +129,7 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 	// A group missing from the replicas answer is a gap in that query, not zero instances.
 	g.instances.observe(in.Time, in.Replicas[key], value(in.CacheResets, key) > 0, time.Duration(r.cfg.Settle))
 	ex.Replicas, ex.UsualReplicas = g.instances.count(), g.usualReplicas
+	r.followScaleOut(g, in.Time, inbound)
 	if ev, ok := g.instances.recent(in.Time, r.transientMemory()); ok {
 		ex.Transient = new(ev) // a copy: &ev put ev on the heap at every step, with or without an event
 	}
@@ -140,7 +141,10 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 	// Work per request that rose while the instances multiplied and inbound did not is the
 	// third incident (per-pod state): it pages at a lower share than work nothing explains.
 	minShare := r.cfg.MinUnexplainedShare
-	replicaScaling := ex.replicasGrew() && ex.InboundState != InboundSurging
+	replicaScaling := ex.replicasGrew() && !g.loadDriven(ex.Replicas, ex.InboundState)
+	if s := g.instances.scale; replicaScaling && s.known() {
+		ex.ScaledFrom, ex.InboundBeforeScaling, ex.InboundAfterScaling = s.From, s.InboundBefore, s.InboundAfter
+	}
 	if replicaScaling {
 		minShare = math.Min(minShare, replicaShare)
 	}
@@ -296,6 +300,66 @@ func (g *group) averagedStep(s int, sig config.Signal, work, inbound float64, in
 	work = math.Max(0, work)
 	return work, averagedExpected(work, expected, sigma), g.grown(float64(instances)), true
 }
+
+// loadDriven reports whether the live instances grew with their load: by the scale-out's
+// inbound before and after it once decided, by inbound surging over its usual level before.
+func (g *group) loadDriven(replicas int, inboundState string) bool {
+	if s := g.instances.scale; s.known() {
+		return s.loadDriven(replicas)
+	}
+	return inboundState == InboundSurging
+}
+
+// followScaleOut records a group's new scale-out with the mean inbound over the hour before it,
+// averages inbound over the settle after its last change, and forgets it once the instances
+// are back under replicaGrowth times what it started from.
+func (r *Rule) followScaleOut(g *group, t time.Time, inbound float64) {
+	s, it := &g.instances.scale, &g.instances
+	if ev := it.event; ev.Kind == TransientScaleOut && ev.From > 0 {
+		switch {
+		case !ev.Start.Equal(s.Start):
+			*s = ScaleOut{Start: ev.Start, Last: ev.Last, From: ev.From, InboundBefore: r.inboundBefore(g, ev.Start)}
+		case !ev.Last.Equal(s.Last): // the event went on: its inbound after starts again
+			s.Last, s.InboundSum, s.InboundSteps, s.Decided = ev.Last, 0, 0, false
+		}
+	}
+	if s.Start.IsZero() {
+		return
+	}
+	if float64(it.count()) < replicaGrowth*float64(s.From) {
+		*s = ScaleOut{}
+		return
+	}
+	if s.Decided || t.Before(s.Last) {
+		return
+	}
+	s.InboundSum += inbound
+	s.InboundSteps++
+	if t.Sub(s.Last) >= time.Duration(r.cfg.Settle) {
+		s.InboundAfter, s.Decided = s.InboundSum/float64(s.InboundSteps), true
+	}
+}
+
+// inboundBefore is the mean inbound of the history's steps in the hour before start, leaving
+// out the last baseline step: an autoscaler acts on a rise some minutes into it. NaN without
+// any stored.
+func (r *Rule) inboundBefore(g *group, start time.Time) float64 {
+	sum, n := 0.0, 0
+	for at := start.Add(-scaleOutLookback).Truncate(r.baselineStep); at.Before(start.Add(-r.baselineStep)); at = at.Add(r.baselineStep) {
+		if v, ok := g.hist.get(at.Unix(), 0); ok {
+			sum += math.Max(0, v)
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / float64(n)
+}
+
+// scaleOutLookback is how far back inbound before a scale-out is read: long enough to average
+// out its noise over a few baseline steps, short enough to stay the same time of day.
+const scaleOutLookback = time.Hour
 
 // replicaShare is the unexplained share that pages while the instances have grown by
 // replicaGrowth over their usual number with inbound not surging: per-pod state multiplies

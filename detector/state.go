@@ -49,6 +49,7 @@ type instancesState struct {
 	NamesSet bool // names was not nil (gob decodes an empty slice as nil)
 	Born     time.Time
 	Event    Transient
+	Scale    ScaleOut
 }
 
 type lifeState struct {
@@ -139,7 +140,7 @@ func (g *group) saved() groupState {
 		Key: g.key, Labels: g.labels, Cols: g.hist.cols, Learned: g.learned, Phase: g.phase,
 		Fits: g.fits, FitOK: g.fitOK, Levels: g.levels, LevelOK: g.levelOK, AveragePeaks: g.averagePeaks,
 		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas,
-		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event},
+		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event, Scale: g.instances.scale},
 		Learning:  g.learning,
 		Life: lifeState{State: g.life.state, PendingSince: g.life.pendingSince, FiringSince: g.life.firingSince,
 			ClearSince: g.life.clearSince, LastBreach: g.life.lastBreach, KeepFor: g.life.keepFor, ReburstSince: g.life.reburstSince},
@@ -172,7 +173,7 @@ func (r *Rule) fromState(gs groupState) *group {
 		key: gs.Key, labels: gs.Labels, hist: newHistory(r.clock, len(gs.Cols)), learned: gs.Learned, phase: gs.Phase,
 		fits: gs.Fits, fitOK: gs.FitOK, levels: gs.Levels, levelOK: gs.LevelOK, averagePeaks: gs.AveragePeaks,
 		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas,
-		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event},
+		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event, scale: gs.Instances.Scale},
 		learning:  gs.Learning,
 		life: lifecycle{state: gs.Life.State, pendingSince: gs.Life.PendingSince, firingSince: gs.Life.FiringSince,
 			clearSince: gs.Life.ClearSince, lastBreach: gs.Life.LastBreach, keepFor: gs.Life.KeepFor, reburstSince: gs.Life.ReburstSince},

@@ -32,6 +32,36 @@ type instanceTracker struct {
 	names []string  // sorted names seen at the last step with replicas data; nil before
 	born  time.Time // first step with replicas data
 	event Transient
+	scale ScaleOut
+}
+
+// ScaleOut is the latest scale-out of a group and the inbound around it: instances multiplied
+// with their load (an autoscaler following a rise) leave work per request where it was, while
+// instances multiplied with inbound flat make per-instance state do more work per request (the
+// third incident). Decided once, a settle after the event's last change, so inbound that drifts
+// with the time of day while the instances stay up does not move the verdict.
+type ScaleOut struct {
+	Start, Last   time.Time // the event's first and latest change; zero without one in effect
+	From          int       // instances before it
+	InboundBefore float64   // mean inbound in the hour before Start (history); NaN if unknown
+	InboundSum    float64   // inbound summed over the steps since Last, until decided
+	InboundSteps  int
+	InboundAfter  float64 // mean inbound over the settle after Last, once decided
+	Decided       bool
+}
+
+// known reports whether inbound before and after the scale-out are both known.
+func (s ScaleOut) known() bool { return s.Decided && isNum(s.InboundBefore) }
+
+// loadDriven reports whether inbound grew with the instances: instances that grew less than
+// replicaGrowth times as much as inbound did followed their load.
+// An idle group that got traffic and instances followed it.
+func (s ScaleOut) loadDriven(instances int) bool {
+	if s.InboundBefore <= 0 {
+		return s.InboundAfter > 0
+	}
+	instanceGrowth := float64(instances) / float64(max(1, s.From))
+	return instanceGrowth < replicaGrowth*s.InboundAfter/s.InboundBefore
 }
 
 // observe records the live instances at t (nil when the rule reads no replicas or the group has

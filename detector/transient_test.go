@@ -147,6 +147,15 @@ func TestTransients(t *testing.T) {
 			fireStep: -1,
 		},
 		{
+			// An autoscaler following a rise to 1.8x its usual, under what counts as a surge:
+			// per-pod refreshes raise work per request by a third, as they would with inbound
+			// flat, but the instances grew no faster than their load.
+			name: "a scale-out with its load under a surge is not replica scaling", relation: config.RelationProportional,
+			healthy:  fleetStep{instances: 2, inbound: 10, work: 50},
+			steps:    cat(fleet(10, fleetStep{instances: 2, inbound: 10, work: 50}), fleet(60, fleetStep{instances: 4, inbound: 18, work: 120})),
+			fireStep: -1,
+		},
+		{
 			name: "the rebuild after a cache reset does not page", relation: config.RelationProportional,
 			healthy: fleetStep{instances: 2, inbound: 10, work: 50},
 			steps: cat(fleet(10, fleetStep{instances: 2, inbound: 10, work: 50}),
