@@ -89,19 +89,20 @@ type GroupStatus struct {
 
 // Rule evaluates one configured rule over every group it sees.
 type Rule struct {
-	cfg          config.Rule
-	kind         kind
-	interval     time.Duration
-	baselineStep time.Duration
-	historyLen   time.Duration
-	groups       map[string]*group
-	sorted       []*group        // by key, so events come out in a stable order
-	open         map[*group]bool // the groups with an active episode (Active reads only these)
-	cmdCol       int             // history column of Redis commands, -1 if the rule reads none
-	replicasCol  int             // history column of the instance count, -1 if none
-	clock        *historyClock   // the time grid of every group's history
-	row          []float64       // scratch for historyRow
-	fit          fitScratch
+	cfg            config.Rule
+	kind           kind
+	interval       time.Duration
+	baselineStep   time.Duration
+	historyLen     time.Duration
+	groups         map[string]*group
+	sorted         []*group        // by key, so events come out in a stable order
+	open           map[*group]bool // the groups with an active episode (Active reads only these)
+	cmdCol         int             // history column of Redis commands, -1 if the rule reads none
+	replicasCol    int             // history column of the instance count, -1 if none
+	clock          *historyClock   // the time grid of every group's history
+	row            []float64       // scratch for historyRow
+	fit            fitScratch
+	inboundScratch []float64 // inboundBefore's
 	// carried are the starts of episodes an earlier process had open, by GroupString; an
 	// episode whose breach was under way by carriedBy is that episode (see Carry).
 	carried   map[string]Carried

@@ -310,7 +310,7 @@ func (g *group) loadDriven(replicas int, inboundState string) bool {
 	return inboundState == InboundSurging
 }
 
-// followScaleOut records a group's new scale-out with the mean inbound over the hour before it,
+// followScaleOut records a group's new scale-out with the median inbound over the hour before it,
 // averages inbound over the settle after its last change, and forgets it once the instances
 // are back under replicaGrowth times what it started from.
 func (r *Rule) followScaleOut(g *group, t time.Time, inbound float64) {
@@ -340,21 +340,18 @@ func (r *Rule) followScaleOut(g *group, t time.Time, inbound float64) {
 	}
 }
 
-// inboundBefore is the mean inbound of the history's steps in the hour before start, leaving
-// out the last baseline step: an autoscaler acts on a rise some minutes into it. NaN without
-// any stored.
+// inboundBefore is the median inbound of the history's steps in the hour before start, leaving
+// out the last baseline step: an autoscaler acts on a rise some minutes into it, and a spiky
+// service's one dip must not read as the level. NaN without any stored.
 func (r *Rule) inboundBefore(g *group, start time.Time) float64 {
-	sum, n := 0.0, 0
+	before := r.inboundScratch[:0]
 	for at := start.Add(-scaleOutLookback).Truncate(r.baselineStep); at.Before(start.Add(-r.baselineStep)); at = at.Add(r.baselineStep) {
 		if v, ok := g.hist.get(at.Unix(), 0); ok {
-			sum += math.Max(0, v)
-			n++
+			before = append(before, math.Max(0, v))
 		}
 	}
-	if n == 0 {
-		return math.NaN()
-	}
-	return sum / float64(n)
+	r.inboundScratch = before
+	return median(before)
 }
 
 // scaleOutLookback is how far back inbound before a scale-out is read: long enough to average

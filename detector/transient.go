@@ -43,7 +43,7 @@ type instanceTracker struct {
 type ScaleOut struct {
 	Start, Last   time.Time // the event's first and latest change; zero without one in effect
 	From          int       // instances before it
-	InboundBefore float64   // mean inbound in the hour before Start (history); NaN if unknown
+	InboundBefore float64   // median inbound in the hour before Start (history); NaN if unknown
 	InboundSum    float64   // inbound summed over the steps since Last, until decided
 	InboundSteps  int
 	InboundAfter  float64 // mean inbound over the settle after Last, once decided
