@@ -115,21 +115,21 @@ func countingNoise(expected, quantum float64) float64 {
 // evalSelfGenerated compares each work signal with what inbound explains. A group breaches when
 // for some signal both the unexplained share and the unexplained rate pass their thresholds
 // (scaled by hysteresis while firing) and the excess is beyond the signal's noise.
-func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known bool, ex Explanation) {
-	inbound := value(in.Inbound, key)
+func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach, known bool, ex Explanation) {
+	inbound := in.Inbound.value()
 	if !isNum(inbound) {
 		return false, false, ex
 	}
 	inbound = math.Max(0, inbound)
-	season := g.hist.seasonalAt(in.Time.Unix(), 0)
+	season := g.hist.seasonalAt(t.Unix(), 0)
 	ex.Inbound, ex.InboundUsual = inbound, season.Usual
 	ex.InboundState = classifyInbound(inbound, season, r.cfg.IdleInbound)
 	ex.InboundDays, ex.InboundRecent = season.Days, recentPoints*r.baselineStep
-	ex.Instances = countInstances(in.Instances[key])
+	ex.Instances = countInstances(in.Instances.Series)
 	// A group missing from the replicas answer is a gap in that query, not zero instances.
-	g.instances.observe(in.Time, in.Replicas[key], value(in.CacheResets, key) > 0, time.Duration(r.cfg.Settle))
+	g.instances.observe(t, in.Replicas.Series, in.CacheResets.value() > 0, time.Duration(r.cfg.Settle))
 	ex.Replicas, ex.UsualReplicas = g.instances.count(), g.usualReplicas
-	if ev, ok := g.instances.recent(in.Time, r.transientMemory()); ok {
+	if ev, ok := g.instances.recent(t, r.transientMemory()); ok {
 		ex.Transient = new(ev) // a copy: &ev put ev on the heap at every step, with or without an event
 	}
 
@@ -149,14 +149,14 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 	for s, sig := range r.cfg.Signals {
 		work, present := math.NaN(), false
 		if s < len(in.Signals) {
-			work, present = in.Signals[s][key]
+			work, present = in.Signals[s].Value, in.Signals[s].OK
 		}
 		switch {
 		case present && !isNum(work):
 			return false, false, ex
 		case present:
-			g.signalSeen[s] = in.Time
-		case !g.signalSeen[s].IsZero() && in.Time.Sub(g.signalSeen[s]) < signalGone:
+			g.signalSeen[s] = t
+		case !g.signalSeen[s].IsZero() && t.Sub(g.signalSeen[s]) < signalGone:
 			return false, false, ex // a series that vanished is missing data, not zero work
 		default:
 			work = 0 // never reported: this group does none of this work
@@ -180,10 +180,10 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 			unexplained > noiseSigmas*sigma*scale &&
 			(replicaScaling || !sig.ReplicaScalingOnly)
 		ex.instantBreach = ex.instantBreach || b
-		if r.restoring && in.Time.Equal(r.carriedBy) {
-			g.averages[s] = r.warmAverage(g, s, sig, in.Time, ex.Replicas)
+		if r.restoring && t.Equal(r.carriedBy) {
+			g.averages[s] = r.warmAverage(g, s, sig, t, ex.Replicas)
 		}
-		avgWork, avgExpected := g.averages[s].add(in.Time, work, averagedExpected(work, expected, sigma), time.Duration(r.cfg.AverageOver))
+		avgWork, avgExpected := g.averages[s].add(t, work, averagedExpected(work, expected, sigma), time.Duration(r.cfg.AverageOver))
 		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {
 			// To fire, the work averaged over average_over must be unexplained too: the bursts
 			// of a healthy fleet (a deploy's refreshes replayed at each token lifetime) average
