@@ -105,6 +105,7 @@ type Rule struct {
 	replicasCol  int             // history column of the instance count, -1 if none
 	clock        *historyClock   // the time grid of every group's history
 	row          []float64       // scratch for historyRow
+	liveDecay    decay           // average_over at the evaluation interval (averageDecay)
 	fit          fitScratch
 	// carried are the starts of episodes an earlier process had open, by GroupString; an
 	// episode whose breach was under way by carriedBy is that episode (see Carry).
@@ -541,6 +542,7 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 	if len(sc.bursts) < len(r.cfg.Signals) {
 		sc.bursts = make([]burstSearch, len(r.cfg.Signals))
 	}
+	d := newDecay(tau, r.baselineStep)
 	bursts := sc.bursts[:len(r.cfg.Signals)]
 	for s := range bursts {
 		bursts[s] = burstSearch{peaks: bursts[s].peaks[:0]}
@@ -570,7 +572,7 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 				b.avg, b.burst = average{}, 0 // cut short: not a burst that came back down
 				continue
 			}
-			avgWork, avgExpected := b.avg.add(at, work, expected, tau)
+			avgWork, avgExpected := b.avg.add(at, work, expected, d)
 			// A burst is over once its excess has decayed to half its height (an average never
 			// quite returns to zero on its own): under an hour at the shipped average_over.
 			switch excess := avgWork - avgExpected; {

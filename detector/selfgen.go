@@ -183,7 +183,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		if r.restoring && t.Equal(r.carriedBy) {
 			g.averages[s] = r.warmAverage(g, s, sig, t, ex.Replicas)
 		}
-		avgWork, avgExpected := g.averages[s].add(t, work, averagedExpected(work, expected, sigma), time.Duration(r.cfg.AverageOver))
+		avgWork, avgExpected := g.averages[s].add(t, work, averagedExpected(work, expected, sigma), r.averageDecay())
 		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {
 			// To fire, the work averaged over average_over must be unexplained too: the bursts
 			// of a healthy fleet (a deploy's refreshes replayed at each token lifetime) average
@@ -217,20 +217,55 @@ type average struct {
 	at             time.Time
 }
 
-// add folds one step in with time constant tau and returns the means.
-func (a *average) add(t time.Time, work, expected float64, tau time.Duration) (float64, float64) {
-	if a.at.IsZero() || tau <= 0 || !isNum(a.work) || !isNum(a.expected) {
+// add folds one step in with d's time constant and returns the means.
+func (a *average) add(t time.Time, work, expected float64, d decay) (float64, float64) {
+	if a.at.IsZero() || d.tau <= 0 || !isNum(a.work) || !isNum(a.expected) {
 		// A group's average starts from what is expected of it: first seen mid-burst, its
 		// burst has to last to count (start-up replays the recent past, so episodes under
 		// way are averaged in again).
 		a.work, a.expected, a.at = expected, expected, t
 		return a.work, a.expected
 	}
-	w := 1 - math.Exp(-t.Sub(a.at).Seconds()/tau.Seconds())
+	w := d.weight(t.Sub(a.at))
 	a.work += w * (work - a.work)
 	a.expected += w * (expected - a.expected)
 	a.at = t
 	return a.work, a.expected
+}
+
+// decay is an average's time constant tau, with the weight of a step at the interval most of
+// its steps come at kept: math.Exp per group, signal and step was half of the replay of a
+// week's history at each relearn (learnAveragePeaks).
+type decay struct {
+	tau, step  time.Duration
+	stepWeight float64
+}
+
+func newDecay(tau, step time.Duration) decay {
+	return decay{tau: tau, step: step, stepWeight: expWeight(step, tau)}
+}
+
+// averageDecay is the decay of the groups' averages (group.averages): average_over, at the
+// evaluation interval. It is made again when average_over is not the one it was made for: a
+// rule's configuration does not change, but tests set average_over on a rule already made.
+func (r *Rule) averageDecay() decay {
+	if tau := time.Duration(r.cfg.AverageOver); r.liveDecay.tau != tau || r.liveDecay.step != r.interval {
+		r.liveDecay = newDecay(tau, r.interval)
+	}
+	return r.liveDecay
+}
+
+// weight is the share in the average of a step dt after the one before.
+func (d decay) weight(dt time.Duration) float64 {
+	if dt == d.step {
+		return d.stepWeight
+	}
+	return expWeight(dt, d.tau)
+}
+
+// expWeight is the share in an average of time constant tau of a step dt after the one before.
+func expWeight(dt, tau time.Duration) float64 {
+	return 1 - math.Exp(-dt.Seconds()/tau.Seconds())
 }
 
 // averagedExpected is the expected work a step adds to the average: what was expected, but no
@@ -258,11 +293,12 @@ func (r *Rule) warmAverage(g *group, s int, sig config.Signal, t time.Time, live
 	if tau <= 0 {
 		return a
 	}
+	d := newDecay(tau, r.baselineStep)
 	for at := t.Add(-averageSettled * tau).Truncate(r.baselineStep); at.Before(t); at = at.Add(r.baselineStep) {
 		// A step not stored, or an episode's (not learned from), is not averaged either; one
 		// under grown instances is, as live.
 		if work, expected, _, ok := r.historyStep(g, s, sig, at, live); ok {
-			a.add(at, work, expected, tau)
+			a.add(at, work, expected, d)
 		}
 	}
 	return a
