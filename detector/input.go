@@ -54,13 +54,13 @@ func (r *Rule) bind(gi *GroupInput) *group {
 	return gi.group
 }
 
-// seen makes the groups in makes at this step and says where each group's input is
-// (group.input, group.inputStep). An input by maps (Input.Groups set: tests build them)
-// is read into GroupInputs first, for every group the rule knows, as each group's key was
-// looked up in the maps.
+// seen makes the groups of in that the rule does not know yet, and says where each group's
+// input is at this step (group.input, group.inputStep). An input by maps (Seen nil: tests
+// build them) is read into GroupInputs first, for every group the rule knows, as each group's
+// key was looked up in the maps.
 func (r *Rule) seen(in Input) {
 	r.step++
-	if in.Groups == nil {
+	if in.Seen != nil {
 		for _, gi := range in.Seen {
 			g := r.bind(gi)
 			g.input, g.inputStep = gi, r.step

@@ -24,7 +24,7 @@ type Input struct {
 	Failed bool
 	// Seen holds the input of each group seen in any query: how the engine feeds a rule, the
 	// same GroupInput for a group from step to step. The maps below are the other way, read
-	// only when Groups is set.
+	// only when Seen is nil.
 	Seen []*GroupInput
 	// Groups maps each group key seen in any query to its group labels.
 	Groups map[string]map[string]string
@@ -307,7 +307,7 @@ func (r *Rule) AddHistory(in Input) {
 	if in.Failed {
 		return
 	}
-	if in.Groups == nil {
+	if in.Seen != nil {
 		for _, gi := range in.Seen {
 			r.addHistory(r.bind(gi), gi, in.Time)
 		}

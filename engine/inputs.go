@@ -224,6 +224,9 @@ func (k *knownGroups) begin() {
 		k.byKey = map[string]*knownGroup{}
 	}
 	k.fetch++
+	if k.seen == nil {
+		k.seen = []*detector.GroupInput{} // never nil: a nil Input.Seen is an input by maps
+	}
 	k.seen = k.seen[:0]
 }
 
