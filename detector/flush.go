@@ -111,11 +111,11 @@ func (r *Rule) flushCommandsWatched() bool { return r.cfg.Flushes != "" }
 
 // evalFlush counts flushes and keyspace collapses within the window. One flush or one restart
 // is an event; min_flushes of them within the window is a storm.
-func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex Explanation) {
-	f, t := g.flush, in.Time
+func (r *Rule) evalFlush(g *group, in *GroupInput, t time.Time) (breach, known bool, ex Explanation) {
+	f := g.flush
 	window := time.Duration(r.cfg.Window)
-	series, haveFlushes := in.Flushes[key]
-	keys := value(in.Keys, key)
+	series, haveFlushes := in.Flushes.Series, in.Flushes.OK
+	keys := in.Keys.value()
 	switch {
 	case r.cfg.Keys != "" && isNum(keys):
 	case r.cfg.Keys == "" && r.cfg.Flushes != "" && haveFlushes:
@@ -155,7 +155,7 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	if events > 0 {
 		f.lastEvent = t
 	}
-	if w := value(in.Writes, key); isNum(w) && w > 0 {
+	if w := in.Writes.value(); isNum(w) && w > 0 {
 		f.writes = append(f.writes, timedCount{t, w * r.interval.Seconds()})
 	}
 	f.seen = true
@@ -170,7 +170,7 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 	ex.Expected = float64(r.cfg.MinFlushes)
 	ex.Window = window
 	ex.KeysNow, ex.KeysBefore, ex.KeysAfter = keys, f.keysFrom, f.keysTo
-	ex.Inbound = value(in.Inbound, key)
+	ex.Inbound = in.Inbound.value()
 	season := g.hist.seasonalAt(t.Unix(), 0)
 	ex.InboundUsual = season.Usual
 	if isNum(ex.Inbound) {
@@ -196,7 +196,7 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 		// difference of two rates, (rate now − rate at the first flush)·W, counts the writes
 		// between them exactly while they are under W apart (with no writes before the storm).
 		if win := time.Duration(r.cfg.WritesRateWindow); win > 0 {
-			if now := value(in.Writes, key); isNum(now) && t.Sub(first.at) < win {
+			if now := in.Writes.value(); isNum(now) && t.Sub(first.at) < win {
 				after = math.Max(after, (now-rateAtFirst)*win.Seconds())
 			}
 		}
@@ -205,7 +205,7 @@ func (r *Rule) evalFlush(g *group, key string, in Input) (breach, known bool, ex
 		}
 	}
 	ex.CommandsPerRequest = math.NaN()
-	if c := value(in.Commands, key); isNum(c) && isNum(ex.Inbound) && ex.Inbound > 0 {
+	if c := in.Commands.value(); isNum(c) && isNum(ex.Inbound) && ex.Inbound > 0 {
 		ex.CommandsPerRequest = c / ex.Inbound
 	}
 	ex.UsualCommandsPerRequest = g.cmdPer

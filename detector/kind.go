@@ -17,7 +17,7 @@ type kind interface {
 	newGroup(g *group)
 	// eval judges one step of a group: whether it breaches, whether it could be judged,
 	// whether a transient holds firing back, and the numbers.
-	eval(r *Rule, g *group, key string, in Input) (breach, known, hold bool, ex Explanation)
+	eval(r *Rule, g *group, in *GroupInput, t time.Time) (breach, known, hold bool, ex Explanation)
 	// explain writes the words of ex: over says whether it breaches.
 	explain(r *Rule, ex *Explanation, labels map[string]string, over bool)
 	// rates says the kind's numbers are work rates against expected rates, which are exported
@@ -52,9 +52,9 @@ func (selfGenerated) alertName() string { return "SelfGeneratedTraffic" }
 
 func (selfGenerated) newGroup(*group) {}
 
-func (selfGenerated) eval(r *Rule, g *group, key string, in Input) (breach, known, hold bool, ex Explanation) {
-	breach, known, ex = r.evalSelfGenerated(g, key, in)
-	return breach, known, g.instances.settling(in.Time, time.Duration(r.cfg.Settle)), ex
+func (selfGenerated) eval(r *Rule, g *group, in *GroupInput, t time.Time) (breach, known, hold bool, ex Explanation) {
+	breach, known, ex = r.evalSelfGenerated(g, in, t)
+	return breach, known, g.instances.settling(t, time.Duration(r.cfg.Settle)), ex
 }
 
 func (selfGenerated) explain(r *Rule, ex *Explanation, labels map[string]string, over bool) {
@@ -76,8 +76,8 @@ func (flushStorm) alertName() string { return "FlushStorm" }
 
 func (flushStorm) newGroup(g *group) { g.flush = newFlushState() }
 
-func (flushStorm) eval(r *Rule, g *group, key string, in Input) (breach, known, hold bool, ex Explanation) {
-	breach, known, ex = r.evalFlush(g, key, in)
+func (flushStorm) eval(r *Rule, g *group, in *GroupInput, t time.Time) (breach, known, hold bool, ex Explanation) {
+	breach, known, ex = r.evalFlush(g, in, t)
 	return breach, known, false, ex
 }
 

@@ -22,6 +22,10 @@ type Input struct {
 	// Failed is set when a query of the rule errored or came back partial: every group is
 	// unknown at this step.
 	Failed bool
+	// Seen holds the input of each group seen in any query: how the engine feeds a rule, the
+	// same GroupInput for a group from step to step. The maps below are the other way, read
+	// only when Seen is nil.
+	Seen []*GroupInput
 	// Groups maps each group key seen in any query to its group labels.
 	Groups map[string]map[string]string
 
@@ -101,6 +105,7 @@ type Rule struct {
 	replicasCol    int             // history column of the instance count, -1 if none
 	clock          *historyClock   // the time grid of every group's history
 	row            []float64       // scratch for historyRow
+	liveDecay      decay           // average_over at the evaluation interval (averageDecay)
 	fit            fitScratch
 	inboundScratch []float64 // inboundBefore's
 	// carried are the starts of episodes an earlier process had open, by GroupString; an
@@ -110,6 +115,12 @@ type Rule struct {
 	// restoring says the carried episodes were open at an earlier process's last step and the
 	// replay begins at carriedBy (see Restore).
 	restoring bool
+	// step numbers the steps evaluated (seen): a group's input is the one of this step.
+	step uint64
+	// generation numbers the sets of groups (ReadState makes a new one), so a GroupInput
+	// bound to a group of an earlier set binds again.
+	generation uint64
+	fromMaps   []GroupInput // scratch: an Input by maps read into GroupInputs
 }
 
 type group struct {
@@ -145,6 +156,10 @@ type group struct {
 	// episode ended, and nothing is carried.
 	carried         Carried
 	quietSinceCarry bool
+	// input is the group's input at Rule.step when inputStep is that step (inputAt): a step's,
+	// not state to save.
+	input     *GroupInput
+	inputStep uint64
 }
 
 // signalGone is how long a work series may be absent before it counts as zero rather than as
@@ -260,38 +275,31 @@ func (r *Rule) historyColumns() int {
 	return 1 + len(r.cfg.Signals) + min(1, r.cmdCol+1) + min(1, r.replicasCol+1)
 }
 
-func (r *Rule) historyRow(in Input, key string, learnable bool) []float64 {
+func (r *Rule) historyRow(in *GroupInput, learnable bool) []float64 {
 	if r.row == nil {
 		r.row = make([]float64, r.historyColumns())
 	}
 	row := r.row // history.put copies it into the group's columns
-	row[0] = value(in.Inbound, key)
+	row[0] = in.Inbound.value()
 	for i := range r.cfg.Signals {
 		row[1+i] = math.NaN()
 		if learnable && i < len(in.Signals) {
-			row[1+i] = value(in.Signals[i], key)
+			row[1+i] = in.Signals[i].value()
 		}
 	}
 	if r.cmdCol >= 0 {
 		row[r.cmdCol] = math.NaN()
 		if learnable {
-			row[r.cmdCol] = value(in.Commands, key)
+			row[r.cmdCol] = in.Commands.value()
 		}
 	}
 	if r.replicasCol >= 0 {
 		row[r.replicasCol] = math.NaN()
-		if live, ok := in.Replicas[key]; ok {
-			row[r.replicasCol] = float64(len(live))
+		if in.Replicas.OK {
+			row[r.replicasCol] = float64(len(in.Replicas.Series))
 		}
 	}
 	return row
-}
-
-func value(vs Values, key string) float64 {
-	if v, ok := vs[key]; ok {
-		return v
-	}
-	return math.NaN()
 }
 
 // AddHistory stores one past step in the groups' baselines without evaluating it; the engine
@@ -300,22 +308,31 @@ func (r *Rule) AddHistory(in Input) {
 	if in.Failed {
 		return
 	}
+	if in.Seen != nil {
+		for _, gi := range in.Seen {
+			r.addHistory(r.bind(gi), gi, in.Time)
+		}
+		return
+	}
 	for key, labels := range in.Groups {
 		g, _ := r.group(key, labels)
-		// An episode's steps do not teach, in the history as live, nor do the steps it was
-		// pending: without this, the start of an episode older than the replay would be learned
-		// as the group's normal.
-		learnable := g.carried.Start.IsZero() || in.Time.Before(g.carried.Start.Add(-time.Duration(r.cfg.For)))
-		g.hist.put(in.Time.Unix(), r.historyRow(in, key, learnable))
-		if g.instances.born.IsZero() {
-			g.instances.born = in.Time // a group with history is not being born
-		}
-		for s := range r.cfg.Signals {
-			if s < len(in.Signals) {
-				if _, ok := in.Signals[s][key]; ok {
-					g.signalSeen[s] = in.Time
-				}
-			}
+		gi := fromMaps(in, key, labels)
+		r.addHistory(g, &gi, in.Time)
+	}
+}
+
+func (r *Rule) addHistory(g *group, in *GroupInput, t time.Time) {
+	// An episode's steps do not teach, in the history as live, nor do the steps it was
+	// pending: without this, the start of an episode older than the replay would be learned
+	// as the group's normal.
+	learnable := g.carried.Start.IsZero() || t.Before(g.carried.Start.Add(-time.Duration(r.cfg.For)))
+	g.hist.put(t.Unix(), r.historyRow(in, learnable))
+	if g.instances.born.IsZero() {
+		g.instances.born = t // a group with history is not being born
+	}
+	for s := range r.cfg.Signals {
+		if s < len(in.Signals) && in.Signals[s].OK {
+			g.signalSeen[s] = t
 		}
 	}
 }
@@ -324,11 +341,8 @@ func (r *Rule) AddHistory(in Input) {
 func (r *Rule) Eval(in Input) []Event {
 	t := in.Time
 	var events []Event
-	for key, labels := range in.Groups {
-		r.group(key, labels)
-	}
+	r.seen(in)
 	for _, g := range r.sorted {
-		key := g.key
 		if in.Failed {
 			g.unknown = true
 			continue
@@ -340,7 +354,8 @@ func (r *Rule) Eval(in Input) []Event {
 		if restored {
 			g.life.restore(t, g.carried.RecurrenceGap)
 		}
-		breach, known, hold, ex := r.kind.eval(r, g, key, in)
+		gi := g.inputAt(r.step)
+		breach, known, hold, ex := r.kind.eval(r, g, gi, t)
 		g.unknown = !known
 		if restored && !known {
 			g.life, restored = before, false
@@ -352,7 +367,7 @@ func (r *Rule) Eval(in Input) []Event {
 			// Only settled, quiet steps teach: not an episode, not a transient still settling, not
 			// instances grown past their usual number, whose work is under observation.
 			learnable := known && g.life.state == StateInactive && !breach && !hold && !ex.replicasGrew()
-			g.hist.put(t.Unix(), r.historyRow(in, key, learnable))
+			g.hist.put(t.Unix(), r.historyRow(gi, learnable))
 		}
 		if !known {
 			continue
@@ -528,6 +543,7 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 	if len(sc.bursts) < len(r.cfg.Signals) {
 		sc.bursts = make([]burstSearch, len(r.cfg.Signals))
 	}
+	d := newDecay(tau, r.baselineStep)
 	bursts := sc.bursts[:len(r.cfg.Signals)]
 	for s := range bursts {
 		bursts[s] = burstSearch{peaks: bursts[s].peaks[:0]}
@@ -557,7 +573,7 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 				b.avg, b.burst = average{}, 0 // cut short: not a burst that came back down
 				continue
 			}
-			avgWork, avgExpected := b.avg.add(at, work, expected, tau)
+			avgWork, avgExpected := b.avg.add(at, work, expected, d)
 			// A burst is over once its excess has decayed to half its height (an average never
 			// quite returns to zero on its own): under an hour at the shipped average_over.
 			switch excess := avgWork - avgExpected; {

@@ -115,22 +115,22 @@ func countingNoise(expected, quantum float64) float64 {
 // evalSelfGenerated compares each work signal with what inbound explains. A group breaches when
 // for some signal both the unexplained share and the unexplained rate pass their thresholds
 // (scaled by hysteresis while firing) and the excess is beyond the signal's noise.
-func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known bool, ex Explanation) {
-	inbound := value(in.Inbound, key)
+func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach, known bool, ex Explanation) {
+	inbound := in.Inbound.value()
 	if !isNum(inbound) {
 		return false, false, ex
 	}
 	inbound = math.Max(0, inbound)
-	season := g.hist.seasonalAt(in.Time.Unix(), 0)
+	season := g.hist.seasonalAt(t.Unix(), 0)
 	ex.Inbound, ex.InboundUsual = inbound, season.Usual
 	ex.InboundState = classifyInbound(inbound, season, r.cfg.IdleInbound)
 	ex.InboundDays, ex.InboundRecent = season.Days, recentPoints*r.baselineStep
-	ex.Instances = countInstances(in.Instances[key])
+	ex.Instances = countInstances(in.Instances.Series)
 	// A group missing from the replicas answer is a gap in that query, not zero instances.
-	g.instances.observe(in.Time, in.Replicas[key], value(in.CacheResets, key) > 0, time.Duration(r.cfg.Settle))
+	g.instances.observe(t, in.Replicas.Series, in.CacheResets.value() > 0, time.Duration(r.cfg.Settle))
 	ex.Replicas, ex.UsualReplicas = g.instances.count(), g.usualReplicas
-	r.followScaleOut(g, in.Time, inbound)
-	if ev, ok := g.instances.recent(in.Time, r.transientMemory()); ok {
+	r.followScaleOut(g, t, inbound)
+	if ev, ok := g.instances.recent(t, r.transientMemory()); ok {
 		ex.Transient = new(ev) // a copy: &ev put ev on the heap at every step, with or without an event
 	}
 
@@ -153,14 +153,14 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 	for s, sig := range r.cfg.Signals {
 		work, present := math.NaN(), false
 		if s < len(in.Signals) {
-			work, present = in.Signals[s][key]
+			work, present = in.Signals[s].Value, in.Signals[s].OK
 		}
 		switch {
 		case present && !isNum(work):
 			return false, false, ex
 		case present:
-			g.signalSeen[s] = in.Time
-		case !g.signalSeen[s].IsZero() && in.Time.Sub(g.signalSeen[s]) < signalGone:
+			g.signalSeen[s] = t
+		case !g.signalSeen[s].IsZero() && t.Sub(g.signalSeen[s]) < signalGone:
 			return false, false, ex // a series that vanished is missing data, not zero work
 		default:
 			work = 0 // never reported: this group does none of this work
@@ -184,10 +184,10 @@ func (r *Rule) evalSelfGenerated(g *group, key string, in Input) (breach, known 
 			unexplained > noiseSigmas*sigma*scale &&
 			(replicaScaling || !sig.ReplicaScalingOnly)
 		ex.instantBreach = ex.instantBreach || b
-		if r.restoring && in.Time.Equal(r.carriedBy) {
-			g.averages[s] = r.warmAverage(g, s, sig, in.Time, ex.Replicas)
+		if r.restoring && t.Equal(r.carriedBy) {
+			g.averages[s] = r.warmAverage(g, s, sig, t, ex.Replicas)
 		}
-		avgWork, avgExpected := g.averages[s].add(in.Time, work, averagedExpected(work, expected, sigma), time.Duration(r.cfg.AverageOver))
+		avgWork, avgExpected := g.averages[s].add(t, work, averagedExpected(work, expected, sigma), r.averageDecay())
 		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {
 			// To fire, the work averaged over average_over must be unexplained too: the bursts
 			// of a healthy fleet (a deploy's refreshes replayed at each token lifetime) average
@@ -221,20 +221,55 @@ type average struct {
 	at             time.Time
 }
 
-// add folds one step in with time constant tau and returns the means.
-func (a *average) add(t time.Time, work, expected float64, tau time.Duration) (float64, float64) {
-	if a.at.IsZero() || tau <= 0 || !isNum(a.work) || !isNum(a.expected) {
+// add folds one step in with d's time constant and returns the means.
+func (a *average) add(t time.Time, work, expected float64, d decay) (float64, float64) {
+	if a.at.IsZero() || d.tau <= 0 || !isNum(a.work) || !isNum(a.expected) {
 		// A group's average starts from what is expected of it: first seen mid-burst, its
 		// burst has to last to count (start-up replays the recent past, so episodes under
 		// way are averaged in again).
 		a.work, a.expected, a.at = expected, expected, t
 		return a.work, a.expected
 	}
-	w := 1 - math.Exp(-t.Sub(a.at).Seconds()/tau.Seconds())
+	w := d.weight(t.Sub(a.at))
 	a.work += w * (work - a.work)
 	a.expected += w * (expected - a.expected)
 	a.at = t
 	return a.work, a.expected
+}
+
+// decay is an average's time constant tau, with the weight of a step at the interval most of
+// its steps come at kept: math.Exp per group, signal and step was half of the replay of a
+// week's history at each relearn (learnAveragePeaks).
+type decay struct {
+	tau, step  time.Duration
+	stepWeight float64
+}
+
+func newDecay(tau, step time.Duration) decay {
+	return decay{tau: tau, step: step, stepWeight: expWeight(step, tau)}
+}
+
+// averageDecay is the decay of the groups' averages (group.averages): average_over, at the
+// evaluation interval. It is made again when average_over is not the one it was made for: a
+// rule's configuration does not change, but tests set average_over on a rule already made.
+func (r *Rule) averageDecay() decay {
+	if tau := time.Duration(r.cfg.AverageOver); r.liveDecay.tau != tau || r.liveDecay.step != r.interval {
+		r.liveDecay = newDecay(tau, r.interval)
+	}
+	return r.liveDecay
+}
+
+// weight is the share in the average of a step dt after the one before.
+func (d decay) weight(dt time.Duration) float64 {
+	if dt == d.step {
+		return d.stepWeight
+	}
+	return expWeight(dt, d.tau)
+}
+
+// expWeight is the share in an average of time constant tau of a step dt after the one before.
+func expWeight(dt, tau time.Duration) float64 {
+	return 1 - math.Exp(-dt.Seconds()/tau.Seconds())
 }
 
 // averagedExpected is the expected work a step adds to the average: what was expected, but no
@@ -262,11 +297,12 @@ func (r *Rule) warmAverage(g *group, s int, sig config.Signal, t time.Time, live
 	if tau <= 0 {
 		return a
 	}
+	d := newDecay(tau, r.baselineStep)
 	for at := t.Add(-averageSettled * tau).Truncate(r.baselineStep); at.Before(t); at = at.Add(r.baselineStep) {
 		// A step not stored, or an episode's (not learned from), is not averaged either; one
 		// under grown instances is, as live.
 		if work, expected, _, ok := r.historyStep(g, s, sig, at, live); ok {
-			a.add(at, work, expected, tau)
+			a.add(at, work, expected, d)
 		}
 	}
 	return a

@@ -118,6 +118,7 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 	}
 	r.clock = &historyClock{stepSec: r.clock.stepSec, stamp: rs.Stamps}
 	r.groups, r.sorted, r.open = make(map[string]*group, rs.Groups), make([]*group, 0, rs.Groups), map[*group]bool{}
+	r.generation++ // the engine's GroupInputs are bound to the groups replaced
 	for range rs.Groups {
 		var gs groupState
 		if err := dec.Decode(&gs); err != nil {

@@ -94,7 +94,6 @@ type ruleState struct {
 	blind      bool
 	resolved   []detector.Episode // resolved episodes kept for ResolvedRetention
 	known      knownGroups
-	values     inputValues // the maps its inputs are built in
 	// lastErr is the latest failed query of this rule, for the blind alert and the log.
 	lastErr error
 	// empty lists the rule's queries that returned no series at the latest fetch.
@@ -523,29 +522,43 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 			}
 		}
 		rs.known.begin()
-		g := &grouper{by: c.GroupBy, known: &rs.known}
-		// column returns the cursors over q's series, or nil when q was not fetched.
-		column := func(q string, sub func(model.Metric) string) []seriesCursor {
+		g := &grouper{by: c.GroupBy, signals: len(c.Signals), known: &rs.known}
+		// answer returns q's series; false when q was not fetched.
+		answer := func(q string) (model.Matrix, bool) {
 			i, ok := byQuery[q]
 			if q == "" || !ok {
-				return nil
+				return nil, false
 			}
-			return g.cursors(results[i], sub)
+			return results[i], true
 		}
-		rb.inbound, rb.keys = column(c.Inbound, nil), column(c.Keys, nil)
-		rb.commands, rb.writes = column(c.Commands, nil), column(c.Writes, nil)
-		for _, sig := range c.Signals {
-			rb.signals = append(rb.signals, column(sig.Query, nil))
+		sum := func(q string, reading func(*detector.GroupInput) *detector.Reading) []seriesCursor {
+			if m, ok := answer(q); ok {
+				return g.sums(m, reading)
+			}
+			return nil
 		}
-		byInstance := func(m model.Metric) string { return string(m[model.LabelName(c.InstanceLabel)]) }
-		rb.instances, rb.replicas = column(c.Instances, byInstance), column(c.Replicas, byInstance)
-		rb.cacheResets = column(c.CacheResets, nil)
-		rb.flushes = column(c.Flushes, func(m model.Metric) string { return m.String() })
-		rb.labels, rb.values = rs.known.end(), &rs.values
-		if c.Limit > 0 && len(rb.labels) > c.Limit {
+		breakdown := func(q string, part int, id func(*knownGroup, model.Metric) string) []seriesCursor {
+			if m, ok := answer(q); ok {
+				return g.breakdown(m, part, id)
+			}
+			return nil
+		}
+		rb.inbound = sum(c.Inbound, func(in *detector.GroupInput) *detector.Reading { return &in.Inbound })
+		rb.keys = sum(c.Keys, func(in *detector.GroupInput) *detector.Reading { return &in.Keys })
+		rb.commands = sum(c.Commands, func(in *detector.GroupInput) *detector.Reading { return &in.Commands })
+		rb.writes = sum(c.Writes, func(in *detector.GroupInput) *detector.Reading { return &in.Writes })
+		for i, sig := range c.Signals {
+			rb.signals = append(rb.signals, sum(sig.Query, func(in *detector.GroupInput) *detector.Reading { return &in.Signals[i] }))
+		}
+		byInstance := func(_ *knownGroup, m model.Metric) string { return string(m[model.LabelName(c.InstanceLabel)]) }
+		rb.instances, rb.replicas = breakdown(c.Instances, partInstances, byInstance), breakdown(c.Replicas, partReplicas, byInstance)
+		rb.cacheResets = sum(c.CacheResets, func(in *detector.GroupInput) *detector.Reading { return &in.CacheResets })
+		rb.flushes = breakdown(c.Flushes, partFlushes, (*knownGroup).seriesID)
+		rb.seen = rs.known.seen
+		if c.Limit > 0 && len(rb.seen) > c.Limit {
 			// Not a failed query: the bootstrap goes on, and the rule goes blind with the reason.
-			rb.failed, rb.overLimit = true, fmt.Errorf("its queries return %d groups, over its limit of %d", len(rb.labels), c.Limit)
-			e.logger.Error("rule over its group limit; it sees unknown data", "rule", c.Name, "groups", len(rb.labels), "limit", c.Limit)
+			rb.failed, rb.overLimit = true, fmt.Errorf("its queries return %d groups, over its limit of %d", len(rb.seen), c.Limit)
+			e.logger.Error("rule over its group limit; it sees unknown data", "rule", c.Name, "groups", len(rb.seen), "limit", c.Limit)
 		}
 		b.rules[ri] = rb
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/emergent-sh/emergent/config"
@@ -19,28 +20,17 @@ type batch struct {
 
 // ruleBatch holds one rule's series cursors over one fetch's answers.
 type ruleBatch struct {
-	cfg                             config.Rule
-	failed                          bool
-	err                             error    // the first of the rule's queries that failed
-	overLimit                       error    // the rule's queries return more groups than its limit
-	empty                           []string // the rule's required queries that returned no series
-	labels                          map[string]map[string]string
+	cfg       config.Rule
+	failed    bool
+	err       error    // the first of the rule's queries that failed
+	overLimit error    // the rule's queries return more groups than its limit
+	empty     []string // the rule's required queries that returned no series
+	// seen holds the input of each group the fetch saw (Input.Seen), refilled at each step.
+	seen                            []*detector.GroupInput
 	inbound, keys, commands, writes []seriesCursor
 	signals                         [][]seriesCursor
 	instances, replicas, flushes    []seriesCursor
 	cacheResets                     []seriesCursor
-	values                          *inputValues // the rule's, kept across fetches
-}
-
-// inputValues are the maps a rule's inputs are built in, reused from step to step and from
-// fetch to fetch: the detector copies what it keeps. Built afresh at each fetch, maps of every
-// group grew from empty once per query per cycle.
-type inputValues struct {
-	inbound, keys, commands, writes, cacheResets detector.Values
-	signals                                      []detector.Values
-	instances                                    breakdownValues
-	replicas                                     breakdownValues
-	flushes                                      breakdownValues
 }
 
 // failure is the first failed query of any rule, nil when every query answered in full.
@@ -54,7 +44,7 @@ func (b *batch) failure() error {
 }
 
 // each calls fn for every step of the batch in time order with every rule's input. The inputs
-// and their maps are valid only during the call.
+// are valid only during the call.
 func (b *batch) each(fn func(t time.Time, inputs []detector.Input)) {
 	inputs := make([]detector.Input, len(b.rules))
 	for s := range b.n {
@@ -67,31 +57,41 @@ func (b *batch) each(fn func(t time.Time, inputs []detector.Input)) {
 	}
 }
 
+// input fills the input of each group the fetch saw with its values at ts.
 func (rb *ruleBatch) input(t time.Time, ts model.Time) detector.Input {
-	v := rb.values
-	if len(v.signals) != len(rb.signals) {
-		v.signals = make([]detector.Values, len(rb.signals))
+	for _, in := range rb.seen {
+		clearInput(in)
 	}
-	in := detector.Input{
-		Time: t, Failed: rb.failed, Groups: rb.labels,
-		Inbound: sumAt(rb.inbound, ts, &v.inbound), Keys: sumAt(rb.keys, ts, &v.keys),
-		Commands: sumAt(rb.commands, ts, &v.commands), Writes: sumAt(rb.writes, ts, &v.writes),
-		Instances: v.instances.at(rb.instances, ts, partInstances), Flushes: v.flushes.at(rb.flushes, ts, partFlushes),
-		Replicas: v.replicas.at(rb.replicas, ts, partReplicas), CacheResets: sumAt(rb.cacheResets, ts, &v.cacheResets),
-		Signals: make([]detector.Values, len(rb.signals)),
+	for _, cursors := range [][]seriesCursor{rb.inbound, rb.keys, rb.commands, rb.writes, rb.cacheResets} {
+		sumAt(cursors, ts)
 	}
-	for i, cur := range rb.signals {
-		in.Signals[i] = sumAt(cur, ts, &v.signals[i])
+	for _, cursors := range rb.signals {
+		sumAt(cursors, ts)
 	}
-	return in
+	for _, cursors := range [][]seriesCursor{rb.instances, rb.replicas, rb.flushes} {
+		breakdownAt(cursors, ts)
+	}
+	return detector.Input{Time: t, Failed: rb.failed, Seen: rb.seen}
+}
+
+// clearInput empties a group's input for the next step; a breakdown's map is kept in its
+// knownGroup for reuse.
+func clearInput(in *detector.GroupInput) {
+	in.Inbound, in.Keys, in.Commands, in.Writes, in.CacheResets = detector.Reading{}, detector.Reading{}, detector.Reading{}, detector.Reading{}, detector.Reading{}
+	clear(in.Signals)
+	in.Instances, in.Replicas, in.Flushes = detector.Breakdown{}, detector.Breakdown{}, detector.Breakdown{}
 }
 
 // seriesCursor walks one series' samples in time order.
 type seriesCursor struct {
-	group  *knownGroup
-	id     string // sub-key of a breakdown
-	values []model.SamplePair
-	next   int
+	group *knownGroup
+	// reading is where a sum query's series adds up (one of the group's input readings);
+	// part is the breakdown a breakdown query's series goes to, under id.
+	reading *detector.Reading
+	part    int
+	id      string
+	values  []model.SamplePair
+	next    int
 }
 
 // at returns the series' value at ts, advancing past earlier samples; false when it has none.
@@ -105,23 +105,19 @@ func (c *seriesCursor) at(ts model.Time) (float64, bool) {
 	return 0, false
 }
 
-// sumAt fills *out (made on first use) with each group's sum at ts. A query that answers one
-// series per group (the intended `sum by (...)`) passes through; several series of one group
-// add up.
-func sumAt(cursors []seriesCursor, ts model.Time, out *detector.Values) detector.Values {
-	if *out == nil {
-		*out = detector.Values{}
-	}
-	clear(*out)
+// sumAt adds each series' value at ts to its group's reading. A query that answers one series
+// per group (the intended `sum by (...)`) passes through; several series of one group add up.
+func sumAt(cursors []seriesCursor, ts model.Time) {
 	for i := range cursors {
 		if v, ok := cursors[i].at(ts); ok {
-			(*out)[cursors[i].group.key] += v
+			rd := cursors[i].reading
+			rd.Value += v
+			rd.OK = true
 		}
 	}
-	return *out
 }
 
-// A group's breakdown maps, one per breakdown query (knownGroup.parts).
+// A group's breakdowns, one per breakdown query (knownGroup.parts).
 const (
 	partInstances = iota
 	partReplicas
@@ -129,24 +125,9 @@ const (
 	breakdowns
 )
 
-// breakdownValues builds a breakdown input (each group's series kept apart by sub-key) in the
-// groups' own maps for it (knownGroup.parts), reused from step to step.
-type breakdownValues struct {
-	out map[string]detector.Values
-	// step numbers the calls to at, so a group's map is cleared at the first of its series at a
-	// step (knownGroup.partStep) without a lookup in out.
-	step uint64
-}
-
-func (b *breakdownValues) at(cursors []seriesCursor, ts model.Time, part int) map[string]detector.Values {
-	if cursors == nil {
-		return nil
-	}
-	if b.out == nil {
-		b.out = map[string]detector.Values{}
-	}
-	clear(b.out)
-	b.step++
+// breakdownAt sets each group's breakdown at ts (each series kept apart by its id), in the
+// group's own map for it (knownGroup.parts), reused from step to step.
+func breakdownAt(cursors []seriesCursor, ts model.Time) {
 	for i := range cursors {
 		c := &cursors[i]
 		v, ok := c.at(ts)
@@ -154,50 +135,83 @@ func (b *breakdownValues) at(cursors []seriesCursor, ts model.Time, part int) ma
 			continue
 		}
 		kg := c.group
-		m := kg.parts[part]
-		if kg.partStep[part] != b.step { // first series of this group at this step: start its map afresh
+		b := kg.breakdown(c.part)
+		if !b.OK { // first series of this group at this step: start its map afresh
+			m := kg.parts[c.part]
 			if m == nil {
 				m = detector.Values{}
-				kg.parts[part] = m
+				kg.parts[c.part] = m
 			}
 			clear(m)
-			kg.partStep[part] = b.step
-			b.out[kg.key] = m
+			b.Series, b.OK = m, true
 		}
-		m[c.id] += v
+		b.Series[c.id] += v
 	}
-	return b.out
 }
 
 // grouper maps series onto a rule's groups.
 type grouper struct {
-	by    []string
-	known *knownGroups
-	buf   []byte
+	by      []string
+	signals int // the rule's work signals: each group's input has a reading per signal
+	known   *knownGroups
+	buf     []byte
 }
 
 // knownGroup is a group a rule has seen, kept across fetches so a steady fleet allocates
 // nothing for it per step or fetch.
 type knownGroup struct {
-	key    string
-	labels map[string]string
-	seen   uint64 // the latest fetch (knownGroups.fetch) that saw the group
+	in   detector.GroupInput // its input at the step under way; Key and Labels are the group's
+	seen uint64              // the latest fetch (knownGroups.fetch) that saw the group
 	// parts are the group's breakdown maps (instances, replicas, flushes), reused from step to
-	// step; partStep says at which breakdownValues.step each was last started.
-	parts    [breakdowns]detector.Values
-	partStep [breakdowns]uint64
+	// step.
+	parts [breakdowns]detector.Values
+	// seriesIDs are the ids of the group's series that need one (seriesID), kept: formatted
+	// afresh at every fetch, the flush series' ids were a third of the grouping's CPU.
+	seriesIDs []seriesID
+}
+
+type seriesID struct {
+	metric model.Metric
+	id     string
+}
+
+// maxSeriesIDs bounds a group's kept ids: past it they start over, so series churn (a pod's
+// name in a label) cannot grow them without bound.
+const maxSeriesIDs = 32
+
+// seriesID is the id of one of the group's series: its label set (model.Metric.String).
+func (kg *knownGroup) seriesID(m model.Metric) string {
+	for _, s := range kg.seriesIDs {
+		if maps.Equal(s.metric, m) {
+			return s.id
+		}
+	}
+	if len(kg.seriesIDs) >= maxSeriesIDs {
+		kg.seriesIDs = kg.seriesIDs[:0]
+	}
+	id := m.String()
+	kg.seriesIDs = append(kg.seriesIDs, seriesID{metric: m, id: id})
+	return id
+}
+
+// breakdown is the group's input for breakdown part.
+func (kg *knownGroup) breakdown(part int) *detector.Breakdown {
+	switch part {
+	case partInstances:
+		return &kg.in.Instances
+	case partReplicas:
+		return &kg.in.Replicas
+	}
+	return &kg.in.Flushes
 }
 
 // knownGroups remembers every group a rule has seen, and which groups its latest fetch saw.
 type knownGroups struct {
 	byKey map[string]*knownGroup
 	fetch uint64 // numbers the fetches
-	// groups maps each group the latest fetch saw to its labels (Input.Groups). A fetch that
-	// sees the same groups keeps it: rebuilt at each fetch, it was a map of every group.
-	groups map[string]map[string]string
-	seen   []*knownGroup // the groups the fetch under way saw, in the order it saw them
-	// changed says the fetch under way saw a group the one before did not.
-	changed bool
+	// seen holds the input of each group the fetch under way saw, in the order it saw them
+	// (Input.Seen).
+	seen []*detector.GroupInput
 }
 
 // maxKnownGroups bounds the memory of label sets: past it the cache starts over (the cost is
@@ -207,21 +221,13 @@ const maxKnownGroups = 1 << 20
 // begin starts a fetch: the groups its series map onto are counted from here.
 func (k *knownGroups) begin() {
 	if k.byKey == nil || len(k.byKey) > maxKnownGroups {
-		k.byKey, k.groups = map[string]*knownGroup{}, nil
+		k.byKey = map[string]*knownGroup{}
 	}
 	k.fetch++
-	k.seen, k.changed = k.seen[:0], false
-}
-
-// end returns the groups the fetch saw, by key: the latest fetch's map when they are the same.
-func (k *knownGroups) end() map[string]map[string]string {
-	if k.groups == nil || k.changed || len(k.seen) != len(k.groups) {
-		k.groups = make(map[string]map[string]string, len(k.seen))
-		for _, kg := range k.seen {
-			k.groups[kg.key] = kg.labels
-		}
+	if k.seen == nil {
+		k.seen = []*detector.GroupInput{} // never nil: a nil Input.Seen is an input by maps
 	}
-	return k.groups
+	k.seen = k.seen[:0]
 }
 
 // group finds the group of a series by its group_by label values (the key is opaque to the
@@ -239,30 +245,34 @@ func (g *grouper) group(m model.Metric) *knownGroup {
 		for _, l := range g.by {
 			labels[l] = string(m[model.LabelName(l)])
 		}
-		kg = &knownGroup{key: string(g.buf), labels: labels}
-		k.byKey[kg.key] = kg
-		k.changed = true
+		kg = &knownGroup{in: detector.GroupInput{Key: string(g.buf), Labels: labels, Signals: make([]detector.Reading, g.signals)}}
+		k.byKey[kg.in.Key] = kg
 	}
 	if kg.seen != k.fetch { // the group's first series in this fetch
-		if kg.seen != k.fetch-1 {
-			k.changed = true
-		}
 		kg.seen = k.fetch
-		k.seen = append(k.seen, kg)
+		k.seen = append(k.seen, &kg.in)
 	}
 	return kg
 }
 
-// cursors maps each series of m onto its group (and onto sub(metric) for a breakdown), ready to
-// be walked step by step.
-func (g *grouper) cursors(m model.Matrix, sub func(model.Metric) string) []seriesCursor {
+// sums maps each series of m onto its group, to add up in the reading of the group's input
+// that reading names, ready to be walked step by step.
+func (g *grouper) sums(m model.Matrix, reading func(*detector.GroupInput) *detector.Reading) []seriesCursor {
 	out := make([]seriesCursor, 0, len(m))
 	for _, ss := range m {
-		c := seriesCursor{group: g.group(ss.Metric), values: ss.Values}
-		if sub != nil {
-			c.id = sub(ss.Metric)
-		}
-		out = append(out, c)
+		kg := g.group(ss.Metric)
+		out = append(out, seriesCursor{group: kg, reading: reading(&kg.in), values: ss.Values})
+	}
+	return out
+}
+
+// breakdown maps each series of m onto its group's breakdown part, under id(group, metric),
+// ready to be walked step by step.
+func (g *grouper) breakdown(m model.Matrix, part int, id func(*knownGroup, model.Metric) string) []seriesCursor {
+	out := make([]seriesCursor, 0, len(m))
+	for _, ss := range m {
+		kg := g.group(ss.Metric)
+		out = append(out, seriesCursor{group: kg, part: part, id: id(kg, ss.Metric), values: ss.Values})
 	}
 	return out
 }

@@ -7,14 +7,14 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// TestFetchGroupsAreWhatTheFetchSaw: Input.Groups holds the groups of the fetch's series and
-// only those, whether the fetch before saw the same ones (its map is kept) or not.
+// TestFetchGroupsAreWhatTheFetchSaw: Input.Seen holds the groups of the fetch's series and
+// only those, each once, whether the fetch before saw the same ones or not.
 func TestFetchGroupsAreWhatTheFetchSaw(t *testing.T) {
 	var known knownGroups
 	g := &grouper{by: []string{"service"}, known: &known}
 	for i, services := range [][]string{
 		{"a", "b"},
-		{"b", "a", "a"}, // the same groups: the map is kept
+		{"b", "a", "a"}, // the same groups
 		{"a"},           // one gone
 		{"a", "c"},      // as many as before, one new
 		{"c", "a"},
@@ -26,9 +26,9 @@ func TestFetchGroupsAreWhatTheFetchSaw(t *testing.T) {
 		for _, s := range services {
 			g.group(model.Metric{"service": model.LabelValue(s), "instance": "i"})
 		}
-		groups := known.end()
 		var got []string
-		for key, labels := range groups {
+		for _, in := range known.seen {
+			key, labels := in.Key, in.Labels
 			if len(labels) != 1 || key != labels["service"]+"\xff" {
 				t.Errorf("fetch %d: group %q has labels %v", i, key, labels)
 			}
