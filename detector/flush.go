@@ -8,9 +8,9 @@ import (
 // flushState follows one group's flush-command counters and keyspace between steps.
 type flushState struct {
 	counters  map[string]counterSeen // by series key
-	flushes   []timedCount           // flush increments within the window
-	collapses []timedCount           // keyspace collapses within the window
-	writes    []timedCount           // writes per step within the window
+	flushes   countWindow            // flush increments within the window
+	collapses countWindow            // keyspace collapses within the window
+	writes    countWindow            // writes per step within the window
 	keys      float64                // keyspace size at the last step; NaN if unknown
 	lows      [collapseSteps]float64 // keyspace sizes of the last steps, for their low
 	keysFrom  float64                // keyspace size before the latest collapse
@@ -24,11 +24,6 @@ type flushState struct {
 type counterSeen struct {
 	value float64
 	at    time.Time
-}
-
-type timedCount struct {
-	at time.Time
-	n  float64
 }
 
 func newFlushState() *flushState {
@@ -87,20 +82,13 @@ func (f *flushState) observeFlushes(t time.Time, series Values) float64 {
 	return total
 }
 
-func prune(xs []timedCount, since time.Time) []timedCount {
-	i := 0
-	for i < len(xs) && !xs[i].at.After(since) {
-		i++
+// windowSteps is how many steps the flush window holds when the rule is evaluated once per
+// interval: those after now−window up to now, and one more, added before the oldest is dropped.
+func (r *Rule) windowSteps() int {
+	if r.interval <= 0 {
+		return 1
 	}
-	return xs[i:]
-}
-
-func sum(xs []timedCount) float64 {
-	s := 0.0
-	for _, x := range xs {
-		s += x.n
-	}
-	return s
+	return int(time.Duration(r.cfg.Window)/r.interval) + 1
 }
 
 // flushCommandsWatched reports whether the rule reads flush commands. Where it does, they are
@@ -128,16 +116,16 @@ func (r *Rule) evalFlush(g *group, in *GroupInput, t time.Time) (breach, known b
 		return false, false, ex
 	}
 
-	collapsesCount := !r.flushCommandsWatched()
+	collapsesCount, steps := !r.flushCommandsWatched(), r.windowSteps()
 	events := f.observeFlushes(t, series)
 	if events > 0 {
-		f.flushes = append(f.flushes, timedCount{t, events})
+		f.flushes.add(t, events, steps)
 	}
 	collapsed := false
 	if isNum(keys) {
 		if low := f.recentLow(); isNum(low) && low >= r.cfg.MinKeys && keys <= (1-r.cfg.CollapseFraction)*low {
 			collapsed = true
-			f.collapses = append(f.collapses, timedCount{t, 1})
+			f.collapses.add(t, 1, steps)
 			f.keysFrom, f.keysTo = f.keys, keys
 			if collapsesCount {
 				events = max(events, 1) // a FLUSHDB usually shows as both: one event
@@ -156,13 +144,15 @@ func (r *Rule) evalFlush(g *group, in *GroupInput, t time.Time) (breach, known b
 		f.lastEvent = t
 	}
 	if w := in.Writes.value(); isNum(w) && w > 0 {
-		f.writes = append(f.writes, timedCount{t, w * r.interval.Seconds()})
+		f.writes.add(t, w*r.interval.Seconds(), steps)
 	}
 	f.seen = true
 	since := t.Add(-window)
-	f.flushes, f.collapses, f.writes = prune(f.flushes, since), prune(f.collapses, since), prune(f.writes, since)
+	f.flushes.dropThrough(since)
+	f.collapses.dropThrough(since)
+	f.writes.dropThrough(since)
 
-	ex.Flushes, ex.Collapses = sum(f.flushes), sum(f.collapses)
+	ex.Flushes, ex.Collapses = f.flushes.sum(), f.collapses.sum()
 	ex.Observed = ex.Flushes
 	if collapsesCount {
 		ex.Observed = math.Max(ex.Flushes, ex.Collapses)
@@ -179,13 +169,13 @@ func (r *Rule) evalFlush(g *group, in *GroupInput, t time.Time) (breach, known b
 	// Flushes per write is measured from the first flush in the window on: the flushes after it
 	// against the writes after it. Writes before the storm would dilute the answer, and counting
 	// the first flush without its write would inflate it.
-	ex.Writes = sum(f.writes)
+	ex.Writes = f.writes.sum()
 	ex.FlushesPerWrite = math.NaN()
-	if len(f.flushes) > 1 {
-		first := f.flushes[0]
+	if f.flushes.len() > 1 {
+		first := f.flushes.item(0)
 		after, rateAtFirst := 0.0, 0.0
-		for _, w := range f.writes {
-			if w.at.After(first.at) {
+		for i := range f.writes.len() {
+			if w := f.writes.item(i); w.at > first.at {
 				after += w.n
 			} else {
 				rateAtFirst = w.n / r.interval.Seconds()
@@ -196,7 +186,7 @@ func (r *Rule) evalFlush(g *group, in *GroupInput, t time.Time) (breach, known b
 		// difference of two rates, (rate now − rate at the first flush)·W, counts the writes
 		// between them exactly while they are under W apart (with no writes before the storm).
 		if win := time.Duration(r.cfg.WritesRateWindow); win > 0 {
-			if now := in.Writes.value(); isNum(now) && t.Sub(first.at) < win {
+			if now := in.Writes.value(); isNum(now) && time.Duration(t.UnixNano()-first.at) < win {
 				after = math.Max(after, (now-rateAtFirst)*win.Seconds())
 			}
 		}
@@ -221,14 +211,12 @@ func (r *Rule) evalFlush(g *group, in *GroupInput, t time.Time) (breach, known b
 	}
 	switch {
 	case g.life.state != StateFiring && breach:
-		f.stormStart, f.stormEvents = t, 0
-		if len(f.flushes) > 0 {
-			f.stormStart = f.flushes[0].at
+		f.stormStart = t
+		if f.flushes.len() > 0 {
+			// in t's location, as the flush's own time was: t.Add keeps it
+			f.stormStart = t.Add(time.Duration(f.flushes.item(0).at - t.UnixNano()))
 		}
-		for _, c := range f.flushes {
-			f.stormEvents += c.n
-		}
-		f.stormEvents = math.Max(f.stormEvents, ex.Observed)
+		f.stormEvents = math.Max(f.flushes.sum(), ex.Observed)
 	case g.life.state == StateFiring:
 		f.stormEvents += events
 	}

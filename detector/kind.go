@@ -91,5 +91,6 @@ func (flushStorm) rates() bool { return false }
 
 // resolved spends the storm's flushes: a new storm counts its own.
 func (flushStorm) resolved(g *group) {
-	g.flush.flushes, g.flush.collapses = g.flush.flushes[:0], g.flush.collapses[:0]
+	g.flush.flushes.clear()
+	g.flush.collapses.clear()
 }

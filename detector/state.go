@@ -163,7 +163,7 @@ func (g *group) saved() groupState {
 		for id, c := range f.counters {
 			fs.Counters[id] = countState{At: c.at, N: c.value}
 		}
-		fs.Flushes, fs.Collapses, fs.Writes = counts(f.flushes), counts(f.collapses), counts(f.writes)
+		fs.Flushes, fs.Collapses, fs.Writes = f.flushes.saved(), f.collapses.saved(), f.writes.saved()
 		gs.Flush = fs
 	}
 	return gs
@@ -202,26 +202,11 @@ func (r *Rule) fromState(gs groupState) *group {
 		for id, c := range fs.Counters {
 			f.counters[id] = counterSeen{value: c.N, at: c.At}
 		}
-		f.flushes, f.collapses, f.writes = timed(fs.Flushes), timed(fs.Collapses), timed(fs.Writes)
+		steps := r.windowSteps()
+		f.flushes, f.collapses, f.writes = countWindowOf(fs.Flushes, steps), countWindowOf(fs.Collapses, steps), countWindowOf(fs.Writes, steps)
 		f.keys, f.lows, f.keysFrom, f.keysTo = fs.Keys, fs.Lows, fs.KeysFrom, fs.KeysTo
 		f.stormStart, f.lastEvent, f.stormEvents, f.seen = fs.StormStart, fs.LastEvent, fs.StormEvents, fs.Seen
 		g.flush = f
 	}
 	return g
-}
-
-func counts(ts []timedCount) []countState {
-	out := make([]countState, len(ts))
-	for i, t := range ts {
-		out[i] = countState{At: t.at, N: t.n}
-	}
-	return out
-}
-
-func timed(cs []countState) []timedCount {
-	out := make([]timedCount, len(cs))
-	for i, c := range cs {
-		out[i] = timedCount{at: c.At, n: c.N}
-	}
-	return out
 }

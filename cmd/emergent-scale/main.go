@@ -63,6 +63,7 @@ func run(args []string) int {
 	stats := app.Flag("stats", "Replay every query with stats=all to count samples touched.").Default("true").Bool()
 	reuse := app.Flag("reuse", "Measure again over a fleet directory kept by --keep (one --groups value), without backfilling.").String()
 	maxRSS := app.Flag("max-worker-rss", "Kill the emergentd worker (by its PID) past this resident size, in MiB (0: no limit).").Default("8192").Int64()
+	memLimit := app.Flag("worker-memory-limit", "Run the emergentd worker as under a container memory limit of this many MiB: GOMEMLIMIT is set to emergentd's --auto-gomemlimit.ratio default of it, as emergentd sets it from its cgroup (0: no limit, the Go default).").Default("0").Int64()
 	profileDir := app.Flag("profile-dir", "Write CPU and allocation profiles of emergentd's bootstrap and cycles here.").String()
 	synthetic := app.Flag("synthetic", "Measure against promsynth (a query API in this process answering the fleet's queries as they are asked) instead of a backfilled Prometheus: no backfill, anchor or stats pass; the restart is from the state file.").Bool()
 	jsonOut := app.Flag("json", "Write every measurement to this file as JSON.").String()
@@ -74,7 +75,7 @@ func run(args []string) int {
 		Cycles: *cycles, Interval: *interval, Anchor: *anchor, AnchorInterval: *anchorInterval, Days: *days,
 		HistoryStep: *historyStep, HistoryPair: *historyPair, FullResolution: *full, Future: *future,
 		ConfigFile: *configFile, ConfigSet: *configSet, WorkDir: *workDir, Keep: *keep, Idle: *idle, Stats: *stats,
-		Reuse: *reuse, Synthetic: *synthetic, MaxWorkerRSS: *maxRSS << 20, ProfileDir: *profileDir, Restart: *restart,
+		Reuse: *reuse, Synthetic: *synthetic, MaxWorkerRSS: *maxRSS << 20, WorkerMemoryLimit: *memLimit << 20, ProfileDir: *profileDir, Restart: *restart,
 		Logf: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 		},

@@ -5,6 +5,8 @@ import (
 	"io"
 	"math"
 	"strings"
+
+	"github.com/emergent-sh/emergent/daemon"
 )
 
 const mib = 1 << 20
@@ -18,6 +20,9 @@ func writeReport(w io.Writer, o options, results []*scaleResult) {
 	p("emergentd interval %s, %d cycles; anchor interval %s.\n", o.Interval, o.Cycles, o.AnchorInterval)
 	if len(o.ConfigSet) > 0 {
 		p("Configuration overrides (--config.set): %s.\n", strings.Join(o.ConfigSet, ", "))
+	}
+	if o.WorkerMemoryLimit > 0 {
+		p("emergentd's memory limit (--worker-memory-limit): %d MiB, so GOMEMLIMIT %.0f MiB.\n", o.WorkerMemoryLimit/mib, daemon.MemoryLimitRatio*float64(o.WorkerMemoryLimit)/mib)
 	}
 
 	if o.Synthetic {

@@ -38,10 +38,13 @@ type options struct {
 	Stats          bool
 	Reuse          string // a directory kept by --keep: measure again without backfilling
 	MaxWorkerRSS   int64  // the worker is killed (by its PID) past this resident size
-	Restart        bool   // measure a restart with the state the first worker left
-	ProfileDir     string // CPU and allocation profiles of the worker's bootstrap and cycles
-	Synthetic      bool   // measure against promsynth instead of a backfilled Prometheus
-	Logf           func(format string, args ...any)
+	// WorkerMemoryLimit, if positive, is a container memory limit the worker runs as if under:
+	// it sets GOMEMLIMIT to daemon.MemoryLimitRatio of it, as emergentd does from its cgroup.
+	WorkerMemoryLimit int64
+	Restart           bool   // measure a restart with the state the first worker left
+	ProfileDir        string // CPU and allocation profiles of the worker's bootstrap and cycles
+	Synthetic         bool   // measure against promsynth instead of a backfilled Prometheus
+	Logf              func(format string, args ...any)
 }
 
 // scaleResult is everything measured for one fleet size.
@@ -66,6 +69,9 @@ type scaleResult struct {
 	StateSaveSecs float64        `json:"state_save_seconds,omitempty"`
 	WorkerFailed  string         `json:"worker_error,omitempty"`
 	ConfigSet     []string       `json:"config_set,omitempty"`
+	// WorkerMemoryLimit is --worker-memory-limit in bytes: GOMEMLIMIT was
+	// daemon.MemoryLimitRatio of it (0: no limit).
+	WorkerMemoryLimit int64 `json:"worker_memory_limit_bytes,omitempty"`
 	// Backend is "promsynth" in the synthetic mode (empty: a backfilled Prometheus); then the
 	// Prometheus CPU figures are promsynth's (the harness process's), and ServedQueries and
 	// ServedSamples count what it answered.
@@ -270,7 +276,7 @@ func runScale(ctx context.Context, o options, groups int) (*scaleResult, error) 
 	if need := now.Add(time.Duration(o.Cycles+3) * o.Interval); f.end.Before(need) { // the cycles, then a restart and its cycle
 		f.end = need
 	}
-	res := &scaleResult{Groups: groups, Series: groups * seriesPerGroup, ConfigSet: o.ConfigSet, Fleet: fleetInfo{
+	res := &scaleResult{Groups: groups, Series: groups * seriesPerGroup, ConfigSet: o.ConfigSet, WorkerMemoryLimit: o.WorkerMemoryLimit, Fleet: fleetInfo{
 		Start: f.start, Recent: f.recent, End: f.end, HistoryStep: model.Duration(f.histStep).String(),
 		HistoryPair: model.Duration(f.histPair).String(), RecentStep: model.Duration(f.recentStep).String(),
 		Simulated: now, AnomalyStart: f.anomalyStart,
@@ -324,7 +330,7 @@ func reuseScale(ctx context.Context, o options, groups int) (*scaleResult, error
 	if res.Groups != groups {
 		return nil, fmt.Errorf("--reuse %s holds G=%d, not %d", o.Reuse, res.Groups, groups)
 	}
-	res.ConfigSet = o.ConfigSet
+	res.ConfigSet, res.WorkerMemoryLimit = o.ConfigSet, o.WorkerMemoryLimit
 	if _, err := writeConfig(o.ConfigFile, filepath.Join(o.Reuse, "rules.toml"), o.Interval, o.ConfigSet); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -559,7 +565,7 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 		statePath = filepath.Join(filepath.Dir(cfgPath), "engine-state.gob")
 		defer os.Remove(statePath)
 	}
-	w, err := startWorker(workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: now, Cycles: o.Cycles, ProfileDir: profiles, SaveState: statePath})
+	w, err := startWorker(workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: now, Cycles: o.Cycles, ProfileDir: profiles, SaveState: statePath, MemoryLimit: o.WorkerMemoryLimit})
 	if err != nil {
 		return err
 	}
@@ -615,11 +621,11 @@ func runEmergent(ctx context.Context, o options, res *scaleResult, cfgPath strin
 	if o.Restart && res.WorkerFailed == "" && handed != nil {
 		restartAt := now.Add(time.Duration(o.Cycles+1) * o.Interval)
 		if !o.Synthetic { // promsynth stores nothing emergentd exports; the state file is the restart
-			if res.Restart, err = measureRestart(ctx, o, res, workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, Restore: handed}, handed, prom); err != nil {
+			if res.Restart, err = measureRestart(ctx, o, res, workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, Restore: handed, MemoryLimit: o.WorkerMemoryLimit}, handed, prom); err != nil {
 				return err
 			}
 		}
-		if res.Reload, err = measureRestart(ctx, o, res, workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, LoadState: statePath}, handed, prom); err != nil {
+		if res.Reload, err = measureRestart(ctx, o, res, workerJob{ConfigFile: cfgPath, PrometheusURL: prom.URL, Now: restartAt, Cycles: 1, LoadState: statePath, MemoryLimit: o.WorkerMemoryLimit}, handed, prom); err != nil {
 			return err
 		}
 	}

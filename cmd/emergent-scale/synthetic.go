@@ -214,7 +214,7 @@ func runSynthetic(ctx context.Context, o options, groups int) (*scaleResult, err
 		return nil, err
 	}
 	defer srv.Close()
-	res := &scaleResult{Groups: groups, Series: groups * seriesPerGroup, ConfigSet: o.ConfigSet, Backend: "promsynth",
+	res := &scaleResult{Groups: groups, Series: groups * seriesPerGroup, ConfigSet: o.ConfigSet, WorkerMemoryLimit: o.WorkerMemoryLimit, Backend: "promsynth",
 		Fleet: fleetInfo{Simulated: now, AnomalyStart: f.anomalyStart}}
 	o.Logf("G=%d: promsynth at %s answers %d queries (simulated now %s), in %s", groups, srv.URL, len(answers),
 		now.UTC().Format(time.RFC3339), dir)

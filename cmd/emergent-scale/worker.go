@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/emergent-sh/emergent/alerts"
 	"github.com/emergent-sh/emergent/daemon"
 	"github.com/emergent-sh/emergent/detector"
@@ -52,6 +53,9 @@ type workerJob struct {
 	// bootstrap (as emergentd does at start).
 	SaveState string `json:"save_state,omitempty"`
 	LoadState string `json:"load_state,omitempty"`
+	// MemoryLimit, if positive, is the memory limit (bytes) of the container the worker
+	// stands for: it sets GOMEMLIMIT from it as emergentd does from its cgroup's.
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
 }
 
 // handedState is what a process hands its restart through Prometheus (engine.Restore): the
@@ -159,6 +163,12 @@ func runWorker(jobJSON string) int {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if job.MemoryLimit > 0 {
+		if _, err := daemon.SetMemoryLimit(daemon.MemoryLimitRatio, memlimit.Limit(uint64(job.MemoryLimit)), logger); err != nil {
+			fmt.Fprintf(os.Stderr, "worker: %v\n", err)
+			return 2
+		}
+	}
 	cfg, err := daemon.LoadConfig(job.ConfigFile, job.PrometheusURL, "")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "worker: %v\n", err)

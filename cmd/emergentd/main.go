@@ -47,7 +47,7 @@ func run(args []string) int {
 	webFlags := kingpinflag.AddFlags(app, ":9799")
 	storage := app.Flag("storage.path", "Directory for optional local state: Slack message ids, so a restart never posts an episode twice, and the evaluation state saved at shutdown, so a restart reads no history back. Empty disables it.").Default("data").String()
 	enableReload := app.Flag("web.enable-reload", "Allow POST /-/reload (use --no-web.enable-reload to disable).").Default("true").Bool()
-	memRatio := app.Flag("auto-gomemlimit.ratio", "Set GOMEMLIMIT to this fraction of the container's (cgroup) memory limit, as Prometheus does, so the garbage collector works harder before the kernel kills the process; 0 disables. GOMEMLIMIT in the environment wins.").Default("0.9").Float64()
+	memRatio := app.Flag("auto-gomemlimit.ratio", "Set GOMEMLIMIT to this fraction of the container's (cgroup) memory limit, as Prometheus does, so the garbage collector works harder before the kernel kills the process; 0 disables. GOMEMLIMIT in the environment wins.").Default(fmt.Sprint(daemon.MemoryLimitRatio)).Float64()
 	externalURL := app.Flag("web.external-url", "The URL users reach emergentd at (behind a reverse proxy); its path prefixes every page and link. Probes stay at /-/.").String()
 
 	checkCmd := app.Command("check", "Validate the configuration; exit 1 on any mistake.")
@@ -97,7 +97,7 @@ func run(args []string) int {
 
 	logger.Info("starting emergentd", "version", version.Info(), "config", *configFile)
 	if *memRatio > 0 {
-		if _, err := memlimit.Set(memlimit.WithRatio(*memRatio), memlimit.WithProvider(memlimit.FromCgroup), memlimit.WithLogger(logger)); err != nil {
+		if _, err := daemon.SetMemoryLimit(*memRatio, memlimit.FromCgroup, logger); err != nil {
 			logger.Warn("GOMEMLIMIT not set from the cgroup memory limit", "err", err)
 		}
 	}
