@@ -54,8 +54,8 @@ type ScaleOut struct {
 func (s ScaleOut) known() bool { return s.Decided && isNum(s.InboundBefore) }
 
 // loadDriven reports whether inbound grew with the instances: instances that grew less than
-// replicaGrowth times as much as inbound did followed their load.
-// An idle group that got traffic and instances followed it.
+// replicaGrowth times as much as inbound did followed their load, as did instances added to a
+// group that had no inbound before.
 func (s ScaleOut) loadDriven(instances int) bool {
 	if s.InboundBefore <= 0 {
 		return s.InboundAfter > 0
