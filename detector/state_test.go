@@ -65,6 +65,21 @@ func TestStateRoundTrip(t *testing.T) {
 			}
 			return Input{Inbound: Values{key: 5}, Signals: []Values{{key: work}}}
 		}},
+		{"a load-driven scale-out's verdict after a deploy replaced its event", fleetRule(config.RelationProportional), func(i int) Input {
+			// 2 → 4 instances with inbound 10 → 18/s, under a surge: load-driven, though work per
+			// request rose a third. A deploy renames the pods before the restart, so only the
+			// kept verdict, not the latest event, says so afterwards; then a thrash pages.
+			s := fleetStep{instances: 2, inbound: 10, work: 50}
+			switch {
+			case i >= 420:
+				s = fleetStep{instances: 4, generation: 1, inbound: 18, work: 1200}
+			case i >= 330:
+				s = fleetStep{instances: 4, generation: 1, inbound: 18, work: 120}
+			case i > 300:
+				s = fleetStep{instances: 4, inbound: 18, work: 120}
+			}
+			return s.input(time.Time{})
+		}},
 		{"flush storm", flushRule(), func(i int) Input {
 			flushes := float64(i / 200)
 			if i > 350 {
