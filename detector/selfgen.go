@@ -142,8 +142,8 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	// third incident (per-pod state): it pages at a lower share than work nothing explains.
 	minShare := r.cfg.MinUnexplainedShare
 	replicaScaling := ex.replicasGrew() && !g.loadDriven(ex.Replicas, ex.InboundState)
-	if s := g.instances.scale; replicaScaling && s.known() {
-		ex.ScaledFrom, ex.InboundBeforeScaling, ex.InboundAfterScaling = s.From, s.InboundBefore, s.InboundAfter
+	if s := &g.instances.scale; replicaScaling && s.known() {
+		ex.ScaledFrom, ex.InboundBeforeScaling, ex.InboundAfterScaling = s.From, s.InboundBefore, s.inboundAfter()
 	}
 	if replicaScaling {
 		minShare = math.Min(minShare, replicaShare)
@@ -340,7 +340,7 @@ func (g *group) averagedStep(s int, sig config.Signal, work, inbound float64, in
 // loadDriven reports whether the live instances grew with their load: by the scale-out's
 // inbound before and after it once decided, by inbound surging over its usual level before.
 func (g *group) loadDriven(replicas int, inboundState string) bool {
-	if s := g.instances.scale; s.known() {
+	if s := &g.instances.scale; s.known() {
 		return s.loadDriven(replicas)
 	}
 	return inboundState == InboundSurging
@@ -351,7 +351,7 @@ func (g *group) loadDriven(replicas int, inboundState string) bool {
 // are back under replicaGrowth times what it started from.
 func (r *Rule) followScaleOut(g *group, t time.Time, inbound float64) {
 	s, it := &g.instances.scale, &g.instances
-	if ev := it.event; ev.Kind == TransientScaleOut && ev.From > 0 {
+	if ev := &it.event; ev.Kind == TransientScaleOut && ev.From > 0 {
 		switch {
 		case !ev.Start.Equal(s.Start):
 			*s = ScaleOut{Start: ev.Start, Last: ev.Last, From: ev.From, InboundBefore: r.inboundBefore(g, ev.Start)}
@@ -371,9 +371,7 @@ func (r *Rule) followScaleOut(g *group, t time.Time, inbound float64) {
 	}
 	s.InboundSum += inbound
 	s.InboundSteps++
-	if t.Sub(s.Last) >= time.Duration(r.cfg.Settle) {
-		s.InboundAfter, s.Decided = s.InboundSum/float64(s.InboundSteps), true
-	}
+	s.Decided = t.Sub(s.Last) >= time.Duration(r.cfg.Settle)
 }
 
 // inboundBefore is the median inbound of the history's steps in the hour before start, leaving

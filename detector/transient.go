@@ -44,24 +44,27 @@ type ScaleOut struct {
 	Start, Last   time.Time // the event's first and latest change; zero without one in effect
 	From          int       // instances before it
 	InboundBefore float64   // median inbound in the hour before Start (history); NaN if unknown
-	InboundSum    float64   // inbound summed over the steps since Last, until decided
+	InboundSum    float64   // inbound summed over the steps of the settle after Last
 	InboundSteps  int
-	InboundAfter  float64 // mean inbound over the settle after Last, once decided
-	Decided       bool
+	Decided       bool // the settle after Last is over: InboundSum is all of it
 }
 
+// inboundAfter is the mean inbound over the settle after the scale-out's last change.
+func (s *ScaleOut) inboundAfter() float64 { return s.InboundSum / float64(s.InboundSteps) }
+
 // known reports whether inbound before and after the scale-out are both known.
-func (s ScaleOut) known() bool { return s.Decided && isNum(s.InboundBefore) }
+func (s *ScaleOut) known() bool { return s.Decided && isNum(s.InboundBefore) }
 
 // loadDriven reports whether inbound grew with the instances: instances that grew less than
 // replicaGrowth times as much as inbound did followed their load, as did instances added to a
 // group that had no inbound before.
-func (s ScaleOut) loadDriven(instances int) bool {
+func (s *ScaleOut) loadDriven(instances int) bool {
+	after := s.inboundAfter()
 	if s.InboundBefore <= 0 {
-		return s.InboundAfter > 0
+		return after > 0
 	}
 	instanceGrowth := float64(instances) / float64(max(1, s.From))
-	return instanceGrowth < replicaGrowth*s.InboundAfter/s.InboundBefore
+	return instanceGrowth < replicaGrowth*after/s.InboundBefore
 }
 
 // observe records the live instances at t (nil when the rule reads no replicas or the group has
