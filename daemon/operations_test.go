@@ -336,12 +336,7 @@ func TestEndpointsAnswerWhileQueriesHang(t *testing.T) {
 // engine had (handed over, not read back: this Prometheus does not scrape emergentd), so
 // Alertmanager's startsAt and the Slack thread stay.
 func TestReloadThatChangesARuleKeepsItsEpisodes(t *testing.T) {
-	// The detector relearns each group once an hour, at a phase its key fixes. When checkout's
-	// falls inside this test's 10-minute replay (ends at about minutes 20–25 of an hour), a relearn
-	// over a history that is half incident (1 h of it, the incident 40 minutes old) keeps the
-	// first page from coming at all, which is not what this test is about: its end sits at
-	// minute 50.
-	end := time.Now().Truncate(time.Hour).Add(-10 * time.Minute)
+	end := time.Now().Truncate(15 * time.Second)
 	prom := promtest.Start(t, promtest.Options{OpenMetrics: synth.IncidentHistory(end)})
 	am, slack, cfgPath, base := olderThanReplay(t, prom.URL, map[string]string{`replay = "2h"`: `replay = "10m"`})
 	const before, after = `resolve_for = "5m"`, `resolve_for = "6m"`
@@ -415,7 +410,11 @@ func TestReloadDoesNotWaitOnADownReceiver(t *testing.T) {
 // olderThanReplay writes testConfig with the edits given (replay = 10m makes the seeds'
 // incidents begin before the replay window) and rates over 5m instead of 2m, so a daemon whose
 // clock runs a minute or two past the data's end (Prometheus's start-up plus a restart) still
-// sees them. It returns the Alertmanager and Slack recorders, the file and its text.
+// sees them. History is 2h, not testConfig's 1h: each group relearns once an hour at a phase
+// its key fixes, and a relearn late in a 10-minute replay over 1h that is more than half
+// incident (checkout's began 40 minutes before the end) learns the incident as normal, so
+// the first page never came when the end fell at minutes 20–25 of an hour (CI, 22:20). It
+// returns the Alertmanager and Slack recorders, the file and its text.
 func olderThanReplay(t *testing.T, promURL string, edit map[string]string) (am, slack *recorder, path, text string) {
 	t.Helper()
 	am, slack = &recorder{}, &recorder{}
@@ -428,6 +427,7 @@ func olderThanReplay(t *testing.T, promURL string, edit map[string]string) (am, 
 		t.Fatal(err)
 	}
 	text = strings.ReplaceAll(string(raw), "[2m]", "[5m]")
+	text = strings.Replace(text, `history = "1h"`, `history = "2h"`, 1)
 	for old, repl := range edit {
 		if !strings.Contains(text, old) {
 			t.Fatalf("the test configuration no longer contains %q", old)
