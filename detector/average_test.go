@@ -163,3 +163,38 @@ func TestAveragePeakLearnsOnlyBurstsThatEnded(t *testing.T) {
 		})
 	}
 }
+
+// An episode has been pending since its work first breached at the instant, not since the
+// average_over gate agreed: a sustained tenfold thrash whose averaged share takes about 7
+// minutes to pass fires when it passes (for = 5m is over by then), not `for` later. The gate's
+// own moment is what the same rule with for = 0 fires at.
+func TestForCountsFromTheInstantBreach(t *testing.T) {
+	const step = 30 * time.Second
+	healthy := fleetStep{instances: 4, inbound: 40, work: 2}
+	for _, tc := range []struct {
+		name   string
+		thrash float64 // work during the thrash, per healthy work
+		// fireAfter is when it fires after the thrash began, given the gate's moment g.
+		fireAfter func(g time.Duration) time.Duration
+	}{
+		{"a gate slower than for fires with the gate", 10, func(g time.Duration) time.Duration { return max(g, 5*time.Minute) }},
+		{"a gate faster than for fires after for", 100, func(time.Duration) time.Duration { return 5 * time.Minute }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			steps := append(fleet(20, healthy), fleet(60, fleetStep{instances: 4, inbound: 40, work: tc.thrash * healthy.work})...)
+			fireAt := func(forDur time.Duration) time.Duration {
+				cfg := fleetRule(config.RelationProportional)
+				cfg.For, cfg.AverageOver = model.Duration(forDur), model.Duration(time.Hour)
+				fired := firings(runFleet(t, NewRule(cfg, global(step)), healthy, steps, step))
+				if len(fired) != 1 {
+					t.Fatalf("for = %s: %d episodes fired, want the thrash's", forDur, len(fired))
+				}
+				return fired[0].At.Sub(t0.Add(20 * step))
+			}
+			gate := fireAt(0)
+			if want, got := tc.fireAfter(gate), fireAt(5*time.Minute); got != want {
+				t.Errorf("fired %s after the thrash began, want %s (the gate passed after %s)", got, want, gate)
+			}
+		})
+	}
+}

@@ -33,6 +33,11 @@ func (s State) String() string {
 type lifecycle struct {
 	state        State
 	pendingSince time.Time
+	// instantSince is the first of the unbroken steps that breached at the instant, before a
+	// gate on longer evidence (self-generated traffic's average_over) let them count: once it
+	// does, the episode has been pending since then, as Prometheus counts `for` from the
+	// condition, not from when it was confirmed. Zero when the last step did not breach.
+	instantSince time.Time
 	firingSince  time.Time
 	clearSince   time.Time // first non-breaching step while firing; zero while breaching
 	// Recurrence: an anomaly that comes back in bursts (a cache TTL beyond the token's
@@ -58,18 +63,25 @@ const (
 )
 
 // step advances the machine with one known observation. breach is evaluated with the firing
-// thresholds when inactive or pending and with the hysteresis thresholds when firing. hold
-// keeps a pending episode from firing (a transient is settling); its pending time still counts.
+// thresholds when inactive or pending and with the hysteresis thresholds when firing; instant
+// is the breach before a gate on longer evidence (breach implies it). hold keeps a pending
+// episode from firing (a transient is settling); its pending time still counts.
 // An episode that fires within recurWithin of the last one's final breach is a recurrence.
-func (l *lifecycle) step(t time.Time, breach, hold bool, forDur, resolveFor, recurWithin time.Duration) transition {
+func (l *lifecycle) step(t time.Time, breach, instant, hold bool, forDur, resolveFor, recurWithin time.Duration) transition {
+	switch {
+	case !breach && !instant:
+		l.instantSince = time.Time{}
+	case l.instantSince.IsZero():
+		l.instantSince = t
+	}
 	switch l.state {
 	case StateInactive, StateUnknown, StateLearning:
 		if !breach {
 			l.state = StateInactive
 			return noChange
 		}
-		l.state, l.pendingSince = StatePending, t
-		if forDur == 0 && !hold {
+		l.state, l.pendingSince = StatePending, l.instantSince
+		if t.Sub(l.pendingSince) >= forDur && !hold {
 			l.fire(t, recurWithin)
 			return fired
 		}

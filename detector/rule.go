@@ -373,7 +373,7 @@ func (r *Rule) Eval(in Input) []Event {
 			continue
 		}
 		// A burst that comes back within recur_within of the last is the same anomaly.
-		tr := g.life.step(t, breach, hold, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor), time.Duration(r.cfg.RecurWithin))
+		tr := g.life.step(t, breach, breach || ex.instantBreach, hold, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor), time.Duration(r.cfg.RecurWithin))
 		if restored && g.life.state == StateFiring {
 			tr = fired // the restored episode, announced as a replay that saw it begin would
 		}

@@ -57,6 +57,7 @@ type lifeState struct {
 	PendingSince, FiringSince, ClearSince, LastBreach time.Time
 	KeepFor                                           time.Duration
 	ReburstSince                                      time.Time
+	InstantSince                                      time.Time // zero in a file from before it
 }
 
 type explanationState struct {
@@ -144,7 +145,8 @@ func (g *group) saved() groupState {
 		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event, Scale: g.instances.scale},
 		Learning:  g.learning,
 		Life: lifeState{State: g.life.state, PendingSince: g.life.pendingSince, FiringSince: g.life.firingSince,
-			ClearSince: g.life.clearSince, LastBreach: g.life.lastBreach, KeepFor: g.life.keepFor, ReburstSince: g.life.reburstSince},
+			ClearSince: g.life.clearSince, LastBreach: g.life.lastBreach, KeepFor: g.life.keepFor, ReburstSince: g.life.reburstSince,
+			InstantSince: g.life.instantSince},
 		Unknown: g.unknown, SignalSeen: g.signalSeen,
 		Last:    explanationState{Explanation: g.last, InstantBreach: g.last.instantBreach},
 		Carried: g.carried, QuietSinceCarry: g.quietSinceCarry,
@@ -177,7 +179,8 @@ func (r *Rule) fromState(gs groupState) *group {
 		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event, scale: gs.Instances.Scale},
 		learning:  gs.Learning,
 		life: lifecycle{state: gs.Life.State, pendingSince: gs.Life.PendingSince, firingSince: gs.Life.FiringSince,
-			clearSince: gs.Life.ClearSince, lastBreach: gs.Life.LastBreach, keepFor: gs.Life.KeepFor, reburstSince: gs.Life.ReburstSince},
+			clearSince: gs.Life.ClearSince, lastBreach: gs.Life.LastBreach, keepFor: gs.Life.KeepFor, reburstSince: gs.Life.ReburstSince,
+			instantSince: gs.Life.InstantSince},
 		unknown: gs.Unknown, signalSeen: gs.SignalSeen, last: gs.Last.Explanation,
 		carried: gs.Carried, quietSinceCarry: gs.QuietSinceCarry,
 	}
