@@ -3,7 +3,9 @@ package engine
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"time"
+	"unsafe"
 
 	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/detector"
@@ -208,7 +210,16 @@ func (kg *knownGroup) breakdown(part int) *detector.Breakdown {
 // knownGroups remembers every group a rule has seen, and which groups its latest fetch saw.
 type knownGroups struct {
 	byKey map[string]*knownGroup
-	fetch uint64 // numbers the fetches
+	// byLabels finds a series' group by the identity of its label set: the source hands out the
+	// same model.Metric for a label set it has decoded before (sources.labelSets), so a label
+	// set answered again, at every fetch and by every query grouped the same way, costs a
+	// lookup by pointer instead of building its key from the group_by labels and hashing it.
+	// A key keeps its label set alive, so an address is never reused for another one while it
+	// is here.
+	byLabels map[unsafe.Pointer]*knownGroup
+	// series counts the series the fetch under way grouped, to bound byLabels.
+	series int
+	fetch  uint64 // numbers the fetches
 	// seen holds the input of each group the fetch under way saw, in the order it saw them
 	// (Input.Seen).
 	seen []*detector.GroupInput
@@ -222,7 +233,14 @@ const maxKnownGroups = 1 << 20
 func (k *knownGroups) begin() {
 	if k.byKey == nil || len(k.byKey) > maxKnownGroups {
 		k.byKey = map[string]*knownGroup{}
+		k.byLabels = nil // its groups are no longer the known ones
 	}
+	// A source that decodes every answer afresh hands out new label sets each fetch; past two
+	// fetches' worth they start over, so byLabels holds at most that many beyond the answers.
+	if k.byLabels == nil || len(k.byLabels) > 2*k.series {
+		k.byLabels = map[unsafe.Pointer]*knownGroup{}
+	}
+	k.series = 0
 	k.fetch++
 	if k.seen == nil {
 		k.seen = []*detector.GroupInput{} // never nil: a nil Input.Seen is an input by maps
@@ -230,9 +248,27 @@ func (k *knownGroups) begin() {
 	k.seen = k.seen[:0]
 }
 
-// group finds the group of a series by its group_by label values (the key is opaque to the
-// detector), and notes that the fetch saw it.
+// group finds the group of a series, and notes that the fetch saw it. m must not be modified
+// after it is grouped (the source's label sets are not).
 func (g *grouper) group(m model.Metric) *knownGroup {
+	k := g.known
+	id := reflect.ValueOf(m).UnsafePointer() // the map's identity
+	kg, ok := k.byLabels[id]
+	if !ok {
+		kg = g.byKey(m)
+		k.byLabels[id] = kg
+	}
+	k.series++
+	if kg.seen != k.fetch { // the group's first series in this fetch
+		kg.seen = k.fetch
+		k.seen = append(k.seen, &kg.in)
+	}
+	return kg
+}
+
+// byKey finds the group of a label set by its group_by label values (the key is opaque to the
+// detector), adding it if it is new.
+func (g *grouper) byKey(m model.Metric) *knownGroup {
 	g.buf = g.buf[:0]
 	for _, l := range g.by {
 		g.buf = append(g.buf, m[model.LabelName(l)]...)
@@ -247,10 +283,6 @@ func (g *grouper) group(m model.Metric) *knownGroup {
 		}
 		kg = &knownGroup{in: detector.GroupInput{Key: string(g.buf), Labels: labels, Signals: make([]detector.Reading, g.signals)}}
 		k.byKey[kg.in.Key] = kg
-	}
-	if kg.seen != k.fetch { // the group's first series in this fetch
-		kg.seen = k.fetch
-		k.seen = append(k.seen, &kg.in)
 	}
 	return kg
 }
