@@ -65,7 +65,7 @@ func (p *Prometheus) queryRange(ctx context.Context, query string, r Range) (mod
 	if resp.StatusCode/100 != 2 {
 		return nil, nil, nil, errorResponse(resp)
 	}
-	return decodeMatrix(resp.Body, int(r.steps()), p.labels)
+	return decodeMatrix(resp.Body, int(r.steps()), p.labels.answer(query))
 }
 
 // errorResponse is the v1.Error client_golang returns for a failed answer: Prometheus's own
@@ -96,7 +96,7 @@ func errorResponse(resp *http.Response) error {
 
 // decodeMatrix reads a successful query_range answer from body. steps sizes each series'
 // samples; labels holds the label sets already decoded, which the answer's series share.
-func decodeMatrix(body io.Reader, steps int, labels *labelSets) (model.Value, v1.Warnings, v1.Infos, error) {
+func decodeMatrix(body io.Reader, steps int, labels *labelsOf) (model.Value, v1.Warnings, v1.Infos, error) {
 	br := bufio.NewReaderSize(body, streamBuffer)
 	if b := firstByte(br); b != '{' {
 		// What encoding/json says, which names the HTML page a proxy or a login answers with.
@@ -159,6 +159,7 @@ func decodeMatrix(body io.Reader, steps int, labels *labelSets) (model.Value, v1
 	if matrix == nil {
 		matrix = model.Matrix{}
 	}
+	labels.done()
 	return matrix, warnings, infos, nil
 }
 
@@ -175,7 +176,7 @@ const (
 
 // readSeries reads the result array of a matrix. Each series' labels come from labels, so a
 // label set decoded before is shared rather than built again.
-func readSeries(it *jsoniter.Iterator, steps int, labels *labelSets) model.Matrix {
+func readSeries(it *jsoniter.Iterator, steps int, labels *labelsOf) model.Matrix {
 	var (
 		out     model.Matrix
 		streams []model.SampleStream
