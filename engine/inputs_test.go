@@ -8,9 +8,9 @@ import (
 )
 
 // TestFetchGroupsAreWhatTheFetchSaw: Input.Seen holds the groups of the fetch's series and
-// only those, each once, whether the fetch before saw the same ones or not, and whether the
-// source hands out the same label set for a series every fetch (as sources.Prometheus does) or
-// decodes it afresh.
+// only those, each once, whether the fetch before saw the same ones or not, in the same order
+// or not, and whether the source hands out the same label set for a series every fetch (as
+// sources.Prometheus does) or decodes it afresh.
 func TestFetchGroupsAreWhatTheFetchSaw(t *testing.T) {
 	for _, shared := range []bool{false, true} {
 		t.Run(map[bool]string{false: "fresh label sets", true: "shared label sets"}[shared], func(t *testing.T) {
@@ -35,14 +35,19 @@ func TestFetchGroupsAreWhatTheFetchSaw(t *testing.T) {
 				{"a", "b"}, // as many as before, one seen earlier but not by the fetch before
 				{},
 				{"b"},
+				{"b"}, // the same series in the same order
 			} {
 				known.begin()
+				var m model.Matrix
 				for _, s := range services {
-					kg := g.group(labelSet(s))
-					if was, ok := groups[s]; ok && was != kg {
+					m = append(m, &model.SampleStream{Metric: labelSet(s)})
+				}
+				for j, p := range g.place("q", m) {
+					s := services[j]
+					if was, ok := groups[s]; ok && was != p.group {
 						t.Errorf("fetch %d: service %s has a new group", i, s)
 					}
-					groups[s] = kg
+					groups[s] = p.group
 				}
 				var got []string
 				for _, in := range known.seen {
