@@ -39,7 +39,7 @@ type labelSets struct {
 	// lists the same series in the same order every time (Prometheus sorts them by their
 	// labels), so a series is first compared with the one at its position in the answer before
 	// (labelsOf.metric): a comparison of its raw JSON instead of a lookup by it among every
-	// label set held, a third of decoding an incremental step.
+	// label set held, a quarter of decoding an incremental step.
 	last map[string][]labelSet
 }
 
