@@ -248,6 +248,7 @@ func (sc *fitScratch) fit(inbound, work []float64, quantum float64) (proportiona
 	resid := slices.Grow(sc.rs[:0], max(n, len(pointIn)))[:n]
 	defer func() { sc.rs = resid }()
 	for range fitRounds {
+		was := ratio
 		for i := range inbound {
 			resid[i] = work[i] - ratio*inbound[i]
 		}
@@ -259,6 +260,11 @@ func (sc *fitScratch) fit(inbound, work []float64, quantum float64) (proportiona
 			}
 		}
 		ratio = math.Max(0, median(ratios))
+		// A round is a function of the ratio it starts from, so once a round gives back the
+		// same ratio every later one repeats it: stopping there learns the same bits.
+		if math.Float64bits(ratio) == math.Float64bits(was) {
+			break
+		}
 	}
 	fit.Ratio, fit.Floor = ratio, floor
 	resid = resid[:0]

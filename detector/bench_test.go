@@ -2,6 +2,8 @@ package detector
 
 import (
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -62,5 +64,20 @@ func BenchmarkRelearn(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		g.learned = -1
 		g.relearn(r, t0)
+	}
+}
+
+// BenchmarkFitProportional is one fit of a noisy week at the 15-minute step: work follows
+// inbound with Poisson-like noise, so the fit's rounds do not settle at once.
+func BenchmarkFitProportional(b *testing.B) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	inbound, work := make([]float64, 672), make([]float64, 672)
+	for i := range inbound {
+		inbound[i] = 10 + 5*math.Sin(float64(i)*2*math.Pi/96) + rng.NormFloat64()
+		work[i] = 0.5 + 0.02*inbound[i] + 0.05*rng.NormFloat64()
+	}
+	var sc fitScratch
+	for b.Loop() {
+		sc.fit(inbound, work, 0)
 	}
 }

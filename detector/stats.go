@@ -24,11 +24,23 @@ func median(xs []float64) float64 {
 
 // nth reorders xs so that xs[k] is the value a sort would put there, with no larger value
 // before it and no smaller after (quickselect: linear on average where a sort is n log n; the
-// detector takes a dozen medians per group every time it relearns). The partition is three-way,
-// so runs of equal values (a quiet series) cost one pass; a bad pivot streak falls back to
-// sorting, so the worst case stays n log n.
+// detector takes a dozen medians per group every time it relearns). NaNs, which a sort puts
+// first, are moved there in one pass, so the selection compares with < alone instead of
+// testing both sides of every comparison for NaN; without NaNs the pass moves nothing. The
+// partition is three-way, so runs of equal values (a quiet series) cost one pass; a bad pivot
+// streak falls back to sorting, so the worst case stays n log n.
 func nth(xs []float64, k int) float64 {
-	lo, hi := 0, len(xs) // the range [lo, hi) holds position k
+	nans := 0
+	for i, x := range xs {
+		if math.IsNaN(x) {
+			xs[nans], xs[i] = x, xs[nans]
+			nans++
+		}
+	}
+	if k < nans {
+		return xs[k]
+	}
+	lo, hi := nans, len(xs) // the range [lo, hi) holds position k
 	for budget := 2 * bits.Len(uint(len(xs))); hi-lo > 1; budget-- {
 		if budget == 0 {
 			slices.Sort(xs[lo:hi])
@@ -36,21 +48,17 @@ func nth(xs []float64, k int) float64 {
 		}
 		a, b, c := xs[lo], xs[lo+(hi-lo)/2], xs[hi-1]
 		pivot := max(min(a, b), min(max(a, b), c)) // median of three
-		if math.IsNaN(a) || math.IsNaN(b) || math.IsNaN(c) {
-			slices.Sort(xs[lo:hi])
-			break
-		}
 		// xs[lo:lt] < pivot, xs[lt:i] == pivot, xs[gt:hi] > pivot.
 		lt, i, gt := lo, lo, hi
 		for i < gt {
-			switch {
-			case cmpLess(xs[i], pivot):
-				xs[lt], xs[i] = xs[i], xs[lt]
+			switch x := xs[i]; {
+			case x < pivot:
+				xs[lt], xs[i] = x, xs[lt]
 				lt++
 				i++
-			case cmpLess(pivot, xs[i]):
+			case pivot < x:
 				gt--
-				xs[gt], xs[i] = xs[i], xs[gt]
+				xs[gt], xs[i] = x, xs[gt]
 			default:
 				i++
 			}
@@ -66,9 +74,6 @@ func nth(xs []float64, k int) float64 {
 	}
 	return xs[k]
 }
-
-// cmpLess orders NaN first, as slices.Sort does.
-func cmpLess(a, b float64) bool { return a < b || (math.IsNaN(a) && !math.IsNaN(b)) }
 
 // medianMAD returns the median and the scaled median absolute deviation of xs. xs is
 // overwritten (with the deviations), which saves an allocation on the hot path.

@@ -46,7 +46,7 @@ func (s *staticSource) QueryRange(_ context.Context, q string, r sources.Range) 
 // BenchmarkAdvanceStep measures one incremental evaluation step of one rule: grouping the
 // answers of its queries and evaluating every group.
 func BenchmarkAdvanceStep(b *testing.B) {
-	for _, n := range []int{1, 10000} {
+	for _, n := range []int{1, 10000, 100000} {
 		b.Run(fmt.Sprintf("groups=%d", n), func(b *testing.B) {
 			cfg := testConfig()
 			cfg.Global.History = model.Duration(time.Hour)

@@ -533,13 +533,13 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 		}
 		sum := func(q string, reading func(*detector.GroupInput) *detector.Reading) []seriesCursor {
 			if m, ok := answer(q); ok {
-				return g.sums(m, reading)
+				return g.sums(q, m, reading)
 			}
 			return nil
 		}
 		breakdown := func(q string, part int, id func(*knownGroup, model.Metric) string) []seriesCursor {
 			if m, ok := answer(q); ok {
-				return g.breakdown(m, part, id)
+				return g.breakdown(q, m, part, id)
 			}
 			return nil
 		}

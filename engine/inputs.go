@@ -3,7 +3,9 @@ package engine
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"time"
+	"unsafe"
 
 	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/detector"
@@ -208,7 +210,22 @@ func (kg *knownGroup) breakdown(part int) *detector.Breakdown {
 // knownGroups remembers every group a rule has seen, and which groups its latest fetch saw.
 type knownGroups struct {
 	byKey map[string]*knownGroup
-	fetch uint64 // numbers the fetches
+	// byLabels finds a series' group by the identity of its label set: the source hands out the
+	// same model.Metric for a label set it has decoded before (sources.labelSets), so a label
+	// set answered again, at every fetch and by every query grouped the same way, costs a
+	// lookup by pointer instead of building its key from the group_by labels and hashing it.
+	// A key keeps its label set alive, so an address is never reused for another one while it
+	// is here.
+	byLabels map[unsafe.Pointer]*knownGroup
+	// byPosition holds, per query, the label set and group of each series of its latest
+	// answer, in the answer's order. An answer lists the same series in the same order every
+	// time, and the source hands out the same label set for each, so a series is first
+	// compared with the one at its position in the answer before: at 100 000 groups a lookup
+	// in byLabels, among 300 000 label sets, missed the cache for most series.
+	byPosition map[string][]placed
+	// series counts the series the fetch under way grouped, to bound byLabels.
+	series int
+	fetch  uint64 // numbers the fetches
 	// seen holds the input of each group the fetch under way saw, in the order it saw them
 	// (Input.Seen).
 	seen []*detector.GroupInput
@@ -222,7 +239,14 @@ const maxKnownGroups = 1 << 20
 func (k *knownGroups) begin() {
 	if k.byKey == nil || len(k.byKey) > maxKnownGroups {
 		k.byKey = map[string]*knownGroup{}
+		k.byLabels, k.byPosition = nil, map[string][]placed{} // their groups are no longer the known ones
 	}
+	// A source that decodes every answer afresh hands out new label sets each fetch; past two
+	// fetches' worth they start over, so byLabels holds at most that many beyond the answers.
+	if k.byLabels == nil || len(k.byLabels) > 2*k.series {
+		k.byLabels = map[unsafe.Pointer]*knownGroup{}
+	}
+	k.series = 0
 	k.fetch++
 	if k.seen == nil {
 		k.seen = []*detector.GroupInput{} // never nil: a nil Input.Seen is an input by maps
@@ -230,9 +254,61 @@ func (k *knownGroups) begin() {
 	k.seen = k.seen[:0]
 }
 
-// group finds the group of a series by its group_by label values (the key is opaque to the
-// detector), and notes that the fetch saw it.
-func (g *grouper) group(m model.Metric) *knownGroup {
+// placed is a series' label set, by its identity, and its group.
+type placed struct {
+	labels unsafe.Pointer
+	group  *knownGroup
+}
+
+// place finds the group of each series of m, query's answer, and notes that the fetch saw
+// them. The result is kept for the query's next answer, and is valid until then.
+func (g *grouper) place(query string, m model.Matrix) []placed {
+	k := g.known
+	last := k.byPosition[query]
+	for i, ss := range m {
+		id := reflect.ValueOf(ss.Metric).UnsafePointer() // the map's identity
+		if i < len(last) && last[i].labels == id {
+			g.saw(last[i].group)
+			continue
+		}
+		p := placed{labels: id, group: g.group(id, ss.Metric)}
+		if i < len(last) {
+			last[i] = p
+		} else {
+			last = append(last, p)
+		}
+	}
+	last = last[:len(m)]
+	k.byPosition[query] = last
+	return last
+}
+
+// group finds the group of a series by its label set's identity, and notes that the fetch saw
+// it. m must not be modified after it is grouped (the source's label sets are not).
+func (g *grouper) group(id unsafe.Pointer, m model.Metric) *knownGroup {
+	k := g.known
+	kg, ok := k.byLabels[id]
+	if !ok {
+		kg = g.byKey(m)
+		k.byLabels[id] = kg
+	}
+	g.saw(kg)
+	return kg
+}
+
+// saw notes that the fetch saw one of kg's series.
+func (g *grouper) saw(kg *knownGroup) {
+	k := g.known
+	k.series++
+	if kg.seen != k.fetch { // the group's first series in this fetch
+		kg.seen = k.fetch
+		k.seen = append(k.seen, &kg.in)
+	}
+}
+
+// byKey finds the group of a label set by its group_by label values (the key is opaque to the
+// detector), adding it if it is new.
+func (g *grouper) byKey(m model.Metric) *knownGroup {
 	g.buf = g.buf[:0]
 	for _, l := range g.by {
 		g.buf = append(g.buf, m[model.LabelName(l)]...)
@@ -248,30 +324,26 @@ func (g *grouper) group(m model.Metric) *knownGroup {
 		kg = &knownGroup{in: detector.GroupInput{Key: string(g.buf), Labels: labels, Signals: make([]detector.Reading, g.signals)}}
 		k.byKey[kg.in.Key] = kg
 	}
-	if kg.seen != k.fetch { // the group's first series in this fetch
-		kg.seen = k.fetch
-		k.seen = append(k.seen, &kg.in)
-	}
 	return kg
 }
 
 // sums maps each series of m onto its group, to add up in the reading of the group's input
 // that reading names, ready to be walked step by step.
-func (g *grouper) sums(m model.Matrix, reading func(*detector.GroupInput) *detector.Reading) []seriesCursor {
+func (g *grouper) sums(query string, m model.Matrix, reading func(*detector.GroupInput) *detector.Reading) []seriesCursor {
 	out := make([]seriesCursor, 0, len(m))
-	for _, ss := range m {
-		kg := g.group(ss.Metric)
-		out = append(out, seriesCursor{group: kg, reading: reading(&kg.in), values: ss.Values})
+	for i, p := range g.place(query, m) {
+		kg := p.group
+		out = append(out, seriesCursor{group: kg, reading: reading(&kg.in), values: m[i].Values})
 	}
 	return out
 }
 
 // breakdown maps each series of m onto its group's breakdown part, under id(group, metric),
 // ready to be walked step by step.
-func (g *grouper) breakdown(m model.Matrix, part int, id func(*knownGroup, model.Metric) string) []seriesCursor {
+func (g *grouper) breakdown(query string, m model.Matrix, part int, id func(*knownGroup, model.Metric) string) []seriesCursor {
 	out := make([]seriesCursor, 0, len(m))
-	for _, ss := range m {
-		kg := g.group(ss.Metric)
+	for i, p := range g.place(query, m) {
+		kg, ss := p.group, m[i]
 		out = append(out, seriesCursor{group: kg, part: part, id: id(kg, ss.Metric), values: ss.Values})
 	}
 	return out

@@ -8,36 +8,66 @@ import (
 )
 
 // TestFetchGroupsAreWhatTheFetchSaw: Input.Seen holds the groups of the fetch's series and
-// only those, each once, whether the fetch before saw the same ones or not.
+// only those, each once, whether the fetch before saw the same ones or not, in the same order
+// or not, and whether the source hands out the same label set for a series every fetch (as
+// sources.Prometheus does) or decodes it afresh.
 func TestFetchGroupsAreWhatTheFetchSaw(t *testing.T) {
-	var known knownGroups
-	g := &grouper{by: []string{"service"}, known: &known}
-	for i, services := range [][]string{
-		{"a", "b"},
-		{"b", "a", "a"}, // the same groups
-		{"a"},           // one gone
-		{"a", "c"},      // as many as before, one new
-		{"c", "a"},
-		{"a", "b"}, // as many as before, one seen earlier but not by the fetch before
-		{},
-		{"b"},
-	} {
-		known.begin()
-		for _, s := range services {
-			g.group(model.Metric{"service": model.LabelValue(s), "instance": "i"})
-		}
-		var got []string
-		for _, in := range known.seen {
-			key, labels := in.Key, in.Labels
-			if len(labels) != 1 || key != labels["service"]+"\xff" {
-				t.Errorf("fetch %d: group %q has labels %v", i, key, labels)
+	for _, shared := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fresh label sets", true: "shared label sets"}[shared], func(t *testing.T) {
+			var known knownGroups
+			g := &grouper{by: []string{"service"}, known: &known}
+			sets := map[string]model.Metric{}
+			labelSet := func(s string) model.Metric {
+				if m, ok := sets[s]; ok && shared {
+					return m
+				}
+				sets[s] = model.Metric{"service": model.LabelValue(s), "instance": "i"}
+				return sets[s]
 			}
-			got = append(got, labels["service"])
-		}
-		slices.Sort(got)
-		want := slices.Compact(slices.Sorted(slices.Values(services)))
-		if !slices.Equal(got, want) {
-			t.Errorf("fetch %d of %v: groups %v", i, services, got)
-		}
+			groups := map[string]*knownGroup{} // each service's group, the same at every fetch
+			before := 0                        // the series of the fetch before
+			for i, services := range [][]string{
+				{"a", "b"},
+				{"b", "a", "a"}, // the same groups
+				{"a"},           // one gone
+				{"a", "c"},      // as many as before, one new
+				{"c", "a"},
+				{"a", "b"}, // as many as before, one seen earlier but not by the fetch before
+				{},
+				{"b"},
+				{"b"}, // the same series in the same order
+			} {
+				known.begin()
+				var m model.Matrix
+				for _, s := range services {
+					m = append(m, &model.SampleStream{Metric: labelSet(s)})
+				}
+				for j, p := range g.place("q", m) {
+					s := services[j]
+					if was, ok := groups[s]; ok && was != p.group {
+						t.Errorf("fetch %d: service %s has a new group", i, s)
+					}
+					groups[s] = p.group
+				}
+				var got []string
+				for _, in := range known.seen {
+					key, labels := in.Key, in.Labels
+					if len(labels) != 1 || key != labels["service"]+"\xff" {
+						t.Errorf("fetch %d: group %q has labels %v", i, key, labels)
+					}
+					got = append(got, labels["service"])
+				}
+				slices.Sort(got)
+				want := slices.Compact(slices.Sorted(slices.Values(services)))
+				if !slices.Equal(got, want) {
+					t.Errorf("fetch %d of %v: groups %v", i, services, got)
+				}
+				// Label sets decoded afresh are let go: at most two fetches' worth beyond this one.
+				if max := 2*before + len(services); len(known.byLabels) > max {
+					t.Errorf("fetch %d: %d label sets held, want at most %d", i, len(known.byLabels), max)
+				}
+				before = len(services)
+			}
+		})
 	}
 }

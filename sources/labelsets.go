@@ -34,45 +34,127 @@ type labelSets struct {
 	max int
 
 	mu        sync.Mutex // answers are decoded concurrently, up to max_concurrent_queries
-	cur, prev map[string]model.Metric
+	cur, prev map[string]labelSet
+	// last holds the label sets of each query's latest answer, in the answer's order. An answer
+	// lists the same series in the same order every time (Prometheus sorts them by their
+	// labels), so a series is first compared with the one at its position in the answer before
+	// (labelsOf.metric): a comparison of its raw JSON instead of a lookup by it among every
+	// label set held, a quarter of decoding an incremental step.
+	last map[string][]labelSet
 }
+
+// labelSet is a label set and its raw JSON, the key it is held under.
+type labelSet struct {
+	raw string
+	m   model.Metric
+}
+
+// maxLastAnswers bounds the queries whose latest label sets are kept (labelSets.last): the
+// shipped rules ask 10; past 256, which only reloads that change the queries reach, they start
+// over.
+const maxLastAnswers = 256
 
 // newLabelSets returns an empty cache of at most 2 × max label sets.
 func newLabelSets(max int) *labelSets {
-	return &labelSets{max: max, cur: map[string]model.Metric{}}
+	return &labelSets{max: max, cur: map[string]labelSet{}, last: map[string][]labelSet{}}
 }
 
 // metric returns the label set whose JSON object is raw, decoding it on a miss. raw is not
 // kept (it is copied on a miss), so the caller may reuse its buffer.
 func (c *labelSets) metric(raw []byte) (model.Metric, error) {
+	ls, err := c.lookup(raw)
+	return ls.m, err
+}
+
+// lookup is metric, with the raw JSON it holds the label set under.
+func (c *labelSets) lookup(raw []byte) (labelSet, error) {
 	c.mu.Lock()
-	m, ok := c.cur[string(raw)] // no allocation: the compiler elides the conversion
+	ls, ok := c.cur[string(raw)] // no allocation: the compiler elides the conversion
 	if !ok {
-		if m, ok = c.prev[string(raw)]; ok {
-			c.insert(string(raw), m)
+		if ls, ok = c.prev[string(raw)]; ok {
+			c.insert(ls)
 		}
 	}
 	c.mu.Unlock()
 	if ok {
-		return m, nil
+		return ls, nil
 	}
 	m, err := decodeMetric(raw)
 	if err != nil {
-		return nil, err
+		return labelSet{}, err
 	}
+	ls = labelSet{raw: string(raw), m: m}
 	c.mu.Lock()
-	c.insert(string(raw), m)
+	c.insert(ls)
 	c.mu.Unlock()
-	return m, nil
+	return ls, nil
 }
 
 // insert adds a label set to the current generation, starting a new one when it is full.
 // c.mu is held.
-func (c *labelSets) insert(key string, m model.Metric) {
+func (c *labelSets) insert(ls labelSet) {
 	if len(c.cur) >= c.max {
-		c.prev, c.cur = c.cur, make(map[string]model.Metric, len(c.cur))
+		c.prev, c.cur = c.cur, make(map[string]labelSet, len(c.cur))
 	}
-	c.cur[key] = m
+	c.cur[ls.raw] = ls
+}
+
+// labelsOf are the label sets of one answer to a query, as it is decoded.
+type labelsOf struct {
+	sets  *labelSets
+	query string
+	prev  []labelSet // the query's answer before, in order
+	// n counts the answer's series so far. While they are prev's first n, next stays nil: a
+	// steady answer allocates no list of its own.
+	n    int
+	next []labelSet
+}
+
+// answer starts decoding an answer to query.
+func (c *labelSets) answer(query string) *labelsOf {
+	c.mu.Lock()
+	prev := c.last[query]
+	c.mu.Unlock()
+	return &labelsOf{sets: c, query: query, prev: prev}
+}
+
+// metric returns the label set of the answer's next series, whose JSON object is raw. raw is
+// not kept.
+func (a *labelsOf) metric(raw []byte) (model.Metric, error) {
+	i := a.n
+	if i < len(a.prev) && a.prev[i].raw == string(raw) {
+		a.n++
+		if a.next != nil {
+			a.next = append(a.next, a.prev[i])
+		}
+		return a.prev[i].m, nil
+	}
+	ls, err := a.sets.lookup(raw)
+	if err != nil {
+		return nil, err
+	}
+	if a.next == nil { // the first series that differs from the answer before
+		a.next = append(make([]labelSet, 0, max(len(a.prev), i+1)), a.prev[:i]...)
+	}
+	a.n++
+	a.next = append(a.next, ls)
+	return ls.m, nil
+}
+
+// done keeps the answer's label sets for the query's next answer; an answer that failed to
+// decode is not done.
+func (a *labelsOf) done() {
+	next := a.next
+	if next == nil {
+		next = a.prev[:a.n] // prev's first n: the whole of it, or fewer series
+	}
+	c := a.sets
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.last[a.query]; !ok && len(c.last) >= maxLastAnswers {
+		clear(c.last)
+	}
+	c.last[a.query] = next
 }
 
 // len is the number of label sets held, for tests.

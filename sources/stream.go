@@ -65,7 +65,7 @@ func (p *Prometheus) queryRange(ctx context.Context, query string, r Range) (mod
 	if resp.StatusCode/100 != 2 {
 		return nil, nil, nil, errorResponse(resp)
 	}
-	return decodeMatrix(resp.Body, int(r.steps()), p.labels)
+	return decodeMatrix(resp.Body, int(r.steps()), p.labels.answer(query))
 }
 
 // errorResponse is the v1.Error client_golang returns for a failed answer: Prometheus's own
@@ -96,7 +96,7 @@ func errorResponse(resp *http.Response) error {
 
 // decodeMatrix reads a successful query_range answer from body. steps sizes each series'
 // samples; labels holds the label sets already decoded, which the answer's series share.
-func decodeMatrix(body io.Reader, steps int, labels *labelSets) (model.Value, v1.Warnings, v1.Infos, error) {
+func decodeMatrix(body io.Reader, steps int, labels *labelsOf) (model.Value, v1.Warnings, v1.Infos, error) {
 	br := bufio.NewReaderSize(body, streamBuffer)
 	if b := firstByte(br); b != '{' {
 		// What encoding/json says, which names the HTML page a proxy or a login answers with.
@@ -159,18 +159,38 @@ func decodeMatrix(body io.Reader, steps int, labels *labelSets) (model.Value, v1
 	if matrix == nil {
 		matrix = model.Matrix{}
 	}
+	labels.done()
 	return matrix, warnings, infos, nil
 }
 
+// Series are allocated in slabs: an incremental step's answer holds one or two samples per
+// series, so two allocations per series (its SampleStream and its values) cost more than the
+// bytes. streamSlab SampleStreams are 14 KiB; pairSlab samples are 64 KiB, carved into each
+// series' steps while a series takes at most a sixteenth of it (a history chunk's long series
+// gain nothing from a slab, and are allocated alone). What the last slab of an answer leaves
+// unused, at most those 78 KiB, lives as long as the answer.
+const (
+	streamSlab = 256
+	pairSlab   = 4096
+)
+
 // readSeries reads the result array of a matrix. Each series' labels come from labels, so a
 // label set decoded before is shared rather than built again.
-func readSeries(it *jsoniter.Iterator, steps int, labels *labelSets) model.Matrix {
-	var out model.Matrix
+func readSeries(it *jsoniter.Iterator, steps int, labels *labelsOf) model.Matrix {
+	var (
+		out     model.Matrix
+		streams []model.SampleStream
+		pairs   []model.SamplePair
+	)
 	// raw is the series' "metric" object, reused from series to series. It must not be nil
 	// (jsoniter's capture takes nil for "not capturing"); 256 B holds most label sets whole.
 	raw := make([]byte, 0, 256)
 	for it.ReadArray() {
-		ss := &model.SampleStream{}
+		if len(streams) == 0 {
+			streams = make([]model.SampleStream, streamSlab)
+		}
+		ss := &streams[0]
+		streams = streams[1:]
 		for f := it.ReadObject(); f != "" && it.Error == nil; f = it.ReadObject() {
 			switch f {
 			case "metric":
@@ -185,7 +205,17 @@ func readSeries(it *jsoniter.Iterator, steps int, labels *labelSets) model.Matri
 				}
 				ss.Metric = m
 			case "values":
-				ss.Values = make([]model.SamplePair, 0, steps)
+				switch {
+				case steps > pairSlab/16:
+					ss.Values = make([]model.SamplePair, 0, steps)
+				default:
+					if len(pairs) < steps {
+						pairs = make([]model.SamplePair, pairSlab)
+					}
+					// Capped at steps, so a series with more samples than steps copies
+					// them out instead of running into the next one's.
+					ss.Values, pairs = pairs[:0:steps], pairs[steps:]
+				}
 				for it.ReadArray() {
 					ss.Values = append(ss.Values, readSample(it))
 				}

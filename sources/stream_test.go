@@ -21,7 +21,7 @@ func TestDecodeMatrix(t *testing.T) {
 		`{"metric":{"service":"a","__name__":"x"},"values":[[1700000000.5,"1.5"],[1700000015,"NaN"],[1700000030,"+Inf"]]},` +
 		`{"metric":{},"values":[],"histograms":[[1700000000,{"count":"1","sum":"2","buckets":[]}]]}],"extra":{"a":[1,2]}},` +
 		`"warnings":["w1"],"infos":["i1"]}`
-	v, warnings, infos, err := decodeMatrix(strings.NewReader(ok), 3, newLabelSets(maxLabelSets))
+	v, warnings, infos, err := decodeMatrix(strings.NewReader(ok), 3, newLabelSets(maxLabelSets).answer("q"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestDecodeMatrix(t *testing.T) {
 		{"a sample of three", `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"2",3]]}]}}`, "more than two elements"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, _, err := decodeMatrix(strings.NewReader(tc.body), 1, newLabelSets(maxLabelSets))
+			_, _, _, err := decodeMatrix(strings.NewReader(tc.body), 1, newLabelSets(maxLabelSets).answer("q"))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want it to contain %q", err, tc.want)
 			}
@@ -69,7 +69,7 @@ func TestDecodeMemoryDoesNotRegress(t *testing.T) {
 	body := matrixBody(series, points, time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC), 15*time.Second)
 	labels := newLabelSets(maxLabelSets)
 	decode := func() {
-		if _, _, _, err := decodeMatrix(bytes.NewReader(body), points, labels); err != nil {
+		if _, _, _, err := decodeMatrix(bytes.NewReader(body), points, labels.answer("q")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,7 +102,7 @@ func TestDecodeSharesLabelSets(t *testing.T) {
 	b.WriteString(`]}}`)
 	body := b.Bytes()
 	decode := func(labels *labelSets) model.Matrix {
-		v, _, _, err := decodeMatrix(bytes.NewReader(body), 1, labels)
+		v, _, _, err := decodeMatrix(bytes.NewReader(body), 1, labels.answer("q"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,5 +160,58 @@ func TestLabelSetsBounded(t *testing.T) {
 	}
 	if _, err := labels.metric([]byte(`{"service":1}`)); err == nil {
 		t.Error("a label value that is not a string decoded")
+	}
+}
+
+// TestLabelSetsByPosition: an answer's series are matched with the query's answer before by
+// position; whatever moved, came or went, each series gets its own label set, the same map as
+// before when it was seen before, and an answer to another query does not disturb it.
+func TestLabelSetsByPosition(t *testing.T) {
+	body := func(services ...string) []byte {
+		var b strings.Builder
+		b.WriteString(`{"status":"success","data":{"resultType":"matrix","result":[`)
+		for i, s := range services {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"metric":{"service":%q},"values":[[1700000000,"1"]]}`, s)
+		}
+		b.WriteString(`]}}`)
+		return []byte(b.String())
+	}
+	labels := newLabelSets(maxLabelSets)
+	seen := map[string]model.Metric{} // each service's label set, as first handed out
+	for i, tc := range []struct {
+		query    string
+		services []string
+	}{
+		{"q", []string{"a", "b", "c"}},
+		{"q", []string{"a", "b", "c"}}, // the same
+		{"q", []string{"a", "c"}},      // one gone: the rest shifted
+		{"q", []string{"a", "b", "c"}}, // back
+		{"q", []string{"x", "a", "b"}}, // one new in front
+		{"other", []string{"c", "b"}},  // another query
+		{"q", []string{"x", "a", "b", "c"}},
+		{"q", nil},
+		{"q", []string{"c"}},
+	} {
+		v, _, _, err := decodeMatrix(bytes.NewReader(body(tc.services...)), 1, labels.answer(tc.query))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := v.(model.Matrix)
+		if len(m) != len(tc.services) {
+			t.Fatalf("answer %d: %d series, want %d", i, len(m), len(tc.services))
+		}
+		for j, s := range tc.services {
+			got := m[j].Metric
+			if len(got) != 1 || got["service"] != model.LabelValue(s) {
+				t.Errorf("answer %d, series %d: labels %v, want service %s", i, j, got, s)
+			}
+			if was, ok := seen[s]; ok && reflect.ValueOf(was).UnsafePointer() != reflect.ValueOf(got).UnsafePointer() {
+				t.Errorf("answer %d: service %s decoded again", i, s)
+			}
+			seen[s] = got
+		}
 	}
 }
