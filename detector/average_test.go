@@ -198,3 +198,36 @@ func TestForCountsFromTheInstantBreach(t *testing.T) {
 		})
 	}
 }
+
+// Work counted a few events per rate window passes and fails the noise test from step to step.
+// A firing episode whose share and rate still hold is judged from its work over resolve_for,
+// so it stays one episode through the quiet stretches; a fix, which takes share and rate down,
+// still resolves resolve_for after it.
+func TestClearAtTheCountingNoiseFloor(t *testing.T) {
+	const step = 30 * time.Second
+	healthy := fleetStep{instances: 1, inbound: 40, work: 0.002}
+	high := fleetStep{instances: 1, inbound: 40, work: 6.0 / 120}  // 6 misses in the 2-minute window
+	quiet := fleetStep{instances: 1, inbound: 40, work: 2.0 / 120} // 2: under the noise test alone
+	steps := fleet(20, healthy)
+	for range 4 { // a stretch of quiet longer than resolve_for, then the work back for longer than for
+		steps = append(steps, fleet(6, high)...)
+		steps = append(steps, fleet(12, quiet)...)
+	}
+	fixed := len(steps)
+	steps = append(steps, fleet(20, healthy)...)
+	cfg := fleetRule(config.RelationProportional)
+	cfg.Signals[0].EventQuantum = 1.0 / 120 // a [2m] rate
+	events := runFleet(t, NewRule(cfg, global(step)), healthy, steps, step)
+	if fired := firings(events); len(fired) != 1 {
+		t.Fatalf("%d episodes fired, want one through the quiet stretches", len(fired))
+	}
+	var resolvedAt time.Time
+	for _, ev := range events {
+		if ev.Resolved {
+			resolvedAt = ev.At
+		}
+	}
+	if want := t0.Add(time.Duration(fixed)*step + time.Duration(cfg.ResolveFor)); resolvedAt.Before(want) || resolvedAt.After(want.Add(step)) {
+		t.Errorf("resolved at %s, want resolve_for after the fix: %s", resolvedAt.Format("15:04:05"), want.Format("15:04:05"))
+	}
+}

@@ -137,6 +137,7 @@ type group struct {
 	// averagePeaks the averaged excess of work its history's recurring bursts reached
 	// (learnAveragePeaks).
 	averages     []average
+	held         []average // each signal's work averaged over resolve_for while firing (stillOver)
 	averagePeaks []float64
 	cmdPer       float64 // usual Redis commands per inbound request; NaN if unknown
 	// usualReplicas is the median number of live instances in the history; NaN if unknown.

@@ -179,10 +179,15 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		if work > 0 {
 			share = math.Max(0, unexplained) / work
 		}
-		b := share >= minShare*scale &&
+		over := share >= minShare*scale &&
 			unexplained >= r.cfg.MinUnexplainedRate*scale &&
-			unexplained > noiseSigmas*sigma*scale &&
 			(replicaScaling || !sig.ReplicaScalingOnly)
+		b := over && unexplained > noiseSigmas*sigma*scale
+		if g.life.state == StateFiring && sig.EventQuantum > 0 {
+			b = b || (over && g.stillOver(r, s, sig, t, work, expected, sigma, scale))
+		} else if g.held != nil {
+			g.held = nil
+		}
 		ex.instantBreach = ex.instantBreach || b
 		if r.restoring && t.Equal(r.carriedBy) {
 			g.averages[s] = r.warmAverage(g, s, sig, t, ex.Replicas)
@@ -423,4 +428,31 @@ func countInstances(vs Values) int {
 		}
 	}
 	return n
+}
+
+// stillOver judges a firing episode's work at the counting-noise floor from its work averaged
+// over resolve_for instead of the instant: a signal whose rate window holds a handful of events
+// (token cache misses at 1–9 per 2 minutes) passed and failed the noise test from step to step,
+// resolved on a quiet stretch and fired again. It is asked only where the share and rate still
+// hold, so a fix, which takes them down, still shows at once. The average's counting noise is
+// that of a window of the rate's own plus twice the time constant.
+func (g *group) stillOver(r *Rule, s int, sig config.Signal, t time.Time, work, expected, sigma, scale float64) bool {
+	if len(g.held) != len(r.cfg.Signals) {
+		g.held = make([]average, len(r.cfg.Signals))
+	}
+	a := &g.held[s]
+	tau := time.Duration(r.cfg.ResolveFor)
+	if a.at.IsZero() || tau <= 0 {
+		a.work, a.expected, a.at = work, expected, t
+	} else {
+		w := expWeight(t.Sub(a.at), tau)
+		a.work += w * (work - a.work)
+		a.expected += w * (expected - a.expected)
+		a.at = t
+	}
+	if sigma > countingNoise(expected, sig.EventQuantum) {
+		return false // the fit's own spread, not counting, sets the noise
+	}
+	q := 1 / (1/sig.EventQuantum + 2*tau.Seconds())
+	return a.work-a.expected > noiseSigmas*countingNoise(a.expected, q)*scale
 }

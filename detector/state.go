@@ -24,6 +24,7 @@ type groupState struct {
 	Levels          []boundedLevel
 	LevelOK         []bool
 	Averages        []averageState
+	Held            []averageState // a firing episode's work over resolve_for (stillOver)
 	AveragePeaks    []float64
 	CmdPer          float64
 	UsualReplicas   float64
@@ -154,6 +155,9 @@ func (g *group) saved() groupState {
 	for _, a := range g.averages {
 		gs.Averages = append(gs.Averages, averageState{Work: a.work, Expected: a.expected, At: a.at})
 	}
+	for _, a := range g.held {
+		gs.Held = append(gs.Held, averageState{Work: a.work, Expected: a.expected, At: a.at})
+	}
 	if ep := g.episode; ep != nil {
 		gs.Episode = &episodeState{Episode: *ep, InstantBreach: ep.Explanation.instantBreach,
 			Notified: ep.notified, NotifiedAt: ep.notifiedAt, NotifiedSignal: ep.notifiedSignal}
@@ -193,6 +197,9 @@ func (r *Rule) fromState(gs groupState) *group {
 	}
 	for _, a := range gs.Averages {
 		g.averages = append(g.averages, average{work: a.Work, expected: a.Expected, at: a.At})
+	}
+	for _, a := range gs.Held {
+		g.held = append(g.held, average{work: a.Work, expected: a.Expected, at: a.At})
 	}
 	if es := gs.Episode; es != nil {
 		ep := es.Episode

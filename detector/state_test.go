@@ -20,7 +20,7 @@ func TestStateCoversEveryField(t *testing.T) {
 		v      any
 		fields int
 	}{
-		{group{}, 25}, {lifecycle{}, 8}, {instanceTracker{}, 4}, {average{}, 3}, {flushState{}, 12},
+		{group{}, 26}, {lifecycle{}, 8}, {instanceTracker{}, 4}, {average{}, 3}, {flushState{}, 12},
 		{counterSeen{}, 2}, {countAt{}, 2}, {Episode{}, 13}, {Explanation{}, 39}, {historyClock{}, 3},
 	} {
 		if n := reflect.TypeOf(tc.v).NumField(); n != tc.fields {
