@@ -430,12 +430,14 @@ func countInstances(vs Values) int {
 	return n
 }
 
-// stillOver judges a firing episode's work at the counting-noise floor from its work averaged
-// over resolve_for instead of the instant: a signal whose rate window holds a handful of events
-// (token cache misses at 1–9 per 2 minutes) passed and failed the noise test from step to step,
-// resolved on a quiet stretch and fired again. It is asked only where the share and rate still
-// hold, so a fix, which takes them down, still shows at once. The average's counting noise is
-// that of a window of the rate's own plus twice the time constant.
+// stillOver judges a firing episode's step that fails only the noise test from the average of
+// such steps over resolve_for (its time constant), against the counting noise of a window of the
+// rate's own plus twice that: a signal whose rate window holds a handful of events (token cache
+// misses at 1–9 per 2 minutes) passed and failed the noise test from step to step, resolved on
+// a quiet stretch and fired again. Steps that breach outright are not folded in (they do not
+// ask), so the episode stays open only while even its quiet steps stay over the longer window's
+// noise. It is asked only where the share and rate still hold, so a fix, which takes them down,
+// still shows at once.
 func (g *group) stillOver(r *Rule, s int, sig config.Signal, t time.Time, work, expected, sigma, scale float64) bool {
 	if len(g.held) != len(r.cfg.Signals) {
 		g.held = make([]average, len(r.cfg.Signals))
