@@ -200,9 +200,9 @@ func TestForCountsFromTheInstantBreach(t *testing.T) {
 }
 
 // Work counted a few events per rate window passes and fails the noise test from step to step.
-// A firing episode whose share and rate still hold is judged from its work over resolve_for,
-// so it stays one episode through the quiet stretches; a fix, which takes share and rate down,
-// still resolves resolve_for after it.
+// A firing episode's step whose share and rate still hold is judged against the counting noise
+// of a window resolve_for longer, so it stays one episode through the quiet stretches; a fix,
+// which takes share and rate down, still resolves resolve_for after it.
 func TestClearAtTheCountingNoiseFloor(t *testing.T) {
 	const step = 30 * time.Second
 	healthy := fleetStep{instances: 1, inbound: 40, work: 0.002}

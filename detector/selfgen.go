@@ -183,10 +183,11 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			unexplained >= r.cfg.MinUnexplainedRate*scale &&
 			(replicaScaling || !sig.ReplicaScalingOnly)
 		b := over && unexplained > noiseSigmas*sigma*scale
-		if g.life.state == StateFiring && sig.EventQuantum > 0 {
+		switch {
+		case g.life.state != StateFiring:
+			g.held = nil // the next episode averages its own steps
+		case sig.EventQuantum > 0:
 			b = b || (over && g.stillOver(r, s, sig, t, work, expected, sigma, scale))
-		} else if g.held != nil {
-			g.held = nil
 		}
 		ex.instantBreach = ex.instantBreach || b
 		if r.restoring && t.Equal(r.carriedBy) {
