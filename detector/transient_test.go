@@ -297,3 +297,33 @@ func TestReplicaScalingOnlySignal(t *testing.T) {
 		})
 	}
 }
+
+// max_per_instance bounds what history may teach one instance, so a bug present all week is not
+// learned as normal; it holds only where the instances are seen. The same week of mints at 0.5/s
+// per instance pages on four instances, and is the group's own level when one series is all
+// there is: an aggregating endpoint of many pods looks exactly like that.
+func TestMaxPerInstanceCapsOnlyWhereInstancesAreSeen(t *testing.T) {
+	const step = 30 * time.Second
+	tests := []struct {
+		name  string
+		week  fleetStep
+		pages bool
+	}{
+		{"a bug all week on four instances pages", fleetStep{instances: 4, inbound: 5, work: 2}, true},
+		{"the same work behind one series is its level", fleetStep{instances: 1, inbound: 5, work: 0.5}, false},
+		{"under the cap, four instances learn their level", fleetStep{instances: 4, inbound: 5, work: 0.2}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationBounded)
+			cfg.Signals[0].MaxPerInstance = 0.1
+			fired := firings(runFleet(t, NewRule(cfg, global(step)), tc.week, fleet(120, tc.week), step))
+			if got := len(fired) > 0; got != tc.pages {
+				t.Fatalf("paged %v, want %v (%d episodes)", got, tc.pages, len(fired))
+			}
+			if tc.pages && !strings.Contains(fired[0].Episode.Summary, "0.1/s per instance × 4") {
+				t.Errorf("summary %q does not give the capped level", fired[0].Episode.Summary)
+			}
+		})
+	}
+}
