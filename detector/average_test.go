@@ -231,3 +231,32 @@ func TestClearAtTheCountingNoiseFloor(t *testing.T) {
 		t.Errorf("resolved at %s, want resolve_for after the fix: %s", resolvedAt.Format("15:04:05"), want.Format("15:04:05"))
 	}
 }
+
+// An idle thrash counted two events per rate window fails the instant's noise test at every
+// step (3σ of counting noise is three events), so for never ran out and it never paged; over
+// average_over its events add up past that window's counting noise. Work under the unexplained
+// rate stays silent however long it lasts.
+func TestCountedWorkIsJudgedFromItsAverage(t *testing.T) {
+	const step = 30 * time.Second
+	healthy := fleetStep{instances: 1, inbound: 0.5, work: 0.002}
+	tests := []struct {
+		name  string
+		work  float64
+		pages bool
+	}{
+		{"two mints per window for three hours pages", 2.0 / 120, true},
+		{"one per window is under the unexplained rate", 1.0 / 120, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationBounded)
+			cfg.Signals[0].EventQuantum = 1.0 / 120 // a [2m] rate
+			cfg.AverageOver = model.Duration(time.Hour)
+			steps := append(fleet(20, healthy), fleet(360, fleetStep{instances: 1, inbound: 0.5, work: tc.work})...)
+			fired := firings(runFleet(t, NewRule(cfg, global(step)), healthy, steps, step))
+			if got := len(fired) > 0; got != tc.pages {
+				t.Fatalf("paged %v, want %v", got, tc.pages)
+			}
+		})
+	}
+}

@@ -204,8 +204,18 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			// out, a sustained incident does not. Resolving reads the instant: a fix shows at
 			// once, where the average would keep a fixed incident open for hours.
 			avgUnexplained := avgWork - avgExpected
-			b = b && avgUnexplained >= minShare*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate &&
+			gate := avgUnexplained >= minShare*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate &&
 				(s >= len(g.averagePeaks) || avgUnexplained > g.averagePeaks[s])
+			if !b && over && gate && sig.EventQuantum > 0 && sigma <= countingNoise(expected, sig.EventQuantum) {
+				// Work counted a few events per rate window (an idle thrash minting once a
+				// minute) fails the instant's noise test at most steps, so for never runs out;
+				// over average_over its events add up, so a step whose share and rate hold is
+				// judged from the average against the counting noise of that longer window.
+				q := averagedQuantum(sig.EventQuantum, time.Duration(r.cfg.AverageOver))
+				b = avgUnexplained > noiseSigmas*countingNoise(avgExpected, q)
+				ex.instantBreach = ex.instantBreach || b
+			}
+			b = b && gate
 		}
 		// Headline the breaching signal with the largest unexplained share; near-ties go to the
 		// signal listed first, which the rule's author put first for a reason.
@@ -460,6 +470,11 @@ func (g *group) stillOver(r *Rule, s int, sig config.Signal, t time.Time, work, 
 	if sigma > countingNoise(expected, sig.EventQuantum) {
 		return false // the fit's own spread, not counting, sets the noise
 	}
-	q := 1 / (1/sig.EventQuantum + 2*tau.Seconds())
-	return a.work-a.expected > noiseSigmas*countingNoise(a.expected, q)*scale
+	return a.work-a.expected > noiseSigmas*countingNoise(a.expected, averagedQuantum(sig.EventQuantum, tau))*scale
+}
+
+// averagedQuantum is what one event adds to a rate of quantum per event averaged with time
+// constant tau: the window the average reads is the rate's own plus about twice tau.
+func averagedQuantum(quantum float64, tau time.Duration) float64 {
+	return 1 / (1/quantum + 2*tau.Seconds())
 }
