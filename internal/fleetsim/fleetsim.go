@@ -16,6 +16,8 @@
 //     of type "quiet" (a type the spec's list lacks).
 //   - ttl_beyond_lifetime: "every request fails and re-mints until the cache entry expires"
 //     means the 401 path mints a token for the request but does not write it to the cache.
+//     The revert's code refreshes on a 401 again, so an entry still stale when it lands is
+//     replaced at its next use (a shared cache takes the configuration of the deploy's last pod).
 //   - ttl_beyond_lifetime: the token cached at the deploy stays valid for a lifetime, so the first
 //     stale entry comes a lifetime or more after the incident starts (for a shared cache, a
 //     lifetime after its first refresh under the new code, which can be a TTL later). The draw

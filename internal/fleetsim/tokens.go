@@ -185,6 +185,12 @@ func (s *tokenSim) step(a, b float64, inv []tokInval) {
 		case cacheEmpty:
 			s.scheduleUse(i, a)
 		case cacheStale:
+			if !c.noRefresh { // the code now refreshes on a 401: the next use re-mints and writes the entry
+				c.state = cacheEmpty
+				c.epoch++
+				s.scheduleUse(i, a)
+				break
+			}
 			s.scheduleMints(i, a, c.exp)
 			s.pushAt(c.exp, evExpire, i)
 		case cacheDown:

@@ -41,8 +41,10 @@ func throwawayRun(worlds []*world, tl *timeline) [][]int64 {
 // changed are written" for ttl_beyond_lifetime: a cached token minted at the deploy stays valid
 // for a lifetime, so an incident shorter than that, or one whose caches were refreshed late in
 // it, may see no expiry at all. Every labelled one must show at least 0.5 extra mints per minute
-// within its span in the simulation's own counters. Seeds 57826 and 20930 (3 days, 30
-// services) drew such incidents.
+// within its span in the simulation's own counters (seeds 57826 and 20930, 3 days, 30 services,
+// drew such incidents), and none after it: the revert's code refreshes the entry on a 401, so a
+// shared cache still stale at the revert stops re-minting at its next use (seed 3's
+// ttl-beyond-lifetime-21 and -29 and 57826's -11 went on until the entry's TTL ended).
 func TestTTLBeyondLifetimeVisible(t *testing.T) {
 	end := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 	labelled := 0
@@ -75,6 +77,16 @@ func TestTTLBeyondLifetimeVisible(t *testing.T) {
 				if a := tl.at(i) - tl.dt; a >= inc.start && tl.at(i) <= inc.end {
 					n += thrown[j][i]
 				}
+			}
+			var after int64
+			for i := range tl.n {
+				if a := tl.at(i) - tl.dt; a >= inc.end && a < inc.end+6*3600 {
+					after += thrown[j][i]
+				}
+			}
+			if after > 0 {
+				t.Errorf("seed %d: %s: %d mints of stale entries in the 6 h after the revert at %s (the reverted code refreshes on a 401)",
+					seed, tr.Service, after, tr.End)
 			}
 			if perMin := float64(n) / (inc.end - inc.start) * 60; perMin < 0.5 {
 				t.Errorf("seed %d: %s labelled %s–%s with %d extra mints (%.2f/min, want ≥ 0.5)",
