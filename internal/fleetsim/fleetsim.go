@@ -16,6 +16,15 @@
 //     of type "quiet" (a type the spec's list lacks).
 //   - ttl_beyond_lifetime: "every request fails and re-mints until the cache entry expires"
 //     means the 401 path mints a token for the request but does not write it to the cache.
+//     The revert's code refreshes on a 401 again, so an entry still stale when it lands is
+//     replaced at its next use (a shared cache takes the configuration of the deploy's last pod).
+//   - ttl_beyond_lifetime: the token cached at the deploy stays valid for a lifetime, so the first
+//     stale entry comes a lifetime or more after the incident starts (for a shared cache, a
+//     lifetime after its first refresh under the new code, which can be a TTL later). The draw
+//     screens with the steady-state rate, but only the simulation knows when each cache's token
+//     expired: an incident is labelled only if the simulation counted at least 0.5 mints per
+//     minute of stale entries (uses that fail and re-mint) within its span, else it is dropped
+//     with a note.
 //   - Keyspace: keys are drawn in 1 000 – 2 000 000 but capped at the reads one data TTL sees at
 //     median demand (a tiny service cannot keep a million keys warm), at least 10.
 //   - Scaling events come in pairs (out and back in, or in and back out), so a service's pod
@@ -330,6 +339,11 @@ func labels(worlds []*world, tl *timeline, ds *Dataset) ([]Truth, []Control) {
 			}
 			if inc.end == 0 || inc.end > tl.end {
 				inc.end = tl.end
+			}
+			if inc.scenario == scTTLBeyond && float64(inc.staleMints) < minExtra*(inc.end-inc.start) {
+				ds.Notes = append(ds.Notes, fmt.Sprintf("%s: %s made %d extra mints in its %s (its tokens expired too late in it), under 0.5/min: not labelled",
+					w.name, inc.scenario, inc.staleMints, fmtDur(inc.end-inc.start)))
+				continue
 			}
 			defined := inc.start
 			if inc.kind == kindFlush {

@@ -167,6 +167,7 @@ type svcSim struct {
 		inc          *incident
 	}
 	flushTo *incident // the incident whose flushes are recorded
+	staleTo *incident // the ttl_beyond_lifetime incident whose stale-entry mints are counted
 	waiters []waiter
 	series  []*series
 }
@@ -221,6 +222,9 @@ func newSim(w *world, tl *timeline) *svcSim {
 	for _, inc := range w.incs {
 		if inc.kind == kindFlush {
 			s.flushTo = inc
+		}
+		if inc.scenario == scTTLBeyond {
+			s.staleTo = inc
 		}
 	}
 	rd := &s.red
@@ -495,6 +499,9 @@ func (s *svcSim) step(i int) {
 	}
 	s.tok.step(a, b, s.invs)
 	sc = &s.tok.caches[s.shared]
+	if inc := s.staleTo; inc != nil && inc.start != 0 && a >= inc.start && (inc.end == 0 || b <= inc.end) {
+		inc.staleMints += s.tok.staleMints()
+	}
 
 	// Per pod: token hits and misses, requests, probes, local cache.
 	remMiss, remRate := sc.misses, sharedRate

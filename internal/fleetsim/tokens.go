@@ -39,6 +39,7 @@ type tokCache struct {
 	validFrom float64
 	validDur  float64 // seconds of the current step the cache held a valid token: hits are Poisson(rate·validDur)
 	misses    int64   // uses that missed in the current step; every miss mints
+	stale     int64   // of those, uses of a stale entry (the ttl_beyond_lifetime config's own mints)
 	refreshes int64   // mints that were written to the cache
 }
 
@@ -176,7 +177,7 @@ func (s *tokenSim) step(a, b float64, inv []tokInval) {
 		if !c.alive {
 			continue
 		}
-		c.validDur, c.misses, c.refreshes = 0, 0, 0
+		c.validDur, c.misses, c.stale, c.refreshes = 0, 0, 0, 0
 		switch c.state {
 		case cacheValid:
 			c.validFrom = a
@@ -184,6 +185,12 @@ func (s *tokenSim) step(a, b float64, inv []tokInval) {
 		case cacheEmpty:
 			s.scheduleUse(i, a)
 		case cacheStale:
+			if !c.noRefresh { // the code now refreshes on a 401: the next use re-mints and writes the entry
+				c.state = cacheEmpty
+				c.epoch++
+				s.scheduleUse(i, a)
+				break
+			}
 			s.scheduleMints(i, a, c.exp)
 			s.pushAt(c.exp, evExpire, i)
 		case cacheDown:
@@ -236,6 +243,9 @@ func (s *tokenSim) step(a, b float64, inv []tokInval) {
 			s.pushAt(c.exp, evExpire, i)
 		case evMints:
 			c.misses += e.n
+			if c.state == cacheStale {
+				c.stale += e.n
+			}
 			s.mintBulk(e.n, e.t)
 		}
 	}
@@ -298,6 +308,18 @@ func (s *tokenSim) scheduleMints(i int, from, to float64) {
 			s.push(tokEvent{t: (x0 + x1) / 2, kind: evMints, n: k, cache: int32(i), epoch: c.epoch})
 		}
 	}
+}
+
+// staleMints is how many uses of stale entries minted in the current step, over all caches:
+// the work only a cache that is not refreshed on a 401 does.
+func (s *tokenSim) staleMints() int64 {
+	var n int64
+	for i := range s.caches {
+		if c := &s.caches[i]; c.alive {
+			n += c.stale
+		}
+	}
+	return n
 }
 
 // leave closes cache c's valid interval at t.

@@ -169,6 +169,7 @@ type incident struct {
 	planStart, planEnd float64
 	start, end         float64
 	flushes            []float64
+	staleMints         int64 // ttl_beyond_lifetime: mints of stale entries within [start, end], counted by the simulation
 }
 
 // control is one healthy event; end is set when its transient settles.
@@ -604,7 +605,16 @@ func (w *world) drawIncident(r *rand.Rand, tl *timeline) bool {
 			}
 			return float64(c) * u * (nc.ttl - p.life) / (nc.ttl + 1/u)
 		})
-		if extra < minExtra {
+		// A stale entry needs a token minted under the new code and then a lifetime: a shared
+		// cache's first such mint comes after the deploy completes (up to one pod interval, 120 s,
+		// and a step before s), a pod's caches start empty when the pod starts, at most pods ×
+		// 120 s before s. An incident shorter than that can show no extra mint at all. The rest
+		// is decided from the simulation's own count of stale-entry mints (labels).
+		lead := 120 + 2*tl.dt
+		if cfg0.placement != placeShared {
+			lead = float64(p.pods)*120 + 2*tl.dt
+		}
+		if extra < minExtra || e-s+lead <= p.life {
 			return false
 		}
 		w.extra["new_cache_ttl"] = fmtDur(nc.ttl)
