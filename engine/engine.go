@@ -108,10 +108,12 @@ func New(cfg *config.Config, src Source, logger *slog.Logger, metrics *Metrics) 
 	return e
 }
 
+// freshRules are the configuration's rules with nothing learned. They share their history
+// where they group alike (detector.NewRules): every rule is fed the same answers at each step.
 func (e *Engine) freshRules() []*ruleState {
 	var out []*ruleState
-	for _, r := range e.cfg.Rules {
-		out = append(out, &ruleState{det: detector.NewRule(r, e.cfg.Global), cfg: r})
+	for i, det := range detector.NewRules(e.cfg.Rules, e.cfg.Global) {
+		out = append(out, &ruleState{det: det, cfg: e.cfg.Rules[i]})
 	}
 	return out
 }
