@@ -181,8 +181,8 @@ func (g *group) saved(cols [][]sample16) groupState {
 		fs := &flushSnapshot{Counters: make(map[string]countState, len(f.counters)), Keys: f.keys, Lows: f.lows,
 			KeysFrom: f.keysFrom, KeysTo: f.keysTo, StormStart: f.stormStart, LastEvent: f.lastEvent,
 			StormEvents: f.stormEvents, Seen: f.seen}
-		for id, c := range f.counters {
-			fs.Counters[id] = countState{At: c.at, N: c.value}
+		for _, c := range f.counters {
+			fs.Counters[c.id] = countState{At: c.at, N: c.value}
 		}
 		fs.Flushes, fs.Collapses, fs.Writes = f.flushes.saved(), f.collapses.saved(), f.writes.saved()
 		gs.Flush = fs
@@ -223,7 +223,7 @@ func (r *Rule) fromState(gs groupState) *group {
 	if fs := gs.Flush; fs != nil {
 		f := newFlushState()
 		for id, c := range fs.Counters {
-			f.counters[id] = counterSeen{value: c.N, at: c.At}
+			f.counters = append(f.counters, counterSeen{id: id, value: c.N, at: c.At})
 		}
 		steps := r.windowSteps()
 		f.flushes, f.collapses, f.writes = countWindowOf(fs.Flushes, steps), countWindowOf(fs.Collapses, steps), countWindowOf(fs.Writes, steps)

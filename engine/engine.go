@@ -525,6 +525,11 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 		}
 		rs.known.begin()
 		g := &grouper{by: c.GroupBy, signals: len(c.Signals), known: &rs.known}
+		for _, other := range e.rules {
+			if other != rs && slices.Equal(other.cfg.GroupBy, c.GroupBy) {
+				g.alike = append(g.alike, &other.known)
+			}
+		}
 		// answer returns q's series; false when q was not fetched.
 		answer := func(q string) (model.Matrix, bool) {
 			i, ok := byQuery[q]
