@@ -34,8 +34,8 @@ func newHistoryStore(length, step time.Duration) *historyStore {
 	return &historyStore{stepSec: int64(step / time.Second), stamp: make([]uint32, int(length/step)+2), groups: map[string][]sample16{}}
 }
 
-// column returns the index of the column holding what query answers, read as read ("sum", or
-// "count" of the series), adding it. Columns are added only while the store has no group
+// column returns the index of the column holding what query answers, read as read (a "sum", or
+// a "count by" an instance label of the series), adding it. Columns are added only while the store has no group
 // (NewRules adds every rule's before evaluating any). A query left empty (tests feed inputs by
 // maps) is not a query to share: each gets a column of its own.
 func (s *historyStore) column(read, query string) int {

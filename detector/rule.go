@@ -226,7 +226,9 @@ func newRule(cfg config.Rule, g config.Global, store *historyStore) *Rule {
 		add("sum", cfg.Commands, true)
 	}
 	if r.replicasCol >= 0 {
-		add("count", cfg.Replicas, false) // one value per live instance: how many there are
+		// One value per live instance, the series of one instance_label value adding up: how many
+		// there are depends on the label as much as on the query.
+		add("count by "+cfg.InstanceLabel, cfg.Replicas, false)
 	}
 	store.rules++
 	r.clock = newHistoryClock(store, cols)

@@ -126,6 +126,14 @@ func TestRulesShareHistoryColumns(t *testing.T) {
 	if rs := NewRules([]config.Rule{cfgs[0], byJob}, g); rs[0].clock.store == rs[1].clock.store {
 		t.Error("rules grouping by other labels share a store")
 	}
+	// Live instances are counted by the instance label: the same query counted by another
+	// label is another column.
+	byPod := cfgs[0]
+	byPod.Name, byPod.InstanceLabel = "by-pod", "pod"
+	rs := NewRules([]config.Rule{cfgs[0], byPod}, g)
+	if s := rs[0].clock.store; len(s.columns) != 5 || rs[0].clock.cols[3].store == rs[1].clock.cols[3].store {
+		t.Errorf("columns %q: the instance counts by instance and by pod share one", s.columns)
+	}
 	const steps = 500
 	var want, got []Event
 	for i := 0; i < steps; i += 50 { // compared every 50 steps, so a difference shows where it began
