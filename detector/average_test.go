@@ -151,7 +151,7 @@ func TestAveragePeakLearnsOnlyBurstsThatEnded(t *testing.T) {
 					r.AddHistory(s.input(at))
 				} else { // as an episode's step is stored: inbound and instances, no work
 					r.group(key, service)
-					r.groups[key].hist.put(at.Unix(), []float64{s.inbound, math.NaN(), float64(s.instances)})
+					r.groups[key].hist.put(at.Unix(), []float64{s.inbound, math.NaN(), float64(s.instances)}, false)
 				}
 				i++
 			}

@@ -6,18 +6,108 @@ import (
 	"time"
 )
 
+// historyStore holds the coarse samples (one per baseline step) of every group of the rules
+// that share it, one column per distinct history query: the rules of one group read inbound
+// with the same query, and token-minting's Redis-commands signal is flush-storm's `commands`,
+// so each value is kept once (the engine fetches each query once, and hands every rule the same
+// answer). The history is most of what a group costs; a copy per rule was 2.7 KB of it
+// (BENCHMARKS.md, tenth cut). Rules share a store only if they group alike and share the time
+// grid (NewRules).
+//
+// Each rule keeps its own clock (which step each slot of its ring holds) and, per group, which
+// slots it may learn from; a rule reads a column at a step only where the store holds that
+// step. The store's ring has one slot more than a rule's, so the step a rule is about to
+// replace is still there while another rule of the same evaluation step has already stored the
+// new one: rules are evaluated one after the other, each step, and a relearn before a rule's
+// own store at a baseline step reads that slot.
+type historyStore struct {
+	stepSec int64
+	stamp   []uint32 // 1 + the step number held by each slot; 0 when empty
+	columns []string // what each column holds: how the query is read, then the query
+	groups  map[string][]sample16
+	members [][]sample16 // every group's columns, to clear a slot that moves on
+	rules   int          // the rules reading it (ReadState starts a private store afresh)
+}
+
+// newHistoryStore is a store for rules whose history covers length at step.
+func newHistoryStore(length, step time.Duration) *historyStore {
+	return &historyStore{stepSec: int64(step / time.Second), stamp: make([]uint32, int(length/step)+2), groups: map[string][]sample16{}}
+}
+
+// column returns the index of the column holding what query answers, read as read (a "sum", or
+// a "count by" an instance label of the series), adding it. Columns are added only while the store has no group
+// (NewRules adds every rule's before evaluating any). A query left empty (tests feed inputs by
+// maps) is not a query to share: each gets a column of its own.
+func (s *historyStore) column(read, query string) int {
+	col := read + "\x00" + query
+	if i := slices.Index(s.columns, col); i >= 0 && query != "" {
+		return i
+	}
+	if len(s.members) > 0 {
+		panic("detector: a history column added to a store with groups")
+	}
+	s.columns = append(s.columns, col)
+	return len(s.columns) - 1
+}
+
+// group returns the columns of the group key, all missing when new.
+func (s *historyStore) group(key string) []sample16 {
+	if data, ok := s.groups[key]; ok {
+		return data
+	}
+	data := make([]sample16, len(s.columns)*len(s.stamp))
+	for i := range data {
+		data[i] = s16NaN
+	}
+	s.groups[key] = data
+	s.members = append(s.members, data)
+	return data
+}
+
+// claim returns the store slot of the step with stamp k, moving the slot on to it (clearing
+// what every group held there) if it held an older step; false if it holds a newer one.
+func (s *historyStore) claim(k uint32) (int, bool) {
+	j := s.slotOf(k)
+	switch {
+	case s.stamp[j] > k:
+		return j, false
+	case s.stamp[j] < k:
+		s.stamp[j] = k
+		n := len(s.stamp)
+		for _, m := range s.members {
+			for c := j; c < len(m); c += n {
+				m[c] = s16NaN
+			}
+		}
+	}
+	return j, true
+}
+
+// slotOf is the store slot of the step with stamp k (k > 0).
+func (s *historyStore) slotOf(k uint32) int { return int((k - 1) % uint32(len(s.stamp))) }
+
+// historyColumn is one column of a rule's history: the store column it reads, and whether the
+// rule masks it (learn: a signal's work, or Redis commands, at a step that does not teach).
+type historyColumn struct {
+	store  int
+	masked bool
+}
+
 // historyClock says which baseline step each ring slot holds, for every group of a rule at
 // once: groups share the time grid, so a stamp per group and slot would be a quarter of what a
-// group costs for nothing. A slot that moves on to a new step is cleared (NaN) in every group's
-// history, so a group without data at that step reads missing, never last week's value.
+// group costs for nothing. A slot that moves on to a new step reads missing in every group's
+// history until the group stores it, so a group without data at that step reads missing,
+// never last week's value.
 type historyClock struct {
 	stepSec int64
 	stamp   []uint32 // 1 + the step number held by each slot; 0 when empty
+	store   *historyStore
+	cols    []historyColumn // the rule's history columns, in its layout (Rule.historyColumns)
 	members []*history
 }
 
-func newHistoryClock(length, step time.Duration) *historyClock {
-	return &historyClock{stepSec: int64(step / time.Second), stamp: make([]uint32, int(length/step)+1)}
+func newHistoryClock(store *historyStore, cols []historyColumn) *historyClock {
+	return &historyClock{stepSec: store.stepSec, stamp: make([]uint32, len(store.stamp)-1), store: store, cols: cols}
 }
 
 // slot returns the ring index of unix time t and the stamp a slot holding it carries. Step
@@ -27,12 +117,13 @@ func (c *historyClock) slot(unix int64) (int, uint32) {
 	return int(k % int64(len(c.stamp))), uint32(k + 1)
 }
 
-// history is one group's ring of coarse samples (one per baseline step), on its rule's clock.
-// It is most of the memory a group costs, so it is compact: 16-bit columns (sample16: baselines
-// need three significant digits) in one allocation, NaN where nothing was stored.
+// history is one group's history as its rule sees it: the group's columns in the store, on
+// the rule's clock, with the slots the rule may learn its masked columns from. Samples take 16
+// bits (sample16: baselines need three significant digits), NaN where nothing was stored.
 type history struct {
 	clock *historyClock
-	cols  [][]sample16 // one column per input series
+	data  []sample16 // the group's columns in the store, shared with the store's other rules
+	learn []uint64   // a bit per ring slot: the masked columns teach there
 	// season is the latest seasonalAt, for seasonCol at the step seasonUnix; valid while
 	// seasonOK. Every evaluation step of a baseline step reads the same one: computed anew, it
 	// was a dozen reads scattered over the ring and a median per group per step. Any store into
@@ -43,42 +134,68 @@ type history struct {
 	seasonOK   bool
 }
 
-func newHistory(clock *historyClock, columns int) *history {
-	n := len(clock.stamp)
-	h := &history{clock: clock, cols: make([][]sample16, columns)}
-	data := make([]sample16, n*columns)
-	for i := range data {
-		data[i] = s16NaN
-	}
-	for c := range h.cols {
-		h.cols[c] = data[c*n : (c+1)*n : (c+1)*n]
-	}
+// newHistory returns the history of the group key on clock.
+func newHistory(clock *historyClock, key string) *history {
+	h := &history{clock: clock, data: clock.store.group(key), learn: make([]uint64, (len(clock.stamp)+63)/64)}
 	clock.members = append(clock.members, h)
 	return h
 }
 
-// put stores vals at unix time t (NaN marks a value that must not be learned from). A time
-// older than what its slot holds is dropped.
-func (h *history) put(unix int64, vals []float64) {
+// put stores vals at unix time t, in the rule's column layout, as queried (unmasked: another
+// rule may learn from them); learnable says whether the rule's masked columns teach at t. A
+// time older than what its slot holds is dropped.
+func (h *history) put(unix int64, vals []float64, learnable bool) {
 	c := h.clock
 	i, k := c.slot(unix)
 	switch {
 	case c.stamp[i] > k:
 		return
-	case c.stamp[i] < k: // the slot moves on: clear last cycle's values in every group
+	case c.stamp[i] < k: // the slot moves on: last cycle's step no longer teaches in any group
 		c.stamp[i] = k
 		for _, m := range c.members {
-			for col := range m.cols {
-				m.cols[col][i] = s16NaN
-			}
+			m.learn[i/64] &^= 1 << (i % 64)
 			m.seasonOK = false
 		}
 	}
-	for col, v := range vals {
-		h.cols[col][i] = packSample(v)
+	j, ok := c.store.claim(k)
+	if !ok { // the store has moved past t: what this rule stores there reads missing
+		return
 	}
+	n := len(c.store.stamp)
+	for col, v := range vals {
+		h.data[c.cols[col].store*n+j] = packSample(v)
+	}
+	h.setLearn(i, learnable)
 	h.seasonOK = false
 }
+
+func (h *history) setLearn(i int, on bool) {
+	if on {
+		h.learn[i/64] |= 1 << (i % 64)
+	} else {
+		h.learn[i/64] &^= 1 << (i % 64)
+	}
+}
+
+// sample is column col at ring slot i as the rule sees it: missing where the slot is empty,
+// where the store no longer holds its step, or where a masked column does not teach.
+func (h *history) sample(i, col int) sample16 {
+	c := h.clock
+	k := c.stamp[i]
+	if k == 0 {
+		return s16NaN
+	}
+	s := c.store
+	j := s.slotOf(k)
+	hc := c.cols[col]
+	if s.stamp[j] != k || hc.masked && h.learn[i/64]&(1<<(i%64)) == 0 {
+		return s16NaN
+	}
+	return h.data[hc.store*len(s.stamp)+j]
+}
+
+// at is column col at ring slot i (NaN where missing).
+func (h *history) at(i, col int) float64 { return h.sample(i, col).value() }
 
 // get returns column c at unix time t, if stored.
 func (h *history) get(unix int64, c int) (float64, bool) {
@@ -86,7 +203,7 @@ func (h *history) get(unix int64, c int) (float64, bool) {
 	if !stored {
 		return math.NaN(), false
 	}
-	v := h.cols[c][i].value()
+	v := h.at(i, c)
 	return v, isNum(v)
 }
 
@@ -103,6 +220,53 @@ func (h *history) each(fn func(i int)) {
 			fn(i)
 		}
 	}
+}
+
+// view appends to dst each column as the rule sees it, one sample per ring slot: the state
+// file's layout (groupState.Cols), which kept a private copy of every column per rule.
+func (h *history) view(dst [][]sample16) [][]sample16 {
+	n := len(h.clock.stamp)
+	for col := range h.clock.cols {
+		var out []sample16
+		if len(dst) > col {
+			out = dst[col][:0]
+		} else {
+			dst = append(dst, nil)
+		}
+		for i := range n {
+			out = append(out, h.sample(i, col))
+		}
+		dst[col] = out
+	}
+	return dst[:len(h.clock.cols)]
+}
+
+// load stores cols, a view as view wrote it, on the rule's clock (already read): each value
+// seen goes into the store's column at its step, and a masked column's value marks its slot as
+// one that teaches (where the rule masked it, the view holds no value).
+func (h *history) load(cols [][]sample16) {
+	c := h.clock
+	n := len(c.store.stamp)
+	for i, k := range c.stamp {
+		if k == 0 {
+			continue
+		}
+		j, ok := c.store.claim(k)
+		if !ok {
+			continue
+		}
+		for col, vals := range cols {
+			v := vals[i]
+			if isNaN16(v) {
+				continue
+			}
+			h.data[c.cols[col].store*n+j] = v
+			if c.cols[col].masked {
+				h.setLearn(i, true)
+			}
+		}
+	}
+	h.seasonOK = false
 }
 
 // seasonal is the usual level of a series at a time of day: the median and spread of the same

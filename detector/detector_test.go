@@ -325,11 +325,11 @@ func TestFitProportionalIsRobust(t *testing.T) {
 }
 
 func TestSeasonalBaseline(t *testing.T) {
-	h := newHistory(newHistoryClock(8*24*time.Hour, 5*time.Minute), 1)
+	h := newHistory(testClock(8*24*time.Hour, 5*time.Minute, 1), "g")
 	for d := 1; d <= 7; d++ {
 		day := t0.Add(-time.Duration(d) * 24 * time.Hour)
-		h.put(day.Unix(), []float64{100 + float64(d)}) // same time of day on past days
-		h.put(day.Add(time.Hour).Unix(), []float64{5})
+		h.put(day.Unix(), []float64{100 + float64(d)}, true) // same time of day on past days
+		h.put(day.Add(time.Hour).Unix(), []float64{5}, true)
 	}
 	s := h.seasonalAt(t0.Unix(), 0)
 	if s.Days != 7 || s.Usual != 104 {

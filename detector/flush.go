@@ -2,12 +2,15 @@ package detector
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
 // flushState follows one group's flush-command counters and keyspace between steps.
 type flushState struct {
-	counters  map[string]counterSeen // by series key
+	// counters are the flush-command counters by series key. A group has a few (one per Redis
+	// and command), so a slice searched in turn, where a map was about 500 B per group.
+	counters  []counterSeen
 	flushes   countWindow            // flush increments within the window
 	collapses countWindow            // keyspace collapses within the window
 	writes    countWindow            // writes per step within the window
@@ -22,12 +25,13 @@ type flushState struct {
 }
 
 type counterSeen struct {
+	id    string
 	value float64
 	at    time.Time
 }
 
 func newFlushState() *flushState {
-	f := &flushState{counters: map[string]counterSeen{}, keys: math.NaN(), keysFrom: math.NaN(), keysTo: math.NaN()}
+	f := &flushState{keys: math.NaN(), keysFrom: math.NaN(), keysTo: math.NaN()}
 	for i := range f.lows {
 		f.lows[i] = math.NaN()
 	}
@@ -63,7 +67,12 @@ func (f *flushState) observeFlushes(t time.Time, series Values) float64 {
 		if !isNum(v) {
 			continue
 		}
-		prev, ok := f.counters[id]
+		i := slices.IndexFunc(f.counters, func(c counterSeen) bool { return c.id == id })
+		ok := i >= 0
+		var prev counterSeen
+		if ok {
+			prev = f.counters[i]
+		}
 		switch {
 		case ok && v >= prev.value:
 			total += v - prev.value
@@ -72,13 +81,13 @@ func (f *flushState) observeFlushes(t time.Time, series Values) float64 {
 		case f.seen: // a series born after we started watching: its first flush(es)
 			total += v
 		}
-		f.counters[id] = counterSeen{value: v, at: t}
-	}
-	for id, c := range f.counters {
-		if t.Sub(c.at) > counterMemory {
-			delete(f.counters, id)
+		if ok {
+			f.counters[i].value, f.counters[i].at = v, t
+		} else {
+			f.counters = append(f.counters, counterSeen{id: id, value: v, at: t})
 		}
 	}
+	f.counters = slices.DeleteFunc(f.counters, func(c counterSeen) bool { return t.Sub(c.at) > counterMemory })
 	return total
 }
 

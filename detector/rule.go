@@ -167,16 +167,38 @@ type group struct {
 // missing data: a counter that existed and vanished is a scrape problem until proven otherwise.
 const signalGone = time.Hour
 
-// NewRule prepares a rule for evaluation. interval is the evaluation step; g gives the
-// baseline step and history length.
+// NewRule prepares a rule for evaluation, with a history of its own. interval is the
+// evaluation step; g gives the baseline step and history length.
 func NewRule(cfg config.Rule, g config.Global) *Rule {
+	return newRule(cfg, g, newHistoryStore(time.Duration(g.History), time.Duration(g.BaselineStep)))
+}
+
+// NewRules prepares the rules of a configuration, in its order. Rules that group alike share
+// one history store: a query two of them learn from (inbound, Redis commands) is kept once per
+// group. They must then be evaluated at the same steps with the same answers to the same
+// queries, as the engine evaluates them.
+func NewRules(cfgs []config.Rule, g config.Global) []*Rule {
+	stores := map[string]*historyStore{}
+	out := make([]*Rule, 0, len(cfgs))
+	for _, cfg := range cfgs {
+		by := strings.Join(cfg.GroupBy, "\xff")
+		s, ok := stores[by]
+		if !ok {
+			s = newHistoryStore(time.Duration(g.History), time.Duration(g.BaselineStep))
+			stores[by] = s
+		}
+		out = append(out, newRule(cfg, g, s))
+	}
+	return out
+}
+
+func newRule(cfg config.Rule, g config.Global, store *historyStore) *Rule {
 	r := &Rule{
 		cfg:          cfg,
 		kind:         kinds[cfg.Kind],
 		interval:     time.Duration(g.EvaluationInterval),
 		baselineStep: time.Duration(g.BaselineStep),
 		historyLen:   time.Duration(g.History),
-		clock:        newHistoryClock(time.Duration(g.History), time.Duration(g.BaselineStep)),
 		groups:       map[string]*group{},
 		open:         map[*group]bool{},
 		cmdCol:       -1,
@@ -192,6 +214,24 @@ func NewRule(cfg config.Rule, g config.Global) *Rule {
 	if cfg.Replicas != "" {
 		r.replicasCol = n
 	}
+	cols := make([]historyColumn, 0, r.historyColumns())
+	add := func(read, query string, masked bool) {
+		cols = append(cols, historyColumn{store: store.column(read, query), masked: masked})
+	}
+	add("sum", cfg.Inbound, false)
+	for _, s := range cfg.Signals {
+		add("sum", s.Query, true)
+	}
+	if r.cmdCol >= 0 {
+		add("sum", cfg.Commands, true)
+	}
+	if r.replicasCol >= 0 {
+		// One value per live instance, the series of one instance_label value adding up: how many
+		// there are depends on the label as much as on the query.
+		add("count by "+cfg.InstanceLabel, cfg.Replicas, false)
+	}
+	store.rules++
+	r.clock = newHistoryClock(store, cols)
 	return r
 }
 
@@ -237,7 +277,7 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 	g := &group{
 		key:           key,
 		labels:        labels,
-		hist:          newHistory(r.clock, r.historyColumns()),
+		hist:          newHistory(r.clock, key),
 		learned:       -1,
 		phase:         relearnPhase(key),
 		cmdPer:        math.NaN(),
@@ -269,14 +309,17 @@ func (r *Rule) setEpisode(g *group, ep *Episode) {
 	}
 }
 
-// Column layout of a group's history: inbound, then each signal, then Redis commands and the
-// instance count if the rule reads them (the history is most of what a group costs: no column
-// without a query).
+// Column layout of a group's history as the rule reads it: inbound, then each signal, then
+// Redis commands and the instance count if the rule reads them (the history is most of what a
+// group costs: no column without a query). The signals and Redis commands are masked: only
+// steps that teach (historyRow's learnable) show them.
 func (r *Rule) historyColumns() int {
 	return 1 + len(r.cfg.Signals) + min(1, r.cmdCol+1) + min(1, r.replicasCol+1)
 }
 
-func (r *Rule) historyRow(in *GroupInput, learnable bool) []float64 {
+// historyRow is what the group's input stores in its history, as queried: whether the masked
+// columns teach is history.put's learnable, as another rule may learn from the same values.
+func (r *Rule) historyRow(in *GroupInput) []float64 {
 	if r.row == nil {
 		r.row = make([]float64, r.historyColumns())
 	}
@@ -284,15 +327,12 @@ func (r *Rule) historyRow(in *GroupInput, learnable bool) []float64 {
 	row[0] = in.Inbound.value()
 	for i := range r.cfg.Signals {
 		row[1+i] = math.NaN()
-		if learnable && i < len(in.Signals) {
+		if i < len(in.Signals) {
 			row[1+i] = in.Signals[i].value()
 		}
 	}
 	if r.cmdCol >= 0 {
-		row[r.cmdCol] = math.NaN()
-		if learnable {
-			row[r.cmdCol] = in.Commands.value()
-		}
+		row[r.cmdCol] = in.Commands.value()
 	}
 	if r.replicasCol >= 0 {
 		row[r.replicasCol] = math.NaN()
@@ -327,7 +367,7 @@ func (r *Rule) addHistory(g *group, in *GroupInput, t time.Time) {
 	// pending: without this, the start of an episode older than the replay would be learned
 	// as the group's normal.
 	learnable := g.carried.Start.IsZero() || t.Before(g.carried.Start.Add(-time.Duration(r.cfg.For)))
-	g.hist.put(t.Unix(), r.historyRow(in, learnable))
+	g.hist.put(t.Unix(), r.historyRow(in), learnable)
 	if g.instances.born.IsZero() {
 		g.instances.born = t // a group with history is not being born
 	}
@@ -368,7 +408,7 @@ func (r *Rule) Eval(in Input) []Event {
 			// Only settled, quiet steps teach: not an episode, not a transient still settling, not
 			// instances grown past their usual number, whose work is under observation.
 			learnable := known && g.life.state == StateInactive && !breach && !hold && !ex.replicasGrew()
-			g.hist.put(t.Unix(), r.historyRow(gi, learnable))
+			g.hist.put(t.Unix(), r.historyRow(gi), learnable)
 		}
 		if !known {
 			continue
@@ -449,7 +489,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 	if r.replicasCol >= 0 {
 		reps := sc.in[:0]
 		g.hist.each(func(i int) {
-			if c := g.hist.cols[r.replicasCol][i].value(); isNum(c) && c > 0 {
+			if c := g.hist.at(i, r.replicasCol); isNum(c) && c > 0 {
 				reps = append(reps, c)
 			}
 		})
@@ -466,7 +506,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 		in, work := sc.in[:0], sc.work[:0]
 		perInstance := r.cfg.Signals[s].PerInstance
 		g.hist.each(func(i int) {
-			x, w := g.hist.cols[0][i].value(), g.hist.cols[1+s][i].value()
+			x, w := g.hist.at(i, 0), g.hist.at(i, 1+s)
 			if !isNum(x) || !isNum(w) || r.grownAt(g, i) {
 				return
 			}
@@ -488,7 +528,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 	}
 	per := sc.in[:0]
 	g.hist.each(func(i int) {
-		x, c := g.hist.cols[0][i].value(), g.hist.cols[r.cmdCol][i].value()
+		x, c := g.hist.at(i, 0), g.hist.at(i, r.cmdCol)
 		if isNum(x) && isNum(c) && x > 0 && !r.grownAt(g, i) {
 			per = append(per, c/x)
 		}
@@ -505,7 +545,7 @@ func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
 	sc := &r.fit
 	per := sc.work[:0]
 	g.hist.each(func(i int) {
-		if w := g.hist.cols[1+s][i].value(); isNum(w) && !r.grownAt(g, i) {
+		if w := g.hist.at(i, 1+s); isNum(w) && !r.grownAt(g, i) {
 			per = append(per, w/r.replicasAt(g, i))
 		}
 	})
@@ -554,9 +594,9 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 		i, stored := h.slotAt(at.Unix())
 		inbound, instances := math.NaN(), 0
 		if stored {
-			inbound = h.cols[0][i].value()
+			inbound = h.at(i, 0)
 			if r.replicasCol >= 0 {
-				if v := h.cols[r.replicasCol][i].value(); isNum(v) {
+				if v := h.at(i, r.replicasCol); isNum(v) {
 					instances = int(v)
 				}
 			}
@@ -565,7 +605,7 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 			b := &bursts[s]
 			work, expected, grown, ok := math.NaN(), 0.0, false, false
 			if stored {
-				work = h.cols[1+s][i].value()
+				work = h.at(i, 1+s)
 			}
 			if isNum(work) && isNum(inbound) {
 				work, expected, grown, ok = g.averagedStep(s, sig, work, inbound, instances)
@@ -627,7 +667,7 @@ func (r *Rule) grownAt(g *group, i int) bool {
 	if r.replicasCol < 0 {
 		return false
 	}
-	return g.grown(g.hist.cols[r.replicasCol][i].value())
+	return g.grown(g.hist.at(i, r.replicasCol))
 }
 
 // grown reports whether instances is past replicaGrowth times the group's usual number.
@@ -639,7 +679,7 @@ func (g *group) grown(instances float64) bool {
 // group counts as one, as evaluation counts it.
 func (r *Rule) replicasAt(g *group, i int) float64 {
 	if r.replicasCol >= 0 {
-		if c := g.hist.cols[r.replicasCol][i].value(); isNum(c) && c > 0 {
+		if c := g.hist.at(i, r.replicasCol); isNum(c) && c > 0 {
 			return c
 		}
 	}

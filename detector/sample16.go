@@ -57,3 +57,6 @@ func (s sample16) value() float64 {
 	bits := uint32(s&s16Sign)<<16 | uint32(exp-s16ExpBias+f32ExpBias)<<23 | uint32(s&(1<<s16MantBits-1))<<s16Shift
 	return float64(math.Float32frombits(bits))
 }
+
+// isNaN16 reports whether s is a NaN (exponent 63), without decoding it.
+func isNaN16(s sample16) bool { return s>>s16MantBits&0x3f == 63 }

@@ -205,16 +205,16 @@ func TestFlushesPerWriteAtStormStart(t *testing.T) {
 // older than what the slot holds is dropped.
 func TestHistoryClockClearsAbsentGroups(t *testing.T) {
 	step := 5 * time.Minute
-	clock := newHistoryClock(time.Hour, step) // 13 slots
-	a, b := newHistory(clock, 1), newHistory(clock, 1)
+	clock := testClock(time.Hour, step, 1) // 13 slots
+	a, b := newHistory(clock, "a"), newHistory(clock, "b")
 	at := t0.Unix()
-	a.put(at, []float64{1})
-	b.put(at, []float64{2})
+	a.put(at, []float64{1}, true)
+	b.put(at, []float64{2}, true)
 	if v, ok := b.get(at, 0); !ok || v != 2 {
 		t.Fatalf("b at t0: %v %v, want 2", v, ok)
 	}
 	later := at + 13*int64(step/time.Second) // the same slot, one ring later
-	a.put(later, []float64{3})
+	a.put(later, []float64{3}, true)
 	if v, ok := b.get(later, 0); ok {
 		t.Errorf("b has no data one ring later, but reads %v there", v)
 	}
@@ -224,11 +224,11 @@ func TestHistoryClockClearsAbsentGroups(t *testing.T) {
 	if v, ok := a.get(later, 0); !ok || v != 3 {
 		t.Errorf("a one ring later: %v %v, want 3", v, ok)
 	}
-	b.put(at, []float64{9}) // older than the slot's step: dropped
+	b.put(at, []float64{9}, true) // older than the slot's step: dropped
 	if v, ok := b.get(later, 0); ok {
 		t.Errorf("an older put wrote %v into the newer step", v)
 	}
-	c := newHistory(clock, 1) // a group that appears later has nothing stored
+	c := newHistory(clock, "c") // a group that appears later has nothing stored
 	if v, ok := c.get(later, 0); ok {
 		t.Errorf("a new group reads %v", v)
 	}

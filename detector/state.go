@@ -15,8 +15,10 @@ import (
 // them and not here.
 
 type groupState struct {
-	Key             string
-	Labels          map[string]string
+	Key    string
+	Labels map[string]string
+	// Cols are the history's columns as the rule sees them (history.view), one sample per ring
+	// slot: the layout of a file from before rules shared a store, which loads the same way.
 	Cols            [][]sample16
 	Learned, Phase  int64
 	Fits            []proportionalFit
@@ -101,8 +103,10 @@ func (r *Rule) WriteState(enc *gob.Encoder) error {
 	if err := enc.Encode(ruleState{Stamps: r.clock.stamp, Groups: len(r.sorted)}); err != nil {
 		return fmt.Errorf("rule %s: %w", r.cfg.Name, err)
 	}
+	var cols [][]sample16 // each group's view, encoded before the next reuses it
 	for _, g := range r.sorted {
-		if err := enc.Encode(g.saved()); err != nil {
+		cols = g.hist.view(cols)
+		if err := enc.Encode(g.saved(cols)); err != nil {
 			return fmt.Errorf("rule %s, group %s: %w", r.cfg.Name, g.key, err)
 		}
 	}
@@ -118,7 +122,12 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 	if len(rs.Stamps) != len(r.clock.stamp) {
 		return fmt.Errorf("rule %s: history of %d steps, want %d (history or baseline_step changed)", r.cfg.Name, len(rs.Stamps), len(r.clock.stamp))
 	}
-	r.clock = &historyClock{stepSec: r.clock.stepSec, stamp: rs.Stamps}
+	store := r.clock.store
+	if store.rules == 1 { // its own: what it held goes, as the groups do
+		store = newHistoryStore(r.historyLen, r.baselineStep)
+		store.columns, store.rules = r.clock.store.columns, 1
+	}
+	r.clock = &historyClock{stepSec: r.clock.stepSec, stamp: rs.Stamps, store: store, cols: r.clock.cols}
 	r.groups, r.sorted, r.open = make(map[string]*group, rs.Groups), make([]*group, 0, rs.Groups), map[*group]bool{}
 	r.generation++ // the engine's GroupInputs are bound to the groups replaced
 	for range rs.Groups {
@@ -129,6 +138,11 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 		if len(gs.Cols) != r.historyColumns() {
 			return fmt.Errorf("rule %s, group %s: %d history columns, want %d", r.cfg.Name, gs.Key, len(gs.Cols), r.historyColumns())
 		}
+		for _, col := range gs.Cols {
+			if len(col) != len(rs.Stamps) {
+				return fmt.Errorf("rule %s, group %s: a history column of %d steps, want %d", r.cfg.Name, gs.Key, len(col), len(rs.Stamps))
+			}
+		}
 		g := r.fromState(gs)
 		r.groups[gs.Key] = g
 		r.sorted = append(r.sorted, g)
@@ -138,9 +152,10 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 	return nil
 }
 
-func (g *group) saved() groupState {
+// saved is the group's state, with cols its history's view.
+func (g *group) saved(cols [][]sample16) groupState {
 	gs := groupState{
-		Key: g.key, Labels: g.labels, Cols: g.hist.cols, Learned: g.learned, Phase: g.phase,
+		Key: g.key, Labels: g.labels, Cols: cols, Learned: g.learned, Phase: g.phase,
 		Fits: g.fits, FitOK: g.fitOK, Levels: g.levels, LevelOK: g.levelOK, AveragePeaks: g.averagePeaks,
 		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas,
 		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event, Scale: g.instances.scale},
@@ -166,8 +181,8 @@ func (g *group) saved() groupState {
 		fs := &flushSnapshot{Counters: make(map[string]countState, len(f.counters)), Keys: f.keys, Lows: f.lows,
 			KeysFrom: f.keysFrom, KeysTo: f.keysTo, StormStart: f.stormStart, LastEvent: f.lastEvent,
 			StormEvents: f.stormEvents, Seen: f.seen}
-		for id, c := range f.counters {
-			fs.Counters[id] = countState{At: c.at, N: c.value}
+		for _, c := range f.counters {
+			fs.Counters[c.id] = countState{At: c.at, N: c.value}
 		}
 		fs.Flushes, fs.Collapses, fs.Writes = f.flushes.saved(), f.collapses.saved(), f.writes.saved()
 		gs.Flush = fs
@@ -177,7 +192,7 @@ func (g *group) saved() groupState {
 
 func (r *Rule) fromState(gs groupState) *group {
 	g := &group{
-		key: gs.Key, labels: gs.Labels, hist: newHistory(r.clock, len(gs.Cols)), learned: gs.Learned, phase: gs.Phase,
+		key: gs.Key, labels: gs.Labels, hist: newHistory(r.clock, gs.Key), learned: gs.Learned, phase: gs.Phase,
 		fits: gs.Fits, fitOK: gs.FitOK, levels: gs.Levels, levelOK: gs.LevelOK, averagePeaks: gs.AveragePeaks,
 		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas,
 		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event, scale: gs.Instances.Scale},
@@ -192,9 +207,7 @@ func (r *Rule) fromState(gs groupState) *group {
 	if gs.Instances.NamesSet && g.instances.names == nil {
 		g.instances.names = []string{}
 	}
-	for c, col := range gs.Cols {
-		copy(g.hist.cols[c], col)
-	}
+	g.hist.load(gs.Cols)
 	for _, a := range gs.Averages {
 		g.averages = append(g.averages, average{work: a.Work, expected: a.Expected, at: a.At})
 	}
@@ -210,7 +223,7 @@ func (r *Rule) fromState(gs groupState) *group {
 	if fs := gs.Flush; fs != nil {
 		f := newFlushState()
 		for id, c := range fs.Counters {
-			f.counters[id] = counterSeen{value: c.N, at: c.At}
+			f.counters = append(f.counters, counterSeen{id: id, value: c.N, at: c.At})
 		}
 		steps := r.windowSteps()
 		f.flushes, f.collapses, f.writes = countWindowOf(fs.Flushes, steps), countWindowOf(fs.Collapses, steps), countWindowOf(fs.Writes, steps)

@@ -108,10 +108,12 @@ func New(cfg *config.Config, src Source, logger *slog.Logger, metrics *Metrics) 
 	return e
 }
 
+// freshRules are the configuration's rules with nothing learned. They share their history
+// where they group alike (detector.NewRules): every rule is fed the same answers at each step.
 func (e *Engine) freshRules() []*ruleState {
 	var out []*ruleState
-	for _, r := range e.cfg.Rules {
-		out = append(out, &ruleState{det: detector.NewRule(r, e.cfg.Global), cfg: r})
+	for i, det := range detector.NewRules(e.cfg.Rules, e.cfg.Global) {
+		out = append(out, &ruleState{det: det, cfg: e.cfg.Rules[i]})
 	}
 	return out
 }
@@ -523,6 +525,11 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 		}
 		rs.known.begin()
 		g := &grouper{by: c.GroupBy, signals: len(c.Signals), known: &rs.known}
+		for _, other := range e.rules {
+			if other != rs && slices.Equal(other.cfg.GroupBy, c.GroupBy) {
+				g.alike = append(g.alike, &other.known)
+			}
+		}
 		// answer returns q's series; false when q was not fetched.
 		answer := func(q string) (model.Matrix, bool) {
 			i, ok := byQuery[q]

@@ -156,7 +156,11 @@ type grouper struct {
 	by      []string
 	signals int // the rule's work signals: each group's input has a reading per signal
 	known   *knownGroups
-	buf     []byte
+	// alike are the known groups of the other rules that group by the same labels: a group new
+	// to this rule takes its key and labels from theirs, so the rules of a group keep one copy
+	// (a labels map and a key string are about 400 B per group and rule).
+	alike []*knownGroups
+	buf   []byte
 }
 
 // knownGroup is a group a rule has seen, kept across fetches so a steady fleet allocates
@@ -317,14 +321,27 @@ func (g *grouper) byKey(m model.Metric) *knownGroup {
 	k := g.known
 	kg, ok := k.byKey[string(g.buf)] // no allocation: the compiler elides the conversion
 	if !ok {
-		labels := make(map[string]string, len(g.by))
-		for _, l := range g.by {
-			labels[l] = string(m[model.LabelName(l)])
-		}
-		kg = &knownGroup{in: detector.GroupInput{Key: string(g.buf), Labels: labels, Signals: make([]detector.Reading, g.signals)}}
+		key, labels := g.labels(m)
+		kg = &knownGroup{in: detector.GroupInput{Key: key, Labels: labels, Signals: make([]detector.Reading, g.signals)}}
 		k.byKey[kg.in.Key] = kg
 	}
 	return kg
+}
+
+// labels returns the key in g.buf and the group labels of m, a label set of a group new to the
+// rule: another rule's copy if one that groups alike knows the group. Nothing modifies a group's
+// labels once made (episodes and alerts copy them).
+func (g *grouper) labels(m model.Metric) (string, map[string]string) {
+	for _, other := range g.alike {
+		if kg, ok := other.byKey[string(g.buf)]; ok {
+			return kg.in.Key, kg.in.Labels
+		}
+	}
+	labels := make(map[string]string, len(g.by))
+	for _, l := range g.by {
+		labels[l] = string(m[model.LabelName(l)])
+	}
+	return string(g.buf), labels
 }
 
 // sums maps each series of m onto its group, to add up in the reading of the group's input

@@ -1,9 +1,15 @@
 package engine
 
 import (
+	"context"
+	"log/slog"
+	"reflect"
 	"slices"
 	"testing"
+	"unsafe"
 
+	"github.com/emergent-sh/emergent/config"
+	"github.com/emergent-sh/emergent/sources"
 	"github.com/prometheus/common/model"
 )
 
@@ -69,5 +75,51 @@ func TestFetchGroupsAreWhatTheFetchSaw(t *testing.T) {
 				before = len(services)
 			}
 		})
+	}
+}
+
+// jobSource is fullSource with a job label equal to the service's on every series: a rule
+// grouping by job has the same group keys (label values) as one grouping by service.
+type jobSource struct{ *fullSource }
+
+func (s jobSource) QueryRange(ctx context.Context, q string, r sources.Range) (model.Matrix, sources.Warnings, error) {
+	m, w, err := s.fullSource.QueryRange(ctx, q, r)
+	out := make(model.Matrix, len(m))
+	for i, ss := range m {
+		out[i] = &model.SampleStream{Metric: model.Metric{"service": ss.Metric["service"], "job": ss.Metric["service"]}, Values: ss.Values}
+	}
+	return out, w, err
+}
+
+// TestRulesGroupingAlikeShareLabels: the shipped rules group by service, so a group's key and
+// labels are one copy for both, while a rule grouping by another label keeps its own, though
+// its groups' keys are the same values.
+func TestRulesGroupingAlikeShareLabels(t *testing.T) {
+	cfg, err := config.LoadFile("../rules.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := cfg.Rules[1]
+	other.Name, other.GroupBy = "by-job", []string{"job"}
+	cfg.Rules = append(cfg.Rules, other)
+	e := New(cfg, jobSource{&fullSource{n: 20, cache: map[string]model.Matrix{}}}, slog.New(slog.DiscardHandler), nil)
+	if _, err := e.Bootstrap(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	same := func(a, b *knownGroup) bool {
+		return reflect.ValueOf(a.in.Labels).UnsafePointer() == reflect.ValueOf(b.in.Labels).UnsafePointer() &&
+			unsafe.StringData(a.in.Key) == unsafe.StringData(b.in.Key)
+	}
+	token, flush, byJob := e.rules[0].known.byKey, e.rules[1].known.byKey, e.rules[2].known.byKey
+	if len(token) != 20 || len(flush) != 20 || len(byJob) != 20 {
+		t.Fatalf("%d, %d and %d groups, want 20 each", len(token), len(flush), len(byJob))
+	}
+	for key, kg := range token {
+		if !same(kg, flush[key]) {
+			t.Errorf("group %q: the rules keep a copy each of its key and labels", key)
+		}
+		if o := byJob[key]; o == nil || same(kg, o) || o.in.Labels["job"] == "" {
+			t.Errorf("group %q: a rule grouping by other labels took the key and labels of one grouping by service", key)
+		}
 	}
 }
