@@ -142,6 +142,9 @@ type group struct {
 	cmdPer       float64 // usual Redis commands per inbound request; NaN if unknown
 	// usualReplicas is the median number of live instances in the history; NaN if unknown.
 	usualReplicas float64
+	// workInstances is how many instances the work's breakdown (instances query) named at the
+	// latest step: where inbound is one series (counted at an ingress) it is what tells them apart.
+	workInstances int
 	instances     instanceTracker
 	learning      bool // a signal with data has too little history to judge
 	life          lifecycle

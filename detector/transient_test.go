@@ -17,6 +17,7 @@ type fleetStep struct {
 	instances, generation int
 	inbound, work         float64
 	cacheReset            bool
+	working               int // instances the work's breakdown names, where it differs from instances
 }
 
 // fleet repeats a step n times.
@@ -40,6 +41,13 @@ func (s fleetStep) input(at time.Time) Input {
 	}
 	if s.cacheReset {
 		in.CacheResets[key] = 1
+	}
+	if s.working > 0 {
+		working := Values{}
+		for k := range s.working {
+			working[fmt.Sprintf("pod-%d", k)] = s.work / float64(s.working)
+		}
+		in.Instances = map[string]Values{key: working}
 	}
 	return in
 }
@@ -311,6 +319,8 @@ func TestMaxPerInstanceCapsOnlyWhereInstancesAreSeen(t *testing.T) {
 	}{
 		{"a bug all week on four instances pages", fleetStep{instances: 4, inbound: 5, work: 2}, true},
 		{"the same work behind one series is its level", fleetStep{instances: 1, inbound: 5, work: 0.5}, false},
+		// Inbound counted at an ingress is one series; the work's breakdown tells the pods apart.
+		{"one inbound series, four instances minting, pages", fleetStep{instances: 1, inbound: 5, work: 0.5, working: 4}, true},
 		{"under the cap, four instances learn their level", fleetStep{instances: 4, inbound: 5, work: 0.2}, false},
 	}
 	for _, tc := range tests {
@@ -321,7 +331,7 @@ func TestMaxPerInstanceCapsOnlyWhereInstancesAreSeen(t *testing.T) {
 			if got := len(fired) > 0; got != tc.pages {
 				t.Fatalf("paged %v, want %v (%d episodes)", got, tc.pages, len(fired))
 			}
-			if tc.pages && !strings.Contains(fired[0].Episode.Summary, "0.1/s per instance × 4") {
+			if want := fmt.Sprintf("0.1/s per instance × %d", tc.week.instances); tc.pages && !strings.Contains(fired[0].Episode.Summary, want) {
 				t.Errorf("summary %q does not give the capped level", fired[0].Episode.Summary)
 			}
 		})
