@@ -174,7 +174,7 @@ type Signal struct {
 	// MaxPerInstance optionally caps the per-instance level a bounded signal may learn, so a
 	// bug present in all of history is not learned as normal; zero means no cap. It applies to
 	// groups whose replicas usually show two or more instances or whose instances breakdown
-	// names two or more (one series in both may be an aggregating endpoint in front of many).
+	// has named two or more (one series in both may be an aggregating endpoint in front of many).
 	MaxPerInstance float64 `toml:"max_per_instance" json:"max_per_instance,omitempty"`
 	// MaxRatio caps the learned work-per-request ratio of a proportional signal, so history
 	// that already holds the bug cannot teach the detector that the bug is normal.

@@ -142,14 +142,15 @@ type group struct {
 	cmdPer       float64 // usual Redis commands per inbound request; NaN if unknown
 	// usualReplicas is the median number of live instances in the history; NaN if unknown.
 	usualReplicas float64
-	// workInstances is how many instances the work's breakdown (instances query) named at the
-	// latest step: where inbound is one series (counted at an ingress) it is what tells them apart.
-	workInstances int
-	instances     instanceTracker
-	learning      bool // a signal with data has too little history to judge
-	life          lifecycle
-	unknown       bool
-	episode       *Episode // the active episode
+	// instancesApart: the work's breakdown (instances query) has named two or more instances at
+	// one step, so its instance label tells instances apart whatever the replicas show (inbound
+	// counted at an ingress is one series while each pod exports its own work).
+	instancesApart bool
+	instances      instanceTracker
+	learning       bool // a signal with data has too little history to judge
+	life           lifecycle
+	unknown        bool
+	episode        *Episode // the active episode
 	// signalSeen is when each signal last had a value, to tell "never existed" (zero work)
 	// from "disappeared" (unknown).
 	signalSeen []time.Time

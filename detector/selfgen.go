@@ -89,7 +89,7 @@ func (g *group) expectedBounded(s int, sig config.Signal, instances int) (expect
 	// the replicas or in the work's breakdown: a group seen as one series in both may be one pod
 	// or an aggregating endpoint of twenty (fleetsim seed 15745: 23 pods behind one, 0.49
 	// mints/s while healthy, paged five times against the cap), and nothing tells them apart.
-	if sig.MaxPerInstance > 0 && (g.usualReplicas >= 2 || g.workInstances >= 2) {
+	if sig.MaxPerInstance > 0 && (g.usualReplicas >= 2 || g.instancesApart) {
 		per = math.Min(per, sig.MaxPerInstance)
 	}
 	n := float64(max(1, instances))
@@ -130,7 +130,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	ex.InboundState = classifyInbound(inbound, season, r.cfg.IdleInbound)
 	ex.InboundDays, ex.InboundRecent = season.Days, recentPoints*r.baselineStep
 	ex.Instances = countInstances(in.Instances.Series)
-	g.workInstances = ex.Instances
+	g.instancesApart = g.instancesApart || ex.Instances >= 2
 	// A group missing from the replicas answer is a gap in that query, not zero instances.
 	g.instances.observe(t, in.Replicas.Series, in.CacheResets.value() > 0, time.Duration(r.cfg.Settle))
 	ex.Replicas, ex.UsualReplicas = g.instances.count(), g.usualReplicas

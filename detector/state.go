@@ -30,7 +30,7 @@ type groupState struct {
 	AveragePeaks    []float64
 	CmdPer          float64
 	UsualReplicas   float64
-	WorkInstances   int
+	InstancesApart  bool
 	Instances       instancesState
 	Learning        bool
 	Life            lifeState
@@ -158,7 +158,7 @@ func (g *group) saved(cols [][]sample16) groupState {
 	gs := groupState{
 		Key: g.key, Labels: g.labels, Cols: cols, Learned: g.learned, Phase: g.phase,
 		Fits: g.fits, FitOK: g.fitOK, Levels: g.levels, LevelOK: g.levelOK, AveragePeaks: g.averagePeaks,
-		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas, WorkInstances: g.workInstances,
+		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas, InstancesApart: g.instancesApart,
 		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event, Scale: g.instances.scale},
 		Learning:  g.learning,
 		Life: lifeState{State: g.life.state, PendingSince: g.life.pendingSince, FiringSince: g.life.firingSince,
@@ -195,7 +195,7 @@ func (r *Rule) fromState(gs groupState) *group {
 	g := &group{
 		key: gs.Key, labels: gs.Labels, hist: newHistory(r.clock, gs.Key), learned: gs.Learned, phase: gs.Phase,
 		fits: gs.Fits, fitOK: gs.FitOK, levels: gs.Levels, levelOK: gs.LevelOK, averagePeaks: gs.AveragePeaks,
-		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas, workInstances: gs.WorkInstances,
+		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas, instancesApart: gs.InstancesApart,
 		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event, scale: gs.Instances.Scale},
 		learning:  gs.Learning,
 		life: lifecycle{state: gs.Life.State, pendingSince: gs.Life.PendingSince, firingSince: gs.Life.FiringSince,

@@ -322,12 +322,19 @@ func TestMaxPerInstanceCapsOnlyWhereInstancesAreSeen(t *testing.T) {
 		// Inbound counted at an ingress is one series; the work's breakdown tells the pods apart.
 		{"one inbound series, four instances minting, pages", fleetStep{instances: 1, inbound: 5, work: 0.5, working: 4}, true},
 		{"under the cap, four instances learn their level", fleetStep{instances: 4, inbound: 5, work: 0.2}, false},
+		// Once named apart they stay apart: a breakdown that shows one at a time (the others
+		// between refreshes) does not lift the cap.
+		{"instances once named apart keep the cap", fleetStep{instances: 1, inbound: 5, work: 0.5, working: 1}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := fleetRule(config.RelationBounded)
 			cfg.Signals[0].MaxPerInstance = 0.1
-			fired := firings(runFleet(t, NewRule(cfg, global(step)), tc.week, fleet(120, tc.week), step))
+			steps := fleet(120, tc.week)
+			if tc.week.working == 1 {
+				steps[0].working = 4 // for one step, shorter than for
+			}
+			fired := firings(runFleet(t, NewRule(cfg, global(step)), tc.week, steps, step))
 			if got := len(fired) > 0; got != tc.pages {
 				t.Fatalf("paged %v, want %v (%d episodes)", got, tc.pages, len(fired))
 			}
