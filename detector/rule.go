@@ -139,7 +139,8 @@ type group struct {
 	averages     []average
 	held         []average // each signal's work averaged over resolve_for while firing (stillOver)
 	averagePeaks []float64
-	cmdPer       float64 // usual Redis commands per inbound request; NaN if unknown
+	excursions   []excursion // per signal: raised work under grown instances (Rule.outlasts)
+	cmdPer       float64     // usual Redis commands per inbound request; NaN if unknown
 	// usualReplicas is the median number of live instances in the history; NaN if unknown.
 	usualReplicas float64
 	// instancesApart: the work's breakdown (instances query) has named two or more instances at
@@ -288,6 +289,7 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 		usualReplicas: math.NaN(),
 		signalSeen:    make([]time.Time, len(r.cfg.Signals)),
 		averages:      make([]average, len(r.cfg.Signals)),
+		excursions:    make([]excursion, len(r.cfg.Signals)),
 	}
 	r.kind.newGroup(g)
 	if r.carried != nil {
@@ -525,6 +527,9 @@ func (g *group) relearn(r *Rule, t time.Time) {
 	if len(g.averagePeaks) != n {
 		g.averagePeaks = make([]float64, n)
 	}
+	if len(g.excursions) != n { // a state file from before them
+		g.excursions = make([]excursion, n)
+	}
 	r.learnAveragePeaks(g, t)
 	g.cmdPer = math.NaN()
 	if r.cmdCol < 0 {
@@ -579,11 +584,7 @@ func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
 // Every signal is replayed in one pass over the history: a step's slot, inbound and instance
 // count are read once for all of them (per signal, they were half of a relearn).
 func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
-	tau := time.Duration(r.cfg.AverageOver)
-	if tau <= 0 {
-		clear(g.averagePeaks)
-		return
-	}
+	tau := time.Duration(r.cfg.AverageOver) // without one, no bursts: the average is each step's
 	sc := &r.fit
 	if len(sc.bursts) < len(r.cfg.Signals) {
 		sc.bursts = make([]burstSearch, len(r.cfg.Signals))
@@ -615,8 +616,14 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 				work, expected, grown, ok = g.averagedStep(s, sig, work, inbound, instances)
 			}
 			if !ok || grown {
-				b.avg, b.burst = average{}, 0 // cut short: not a burst that came back down
+				b.avg, b.burst, b.runFrom = average{}, 0, time.Time{} // cut short: neither came back down
 				continue
+			}
+			switch raised := g.raised(s, sig, work, expected, instances, r.cfg.MinUnexplainedRate, 1); {
+			case raised && b.runFrom.IsZero():
+				b.runFrom = at
+			case !raised && !b.runFrom.IsZero():
+				b.longestRun, b.runFrom = max(b.longestRun, at.Sub(b.runFrom)), time.Time{}
 			}
 			avgWork, avgExpected := b.avg.add(at, work, expected, d)
 			// A burst is over once its excess has decayed to half its height (an average never
@@ -631,6 +638,7 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 	}
 	for s := range bursts {
 		g.averagePeaks[s] = recurringPeak(bursts[s].peaks)
+		g.excursions[s].Lasts = bursts[s].longestRun
 	}
 }
 
@@ -640,6 +648,10 @@ type burstSearch struct {
 	avg   average
 	burst float64
 	peaks []float64
+	// runFrom is the first step of the excursion (group.raised) under way, zero if none;
+	// longestRun the longest that came back down.
+	runFrom    time.Time
+	longestRun time.Duration
 }
 
 // recurringPeak is the highest burst whose like (at least half as high) came burstRecurrences

@@ -71,7 +71,23 @@ func (g *group) expectedWork(s int, sig config.Signal, inbound float64, instance
 	// Work inbound could explain in full is explained: the learned floor must not turn a surge
 	// that work follows into unexplained work.
 	expected = math.Max(fit.Ratio*inbound+fit.Floor*n, fit.AllRatio*inbound)
-	return expected, max(fit.Sigma*n, countingNoise(expected, sig.EventQuantum), fit.Peak*n/noiseSigmas), true
+	return expected, max(g.baseNoise(s, sig, expected, instances), fit.Peak*n/noiseSigmas), true
+}
+
+// baseNoise is the noise of a signal's work around expected without the band of history's
+// bursts a proportional fit adds: the spread of single points and the counting noise.
+func (g *group) baseNoise(s int, sig config.Signal, expected float64, instances int) float64 {
+	spread, n := 0.0, float64(max(1, instances))
+	switch {
+	case sig.Relation == config.RelationBounded && g.levelOK[s]:
+		spread = g.levels[s].Sigma * n
+	case sig.Relation == config.RelationBounded:
+	case g.fitOK[s] && sig.PerInstance:
+		spread = g.fits[s].Sigma * n
+	case g.fitOK[s]:
+		spread = g.fits[s].Sigma
+	}
+	return max(spread, countingNoise(expected, sig.EventQuantum))
 }
 
 // expectedBounded is the group's learned healthy level per instance times its live instances,
@@ -92,8 +108,7 @@ func (g *group) expectedBounded(s int, sig config.Signal, instances int) (expect
 	if sig.MaxPerInstance > 0 && (g.usualReplicas >= 2 || g.instancesApart) {
 		per = math.Min(per, sig.MaxPerInstance)
 	}
-	n := float64(max(1, instances))
-	expected = per * n
+	expected = per * float64(max(1, instances))
 	if sig.Ceiling > 0 {
 		expected = math.Min(expected, sig.Ceiling)
 	}
@@ -101,7 +116,7 @@ func (g *group) expectedBounded(s int, sig config.Signal, instances int) (expect
 	// high quantile, and a history that held an earlier incident (history is not screened for
 	// episodes) taught a band above it that hid the same incident coming back (fleetsim tuning
 	// seeds: 7 more replica-scaling incidents found). Healthy bursts are average_over's.
-	return expected, max(lvl.Sigma*n, countingNoise(expected, sig.EventQuantum)), true
+	return expected, g.baseNoise(s, sig, expected, instances), true
 }
 
 // countingNoise is the standard deviation of a rate made of Poisson events when expected is
@@ -145,13 +160,10 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	}
 	// Work per request that rose while the instances multiplied and inbound did not is the
 	// third incident (per-pod state): it pages at a lower share than work nothing explains.
-	minShare := r.cfg.MinUnexplainedShare
-	replicaScaling := ex.replicasGrew() && !g.loadDriven(ex.Replicas, ex.InboundState)
+	grew := ex.replicasGrew()
+	replicaScaling := grew && !g.loadDriven(ex.Replicas, ex.InboundState)
 	if s := &g.instances.scale; replicaScaling && s.known() {
 		ex.ScaledFrom, ex.InboundBeforeScaling, ex.InboundAfterScaling = s.From, s.InboundBefore, s.inboundAfter()
-	}
-	if replicaScaling {
-		minShare = math.Min(minShare, replicaShare)
 	}
 	g.learning = false
 	best := -1
@@ -179,6 +191,16 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			g.learning = true
 			continue
 		}
+		minShare := r.cfg.MinUnexplainedShare
+		// A bounded signal's expectation already grows with the live instances, so load explains
+		// none of what each instance does: instances added with their load or without it that
+		// each do more (per-instance caches revoking each other's tokens once there are more
+		// than the provider keeps) are the same finding (fleetsim tuning seeds 14783, 55326:
+		// four scale-outs with inbound up 1.7-3x, mints per instance up 1.4-3.6x, missed).
+		scaling := replicaScaling || (grew && sig.Relation == config.RelationBounded)
+		if scaling {
+			minShare = math.Min(minShare, replicaShare)
+		}
 		unexplained := work - expected
 		share := 0.0
 		if work > 0 {
@@ -188,6 +210,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			unexplained >= r.cfg.MinUnexplainedRate*scale &&
 			(replicaScaling || !sig.ReplicaScalingOnly)
 		b := over && unexplained > noiseSigmas*sigma*scale
+		outlasted := scaling && r.outlasts(g, s, sig, t, work, expected, ex.Replicas, scale)
 		switch {
 		case g.life.state != StateFiring:
 			g.held = nil // the next episode averages its own steps
@@ -218,6 +241,8 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			}
 			b = b && gate
 		}
+		b = b || outlasted
+		ex.instantBreach = ex.instantBreach || outlasted
 		// Headline the breaching signal with the largest unexplained share; near-ties go to the
 		// signal listed first, which the rule's author put first for a reason.
 		if best < 0 || (b && !breach) || (b == breach && share > ex.UnexplainedShare+shareTie) {
@@ -422,6 +447,50 @@ const replicaShare = 0.25
 // replicasGrew reports whether the live instances are replicaGrowth times their usual number.
 func (ex *Explanation) replicasGrew() bool {
 	return isNum(ex.UsualReplicas) && ex.UsualReplicas > 0 && float64(ex.Replicas) >= replicaGrowth*ex.UsualReplicas
+}
+
+// outlasts follows signal s's excursion while the instances are grown: work raised beyond
+// what inbound and the instances explain by replicaShare and beyond the base noise (without
+// the band history's bursts taught). It reports whether the excursion has outlasted the
+// longest the group's history came back down from, by a baseline step (history's resolution).
+// Only an excursion under way by transientMemory after the scale-out's last change counts.
+//
+// New pods warming per-pod caches raise work as much as per-pod caches that stay hot, often
+// more (fleetsim tuning seed 32652, replica-scaling-16: Redis commands 5x for an hour after
+// each healthy deploy, 1.9x for five hours after a scale-out from 14 to 25 pods with per-pod
+// local caches); the band and the average's gate, both heights, hid the second behind the
+// first. How long each lasts tells them apart. Other steps forget the excursion.
+func (r *Rule) outlasts(g *group, s int, sig config.Signal, t time.Time, work, expected float64, instances int, scale float64) bool {
+	ex := &g.excursions[s]
+	if !g.raised(s, sig, work, expected, instances, r.cfg.MinUnexplainedRate*scale, scale) {
+		ex.Since = 0
+		return false
+	}
+	if ex.Since == 0 {
+		// Only one the scale-out brought: work per request that wanders from its fit hours
+		// after it is not the instances' (fleetsim tuning seed 50603: Redis commands flat while
+		// inbound swung, fifteen minutes raised at each dip, 18 hours after a scale-out).
+		if sc := &g.instances.scale; sc.Start.IsZero() || t.Sub(sc.Last) > r.transientMemory() {
+			return false
+		}
+		ex.Since = t.Unix()
+	}
+	return t.Sub(time.Unix(ex.Since, 0)) >= ex.Lasts+r.baselineStep
+}
+
+// raised reports whether work is beyond expected by replicaShare of it, by minRate and by
+// noiseSigmas of the base noise, all scaled by scale.
+func (g *group) raised(s int, sig config.Signal, work, expected float64, instances int, minRate, scale float64) bool {
+	unexplained := work - expected
+	return work > 0 && unexplained >= replicaShare*scale*work && unexplained >= minRate &&
+		unexplained > noiseSigmas*scale*g.baseNoise(s, sig, expected, instances)
+}
+
+// excursion is one signal's work raised beyond what inbound and the instances explain (group.raised):
+// how long history's excursions lasted, and since when the one under way has.
+type excursion struct {
+	Lasts time.Duration // the longest of history's that came back down (learnAveragePeaks)
+	Since int64         // unix second the one under way began while the instances are grown; 0 if none
 }
 
 // transientMemory is how long after its last change an event is still named in explanations:

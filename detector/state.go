@@ -28,6 +28,7 @@ type groupState struct {
 	Averages        []averageState
 	Held            []averageState // a firing episode's work over resolve_for (stillOver)
 	AveragePeaks    []float64
+	Excursions      []excursion // nil in a file from before them
 	CmdPer          float64
 	UsualReplicas   float64
 	InstancesApart  bool
@@ -158,7 +159,7 @@ func (g *group) saved(cols [][]sample16) groupState {
 	gs := groupState{
 		Key: g.key, Labels: g.labels, Cols: cols, Learned: g.learned, Phase: g.phase,
 		Fits: g.fits, FitOK: g.fitOK, Levels: g.levels, LevelOK: g.levelOK, AveragePeaks: g.averagePeaks,
-		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas, InstancesApart: g.instancesApart,
+		Excursions: g.excursions, CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas, InstancesApart: g.instancesApart,
 		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event, Scale: g.instances.scale},
 		Learning:  g.learning,
 		Life: lifeState{State: g.life.state, PendingSince: g.life.pendingSince, FiringSince: g.life.firingSince,
@@ -195,7 +196,8 @@ func (r *Rule) fromState(gs groupState) *group {
 	g := &group{
 		key: gs.Key, labels: gs.Labels, hist: newHistory(r.clock, gs.Key), learned: gs.Learned, phase: gs.Phase,
 		fits: gs.Fits, fitOK: gs.FitOK, levels: gs.Levels, levelOK: gs.LevelOK, averagePeaks: gs.AveragePeaks,
-		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas, instancesApart: gs.InstancesApart,
+		excursions: gs.Excursions,
+		cmdPer:     gs.CmdPer, usualReplicas: gs.UsualReplicas, instancesApart: gs.InstancesApart,
 		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event, scale: gs.Instances.Scale},
 		learning:  gs.Learning,
 		life: lifecycle{state: gs.Life.State, pendingSince: gs.Life.PendingSince, firingSince: gs.Life.FiringSince,
@@ -205,6 +207,9 @@ func (r *Rule) fromState(gs groupState) *group {
 		carried: gs.Carried, quietSinceCarry: gs.QuietSinceCarry,
 	}
 	g.last.instantBreach = gs.Last.InstantBreach
+	if len(g.excursions) != len(r.cfg.Signals) { // a file from before them: learned at the next relearn
+		g.excursions = make([]excursion, len(r.cfg.Signals))
+	}
 	if gs.Instances.NamesSet && g.instances.names == nil {
 		g.instances.names = []string{}
 	}

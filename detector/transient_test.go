@@ -344,3 +344,83 @@ func TestMaxPerInstanceCapsOnlyWhereInstancesAreSeen(t *testing.T) {
 		})
 	}
 }
+
+// A bounded signal's expectation grows with the live instances, so instances added with their
+// load that each do more pages at the replica-scaling share as instances added without it do:
+// per-pod caches past what the provider keeps revoke each other whatever brought the pods.
+// Mints per instance up 1.6x (a share of 0.38, under min_unexplained_share) as 4 → 11 pods came
+// with inbound up 2.5x.
+func TestBoundedWorkPerInstanceUpAfterLoadDrivenScaleOut(t *testing.T) {
+	const step = 30 * time.Second
+	four := fleetStep{instances: 4, inbound: 40, work: 0.4}
+	tests := []struct {
+		name  string
+		after fleetStep
+		pages bool
+	}{
+		{"each pod as before explains", fleetStep{instances: 11, inbound: 100, work: 1.1}, false},
+		{"each pod doing 1.6x pages", fleetStep{instances: 11, inbound: 100, work: 1.76}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			steps := append(fleet(10, four), fleet(60, tc.after)...)
+			fired := firings(runFleet(t, NewRule(fleetRule(config.RelationBounded), global(step)), four, steps, step))
+			if got := len(fired) > 0; got != tc.pages {
+				t.Fatalf("paged %v, want %v (%d episodes)", got, tc.pages, len(fired))
+			}
+			if tc.pages && !strings.Contains(fired[0].Episode.Explanation.Diagnosis, "work tracks replica count") {
+				t.Errorf("diagnosis %q does not name replica scaling", fired[0].Episode.Explanation.Diagnosis)
+			}
+		})
+	}
+}
+
+// Work raised while the instances are grown pages once it outlasts the excursions the group's
+// history came back down from, whatever their height: new pods warming per-pod local caches
+// raise Redis commands as much as per-pod caches that stay hot, often more, and the band and
+// the average's gate (heights) hid the second behind the first.
+func TestRaisedWorkThatOutlastsHistorysExcursionsPages(t *testing.T) {
+	const step = 30 * time.Second
+	base := time.Duration(global(step).BaselineStep)
+	two := fleetStep{instances: 2, inbound: 10, work: 5}
+	warming := fleetStep{instances: 2, inbound: 10, work: 25} // every deploy: 30 minutes of cold caches
+	tests := []struct {
+		name  string
+		steps []fleetStep
+		pages bool
+	}{
+		{"per-request work 1.9x for hours after 2 → 6 pages", fleet(240, fleetStep{instances: 6, inbound: 10, work: 9.5}), true},
+		{"a warm-up as long as the deploys' does not", append(fleet(60, fleetStep{instances: 6, inbound: 10, work: 25}), fleet(180, fleetStep{instances: 6, inbound: 10, work: 5})...), false},
+		// Work that wanders from its fit long after a scale-out is not what the scale-out brought.
+		{"a rise an hour after the scale-out is not the instances'", append(fleet(120, fleetStep{instances: 6, inbound: 10, work: 5}), fleet(240, fleetStep{instances: 6, inbound: 10, work: 9.5})...), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationProportional)
+			cfg.Signals[0].ReplicaScalingOnly = true
+			cfg.AverageOver = model.Duration(time.Hour)
+			r := NewRule(cfg, global(step))
+			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
+				s := two
+				if at.Sub(t0)%(6*time.Hour) >= -30*time.Minute && at.Sub(t0)%(6*time.Hour) < 0 { // half an hour every six
+					s = warming
+				}
+				r.AddHistory(s.input(at))
+			}
+			var events []Event
+			for k, s := range append(fleet(10, two), tc.steps...) {
+				events = append(events, r.Eval(s.input(t0.Add(time.Duration(k)*step)))...)
+			}
+			fired := firings(events)
+			if got := len(fired) > 0; got != tc.pages {
+				t.Fatalf("paged %v, want %v (%d episodes)", got, tc.pages, len(fired))
+			}
+			if tc.pages {
+				// Past the history's longest excursion (30 minutes) and a baseline step.
+				if after := fired[0].Episode.Start.Sub(t0.Add(10 * step)); after < 30*time.Minute+base {
+					t.Errorf("paged %s after the scale-out, before the deploys' warm-ups would have settled", after)
+				}
+			}
+		})
+	}
+}
