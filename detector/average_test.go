@@ -156,7 +156,7 @@ func TestAveragePeakLearnsOnlyBurstsThatEnded(t *testing.T) {
 				i++
 			}
 			r.Eval(quiet.input(t0))
-			peak := r.groups[key].averagePeaks[0]
+			peak := r.groups[key].signals[0].averagePeak
 			if got := peak > 0; got != tc.learn {
 				t.Errorf("learned %g, want learning %v", peak, tc.learn)
 			}

@@ -15,7 +15,7 @@ type Band struct {
 // numbers rather than a second model.
 func (r *Rule) Band(labels map[string]string, s int, inbound float64, instances int) (Band, bool) {
 	g := r.groupByLabels(labels)
-	if g == nil || s < 0 || s >= len(r.cfg.Signals) || g.fits == nil || !isNum(inbound) {
+	if g == nil || s < 0 || s >= len(r.cfg.Signals) || !g.fitted || !isNum(inbound) {
 		return Band{}, false
 	}
 	expected, sigma, ok := g.expectedWork(s, r.cfg.Signals[s], math.Max(0, inbound), instances)

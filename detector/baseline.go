@@ -136,9 +136,16 @@ type history struct {
 
 // newHistory returns the history of the group key on clock.
 func newHistory(clock *historyClock, key string) *history {
-	h := &history{clock: clock, data: clock.store.group(key), learn: make([]uint64, (len(clock.stamp)+63)/64)}
-	clock.members = append(clock.members, h)
+	h := &history{}
+	h.init(clock, key)
 	return h
+}
+
+// init makes h the history of the group key on clock. h must not move afterwards: the clock
+// keeps a pointer to it.
+func (h *history) init(clock *historyClock, key string) {
+	*h = history{clock: clock, data: clock.store.group(key), learn: make([]uint64, (len(clock.stamp)+63)/64)}
+	clock.members = append(clock.members, h)
 }
 
 // put stores vals at unix time t, in the rule's column layout, as queried (unmasked: another

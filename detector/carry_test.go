@@ -93,7 +93,7 @@ func TestRestoredAverageStartsWhereItWas(t *testing.T) {
 	if evs := append(kept.Eval(input(at)), restored.Eval(input(at))...); len(evs) != 0 {
 		t.Fatalf("events %+v: the test's work must stay under what fires", evs)
 	}
-	k, r := kept.groups[key].averages[0], restored.groups[key].averages[0]
+	k, r := kept.groups[key].signals[0].average, restored.groups[key].signals[0].average
 	keptExcess, restoredExcess := k.work-k.expected, r.work-r.expected
 	t.Logf("average unexplained work at the restart: kept %.4f/s, restored %.4f/s", keptExcess, restoredExcess)
 	if keptExcess < 0.03 || math.Abs(restoredExcess-keptExcess) > 0.1*keptExcess {
@@ -124,7 +124,7 @@ func TestHistoryOfGrownReplicasDoesNotTeach(t *testing.T) {
 	}
 	grp := r.groups[key]
 	grp.relearn(r, t0)
-	if lvl := grp.levels[0].PerInstance; !grp.levelOK[0] || math.Abs(lvl-0.001) > 0.0002 {
-		t.Errorf("learned a healthy level of %.4f/s per instance (ok %v); want the 2 pods' 0.001, not the scaled-out 0.003", lvl, grp.levelOK[0])
+	if lvl := grp.signals[0].level.PerInstance; !grp.signals[0].levelOK || math.Abs(lvl-0.001) > 0.0002 {
+		t.Errorf("learned a healthy level of %.4f/s per instance (ok %v); want the 2 pods' 0.001, not the scaled-out 0.003", lvl, grp.signals[0].levelOK)
 	}
 }

@@ -67,7 +67,11 @@ func (selfGenerated) rates() bool { return true }
 // resolved forgets the episode's work: averaged in, it kept the average_over gate open for
 // hours after a fix, and the healthy echoes that follow one (caches refilled together refresh
 // together) paged.
-func (selfGenerated) resolved(g *group) { clear(g.averages) }
+func (selfGenerated) resolved(g *group) {
+	for s := range g.signals {
+		g.signals[s].average = average{}
+	}
+}
 
 // flushStorm is flushes that come in a storm (flush.go).
 type flushStorm struct{}

@@ -56,7 +56,7 @@ func BenchmarkEvalRelearnStep(b *testing.B) {
 				i++
 			}
 			b.StopTimer()
-			if g := r.groups[keys[0]]; !g.fitOK[0] {
+			if g := r.groups[keys[0]]; !g.signals[0].fitOK {
 				b.Fatal("no ratio learned from a week of history")
 			}
 		})

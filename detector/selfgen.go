@@ -49,7 +49,7 @@ func (g *group) expectedWork(s int, sig config.Signal, inbound float64, instance
 	if sig.Relation == config.RelationBounded {
 		return g.expectedBounded(s, sig, instances)
 	}
-	fit, learned := g.fits[s], g.fitOK[s]
+	fit, learned := g.signals[s].fit, g.signals[s].fitOK
 	switch {
 	case learned:
 	case sig.MaxRatio > 0:
@@ -77,15 +77,15 @@ func (g *group) expectedWork(s int, sig config.Signal, inbound float64, instance
 // baseNoise is the noise of a signal's work around expected without the band of history's
 // bursts a proportional fit adds: the spread of single points and the counting noise.
 func (g *group) baseNoise(s int, sig config.Signal, expected float64, instances int) float64 {
-	spread, n := 0.0, float64(max(1, instances))
+	st, spread, n := &g.signals[s], 0.0, float64(max(1, instances))
 	switch {
-	case sig.Relation == config.RelationBounded && g.levelOK[s]:
-		spread = g.levels[s].Sigma * n
+	case sig.Relation == config.RelationBounded && st.levelOK:
+		spread = st.level.Sigma * n
 	case sig.Relation == config.RelationBounded:
-	case g.fitOK[s] && sig.PerInstance:
-		spread = g.fits[s].Sigma * n
-	case g.fitOK[s]:
-		spread = g.fits[s].Sigma
+	case st.fitOK && sig.PerInstance:
+		spread = st.fit.Sigma * n
+	case st.fitOK:
+		spread = st.fit.Sigma
 	}
 	return max(spread, countingNoise(expected, sig.EventQuantum))
 }
@@ -93,13 +93,13 @@ func (g *group) baseNoise(s int, sig config.Signal, expected float64, instances 
 // expectedBounded is the group's learned healthy level per instance times its live instances,
 // capped by the configured ceiling; the ceiling alone while nothing is learned.
 func (g *group) expectedBounded(s int, sig config.Signal, instances int) (expected, sigma float64, ok bool) {
-	if !g.levelOK[s] {
+	if !g.signals[s].levelOK {
 		if sig.Ceiling > 0 {
 			return sig.Ceiling, countingNoise(sig.Ceiling, sig.EventQuantum), true
 		}
 		return math.NaN(), math.NaN(), false
 	}
-	lvl := g.levels[s]
+	lvl := g.signals[s].level
 	per := lvl.PerInstance
 	// The cap bounds what one instance may do, so it holds only where instances are seen, in
 	// the replicas or in the work's breakdown: a group seen as one series in both may be one pod
@@ -176,14 +176,14 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		case present && !isNum(work):
 			return false, false, ex
 		case present:
-			g.signalSeen[s] = t
-		case !g.signalSeen[s].IsZero() && t.Sub(g.signalSeen[s]) < signalGone:
+			g.signals[s].seen = t
+		case !g.signals[s].seen.IsZero() && t.Sub(g.signals[s].seen) < signalGone:
 			return false, false, ex // a series that vanished is missing data, not zero work
 		default:
 			work = 0 // never reported: this group does none of this work
 		}
 		work = math.Max(0, work)
-		if work == 0 && g.signalSeen[s].IsZero() {
+		if work == 0 && g.signals[s].seen.IsZero() {
 			continue // the group does none of this work: nothing to learn or judge
 		}
 		expected, sigma, ok := g.expectedWork(s, sig, inbound, ex.Replicas)
@@ -213,15 +213,15 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		outlasted := scaling && r.outlasts(g, s, sig, t, work, expected, ex.Replicas, scale)
 		switch {
 		case g.life.state != StateFiring:
-			g.held = nil // the next episode averages its own steps
+			r.dropHeld(g) // the next episode averages its own steps
 		case sig.EventQuantum > 0:
 			b = b || (over && g.stillOver(r, s, sig, t, work, expected, sigma, scale))
 		}
 		ex.instantBreach = ex.instantBreach || b
 		if r.restoring && t.Equal(r.carriedBy) {
-			g.averages[s] = r.warmAverage(g, s, sig, t, ex.Replicas)
+			g.signals[s].average = r.warmAverage(g, s, sig, t, ex.Replicas)
 		}
-		avgWork, avgExpected := g.averages[s].add(t, work, averagedExpected(work, expected, sigma), r.averageDecay())
+		avgWork, avgExpected := g.signals[s].average.add(t, work, averagedExpected(work, expected, sigma), r.averageDecay())
 		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {
 			// To fire, the work averaged over average_over must be unexplained too: the bursts
 			// of a healthy fleet (a deploy's refreshes replayed at each token lifetime) average
@@ -229,7 +229,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			// once, where the average would keep a fixed incident open for hours.
 			avgUnexplained := avgWork - avgExpected
 			gate := avgUnexplained >= minShare*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate &&
-				(s >= len(g.averagePeaks) || avgUnexplained > g.averagePeaks[s])
+				(!g.peaksLearned || avgUnexplained > g.signals[s].averagePeak)
 			if !b && over && gate && sig.EventQuantum > 0 && sigma <= countingNoise(expected, sig.EventQuantum) {
 				// Work counted a few events per rate window (an idle thrash minting once a
 				// minute) fails the instant's noise test at most steps, so for never runs out;
@@ -252,7 +252,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			ex.Unexplained, ex.UnexplainedShare = unexplained, share
 			ex.Bounded = sig.Relation == config.RelationBounded
 			ex.PerInstance = math.NaN()
-			if ex.Bounded && g.levelOK[s] {
+			if ex.Bounded && g.signals[s].levelOK {
 				ex.PerInstance = expected / float64(max(1, ex.Replicas))
 			}
 		}
@@ -295,7 +295,7 @@ func newDecay(tau, step time.Duration) decay {
 	return decay{tau: tau, step: step, stepWeight: expWeight(step, tau)}
 }
 
-// averageDecay is the decay of the groups' averages (group.averages): average_over, at the
+// averageDecay is the decay of the groups' averages (signalState.average): average_over, at the
 // evaluation interval. It is made again when average_over is not the one it was made for: a
 // rule's configuration does not change, but tests set average_over on a rule already made.
 func (r *Rule) averageDecay() decay {
@@ -461,7 +461,7 @@ func (ex *Explanation) replicasGrew() bool {
 // local caches); the band and the average's gate, both heights, hid the second behind the
 // first. How long each lasts tells them apart. Other steps forget the excursion.
 func (r *Rule) outlasts(g *group, s int, sig config.Signal, t time.Time, work, expected float64, instances int, scale float64) bool {
-	ex := &g.excursions[s]
+	ex := &g.signals[s].excursion
 	if !g.raised(s, sig, work, expected, instances, r.cfg.MinUnexplainedRate*scale, scale) {
 		ex.Since = 0
 		return false
@@ -524,10 +524,7 @@ func countInstances(vs Values) int {
 // noise. It is asked only where the share and rate still hold, so a fix, which takes them down,
 // still shows at once.
 func (g *group) stillOver(r *Rule, s int, sig config.Signal, t time.Time, work, expected, sigma, scale float64) bool {
-	if len(g.held) != len(r.cfg.Signals) {
-		g.held = make([]average, len(r.cfg.Signals))
-	}
-	a := &g.held[s]
+	a := &r.heldOf(g)[s]
 	tau := time.Duration(r.cfg.ResolveFor)
 	if a.at.IsZero() || tau <= 0 {
 		a.work, a.expected, a.at = work, expected, t

@@ -96,12 +96,30 @@ func feed(rules []*Rule, from, to int, history bool) (events []Event) {
 	return events
 }
 
+// averagePeaks is each signal's averagePeak, nil before relearn has set them.
+func averagePeaks(g *group) []float64 {
+	if !g.peaksLearned {
+		return nil
+	}
+	out := make([]float64, len(g.signals))
+	for i, s := range g.signals {
+		out[i] = s.averagePeak
+	}
+	return out
+}
+
 // learned is what a rule has learned and sees, to compare rules that must agree.
 func learned(r *Rule) string {
 	var b bytes.Buffer
 	for _, g := range r.sorted {
-		fmt.Fprintf(&b, "%s fits %+v %v levels %+v %v peaks %v cmdPer %v replicas %v view %v\n", g.key, g.fits, g.fitOK,
-			g.levels, g.levelOK, g.averagePeaks, g.cmdPer, g.usualReplicas, g.hist.view(nil))
+		fmt.Fprint(&b, g.key)
+		if len(g.signals) > 0 { // a rule without signals learns no fits, and its file holds none
+			fmt.Fprintf(&b, " fitted %v", g.fitted)
+		}
+		for _, s := range g.signals {
+			fmt.Fprintf(&b, " fit %+v %v level %+v %v", s.fit, s.fitOK, s.level, s.levelOK)
+		}
+		fmt.Fprintf(&b, " peaks %v cmdPer %v replicas %v view %v\n", averagePeaks(g), g.cmdPer, g.usualReplicas, g.hist.view(nil))
 	}
 	fmt.Fprintf(&b, "%+v", r.Status())
 	return b.String()

@@ -108,7 +108,7 @@ func (r *Rule) WriteState(enc *gob.Encoder) error {
 	var cols [][]sample16 // each group's view, encoded before the next reuses it
 	for _, g := range r.sorted {
 		cols = g.hist.view(cols)
-		if err := enc.Encode(g.saved(cols)); err != nil {
+		if err := enc.Encode(g.saved(cols, r.held[g])); err != nil {
 			return fmt.Errorf("rule %s, group %s: %w", r.cfg.Name, g.key, err)
 		}
 	}
@@ -130,7 +130,7 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 		store.columns, store.rules = r.clock.store.columns, 1
 	}
 	r.clock = &historyClock{stepSec: r.clock.stepSec, stamp: rs.Stamps, store: store, cols: r.clock.cols}
-	r.groups, r.sorted, r.open = make(map[string]*group, rs.Groups), make([]*group, 0, rs.Groups), map[*group]bool{}
+	r.groups, r.sorted, r.open, r.held = make(map[string]*group, rs.Groups), make([]*group, 0, rs.Groups), map[*group]bool{}, map[*group][]average{}
 	r.generation++ // the engine's GroupInputs are bound to the groups replaced
 	for range rs.Groups {
 		var gs groupState
@@ -154,26 +154,43 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 	return nil
 }
 
-// saved is the group's state, with cols its history's view.
-func (g *group) saved(cols [][]sample16) groupState {
+// saved is the group's state, with cols its history's view and held its Rule.held.
+func (g *group) saved(cols [][]sample16, held []average) groupState {
 	gs := groupState{
 		Key: g.key, Labels: g.labels, Cols: cols, Learned: g.learned, Phase: g.phase,
-		Fits: g.fits, FitOK: g.fitOK, Levels: g.levels, LevelOK: g.levelOK, AveragePeaks: g.averagePeaks,
-		Excursions: g.excursions, CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas, InstancesApart: g.instancesApart,
+		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas, InstancesApart: g.instancesApart,
 		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event, Scale: g.instances.scale},
 		Learning:  g.learning,
 		Life: lifeState{State: g.life.state, PendingSince: g.life.pendingSince, FiringSince: g.life.firingSince,
 			ClearSince: g.life.clearSince, LastBreach: g.life.lastBreach, KeepFor: g.life.keepFor, ReburstSince: g.life.reburstSince,
 			InstantSince: g.life.instantSince},
-		Unknown: g.unknown, SignalSeen: g.signalSeen,
+		Unknown: g.unknown, SignalSeen: make([]time.Time, len(g.signals)),
 		Last:    explanationState{Explanation: g.last, InstantBreach: g.last.instantBreach},
-		Carried: g.carried, QuietSinceCarry: g.quietSinceCarry,
+		Carried: g.carry(), QuietSinceCarry: g.quietSinceCarry,
 	}
-	for _, a := range g.averages {
-		gs.Averages = append(gs.Averages, averageState{Work: a.work, Expected: a.expected, At: a.at})
+	// The file keeps a slice per field, as the group did: a slice absent until relearn or a
+	// firing episode filled it is absent in the file too.
+	n := len(g.signals)
+	if g.fitted {
+		gs.Fits, gs.FitOK = make([]proportionalFit, n), make([]bool, n)
+		gs.Levels, gs.LevelOK = make([]boundedLevel, n), make([]bool, n)
 	}
-	for _, a := range g.held {
+	if g.peaksLearned {
+		gs.AveragePeaks = make([]float64, n)
+	}
+	for _, a := range held {
 		gs.Held = append(gs.Held, averageState{Work: a.work, Expected: a.expected, At: a.at})
+	}
+	for i, sg := range g.signals {
+		gs.SignalSeen[i] = sg.seen
+		gs.Excursions = append(gs.Excursions, sg.excursion)
+		gs.Averages = append(gs.Averages, averageState{Work: sg.average.work, Expected: sg.average.expected, At: sg.average.at})
+		if g.fitted {
+			gs.Fits[i], gs.FitOK[i], gs.Levels[i], gs.LevelOK[i] = sg.fit, sg.fitOK, sg.level, sg.levelOK
+		}
+		if g.peaksLearned {
+			gs.AveragePeaks[i] = sg.averagePeak
+		}
 	}
 	if ep := g.episode; ep != nil {
 		gs.Episode = &episodeState{Episode: *ep, InstantBreach: ep.Explanation.instantBreach,
@@ -194,31 +211,54 @@ func (g *group) saved(cols [][]sample16) groupState {
 
 func (r *Rule) fromState(gs groupState) *group {
 	g := &group{
-		key: gs.Key, labels: gs.Labels, hist: newHistory(r.clock, gs.Key), learned: gs.Learned, phase: gs.Phase,
-		fits: gs.Fits, fitOK: gs.FitOK, levels: gs.Levels, levelOK: gs.LevelOK, averagePeaks: gs.AveragePeaks,
-		excursions: gs.Excursions,
-		cmdPer:     gs.CmdPer, usualReplicas: gs.UsualReplicas, instancesApart: gs.InstancesApart,
+		key: gs.Key, labels: gs.Labels, learned: gs.Learned, phase: gs.Phase,
+		signals: make([]signalState, len(r.cfg.Signals)), fitted: gs.Fits != nil, peaksLearned: gs.AveragePeaks != nil,
+		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas, instancesApart: gs.InstancesApart,
 		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event, scale: gs.Instances.Scale},
 		learning:  gs.Learning,
 		life: lifecycle{state: gs.Life.State, pendingSince: gs.Life.PendingSince, firingSince: gs.Life.FiringSince,
 			clearSince: gs.Life.ClearSince, lastBreach: gs.Life.LastBreach, keepFor: gs.Life.KeepFor, reburstSince: gs.Life.ReburstSince,
 			instantSince: gs.Life.InstantSince},
-		unknown: gs.Unknown, signalSeen: gs.SignalSeen, last: gs.Last.Explanation,
-		carried: gs.Carried, quietSinceCarry: gs.QuietSinceCarry,
+		unknown: gs.Unknown, last: gs.Last.Explanation, quietSinceCarry: gs.QuietSinceCarry,
+	}
+	if !gs.Carried.Start.IsZero() || gs.Carried.RecurrenceGap != 0 {
+		c := gs.Carried
+		g.carried = &c
 	}
 	g.last.instantBreach = gs.Last.InstantBreach
-	if len(g.excursions) != len(r.cfg.Signals) { // a file from before them: learned at the next relearn
-		g.excursions = make([]excursion, len(r.cfg.Signals))
-	}
 	if gs.Instances.NamesSet && g.instances.names == nil {
 		g.instances.names = []string{}
 	}
+	g.hist.init(r.clock, gs.Key)
 	g.hist.load(gs.Cols)
-	for _, a := range gs.Averages {
-		g.averages = append(g.averages, average{work: a.Work, expected: a.Expected, at: a.At})
+	// Held averages of another length were started afresh by stillOver, as none are.
+	if len(gs.Held) > 0 && len(gs.Held) == len(g.signals) {
+		held := r.heldOf(g)
+		for i, a := range gs.Held {
+			held[i] = average{work: a.Work, expected: a.Expected, at: a.At}
+		}
 	}
-	for _, a := range gs.Held {
-		g.held = append(g.held, average{work: a.Work, expected: a.Expected, at: a.At})
+	for i := range g.signals {
+		sg := &g.signals[i]
+		if i < len(gs.Fits) && i < len(gs.FitOK) {
+			sg.fit, sg.fitOK = gs.Fits[i], gs.FitOK[i]
+		}
+		if i < len(gs.Levels) && i < len(gs.LevelOK) {
+			sg.level, sg.levelOK = gs.Levels[i], gs.LevelOK[i]
+		}
+		if i < len(gs.AveragePeaks) {
+			sg.averagePeak = gs.AveragePeaks[i]
+		}
+		if i < len(gs.Averages) {
+			a := gs.Averages[i]
+			sg.average = average{work: a.Work, expected: a.Expected, at: a.At}
+		}
+		if i < len(gs.SignalSeen) {
+			sg.seen = gs.SignalSeen[i]
+		}
+		if i < len(gs.Excursions) { // a file from before them learns them at the next relearn
+			sg.excursion = gs.Excursions[i]
+		}
 	}
 	if es := gs.Episode; es != nil {
 		ep := es.Episode
