@@ -204,6 +204,24 @@ func (h *history) sample(i, col int) sample16 {
 // at is column col at ring slot i (NaN where missing).
 func (h *history) at(i, col int) float64 { return h.sample(i, col).value() }
 
+// raw is column col at unix time t as queried, whether or not the step teaches the rule: the
+// same in a process that learned from it and in one that read it back at start-up. false where
+// the step is not held.
+func (h *history) raw(unix int64, col int) (float64, bool) {
+	c := h.clock
+	i, k := c.slot(unix)
+	if c.stamp[i] != k || k == 0 {
+		return math.NaN(), false
+	}
+	s := c.store
+	j := s.slotOf(k)
+	if s.stamp[j] != k {
+		return math.NaN(), false
+	}
+	v := h.data[c.cols[col].store*len(s.stamp)+j].value()
+	return v, isNum(v)
+}
+
 // get returns column c at unix time t, if stored.
 func (h *history) get(unix int64, c int) (float64, bool) {
 	i, stored := h.slotAt(unix)

@@ -185,9 +185,11 @@ type signalState struct {
 	averagePeak float64
 	// seen is when the signal last had a value, to tell "never existed" (zero work) from
 	// "disappeared" (unknown).
-	seen           time.Time
-	excursion      excursion // raised work under grown instances (Rule.outlasts)
-	fitOK, levelOK bool
+	seen time.Time
+	// longestExcursion is the longest its history's work stayed raised (group.raised) before
+	// coming back down (learnAveragePeaks; Rule.outlasts).
+	longestExcursion time.Duration
+	fitOK, levelOK   bool
 }
 
 // signalGone is how long a work series may be absent before it counts as zero rather than as
@@ -657,15 +659,17 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 			if isNum(work) && isNum(inbound) {
 				work, expected, grown, ok = g.averagedStep(s, sig, work, inbound, instances)
 			}
-			if !ok || grown {
-				b.avg, b.burst, b.runFrom = average{}, 0, time.Time{} // cut short: neither came back down
-				continue
-			}
-			switch raised := g.raised(s, sig, work, expected, instances, r.cfg.MinUnexplainedRate, 1); {
+			switch rawGrown, raised, rawOK := r.rawStep(g, s, sig, at, 1); {
+			case !rawOK || rawGrown:
+				b.runFrom = time.Time{} // cut short: not an excursion that came back down
 			case raised && b.runFrom.IsZero():
 				b.runFrom = at
 			case !raised && !b.runFrom.IsZero():
 				b.longestRun, b.runFrom = max(b.longestRun, at.Sub(b.runFrom)), time.Time{}
+			}
+			if !ok || grown {
+				b.avg, b.burst = average{}, 0 // cut short: not a burst that came back down
+				continue
 			}
 			avgWork, avgExpected := b.avg.add(at, work, expected, d)
 			// A burst is over once its excess has decayed to half its height (an average never
@@ -680,7 +684,7 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 	}
 	for s := range bursts {
 		g.signals[s].averagePeak = recurringPeak(bursts[s].peaks)
-		g.signals[s].excursion.Lasts = bursts[s].longestRun
+		g.signals[s].longestExcursion = bursts[s].longestRun
 	}
 }
 

@@ -449,33 +449,70 @@ func (ex *Explanation) replicasGrew() bool {
 	return isNum(ex.UsualReplicas) && ex.UsualReplicas > 0 && float64(ex.Replicas) >= replicaGrowth*ex.UsualReplicas
 }
 
-// outlasts follows signal s's excursion while the instances are grown: work raised beyond
-// what inbound and the instances explain by replicaShare and beyond the base noise (without
-// the band history's bursts taught). It reports whether the excursion has outlasted the
-// longest the group's history came back down from, by a baseline step (history's resolution).
-// Only an excursion under way by transientMemory after the scale-out's last change counts.
+// outlasts reports whether signal s's work, raised while the instances are grown (beyond what
+// inbound and the instances explain by replicaShare and beyond the base noise, without the band
+// history's bursts taught), has been since the scale-out and for longer than the longest such
+// excursion the group's history came back down from, by a baseline step (history's resolution).
 //
 // New pods warming per-pod caches raise work as much as per-pod caches that stay hot, often
 // more (fleetsim tuning seed 32652, replica-scaling-16: Redis commands 5x for an hour after
 // each healthy deploy, 1.9x for five hours after a scale-out from 14 to 25 pods with per-pod
 // local caches); the band and the average's gate, both heights, hid the second behind the
-// first. How long each lasts tells them apart. Other steps forget the excursion.
+// first. How long each lasts tells them apart.
 func (r *Rule) outlasts(g *group, s int, sig config.Signal, t time.Time, work, expected float64, instances int, scale float64) bool {
-	ex := &g.signals[s].excursion
 	if !g.raised(s, sig, work, expected, instances, r.cfg.MinUnexplainedRate*scale, scale) {
-		ex.Since = 0
 		return false
 	}
-	if ex.Since == 0 {
-		// Only one the scale-out brought: work per request that wanders from its fit hours
-		// after it is not the instances' (fleetsim tuning seed 50603: Redis commands flat while
-		// inbound swung, fifteen minutes raised at each dip, 18 hours after a scale-out).
-		if sc := &g.instances.scale; sc.Start.IsZero() || t.Sub(sc.Last) > r.transientMemory() {
-			return false
+	from, ok := r.excursionFrom(g, s, sig, t, scale)
+	return ok && t.Sub(from) >= g.signals[s].longestExcursion+r.baselineStep
+}
+
+// excursionFrom is when signal s's excursion under way at t began: the baseline step after the
+// latest history step before t whose instances had not grown, where every step since had
+// grown instances and raised work (rawStep). It is read from the history, not followed step by
+// step, so that a process restored from its state in Prometheus, which replays less than an
+// excursion may last, finds the same start. ok is false where the instances had grown with the
+// work unraised (work per request that wanders from its fit hours after a scale-out is not the
+// instances': fleetsim tuning seed 50603, Redis commands flat while inbound swung, 18 hours
+// after one) or a step is missing.
+func (r *Rule) excursionFrom(g *group, s int, sig config.Signal, t time.Time, scale float64) (time.Time, bool) {
+	oldest := t.Add(-r.historyLen)
+	// The step at t itself may not be stored yet: the walk starts before it.
+	for at := t.Add(-1).Truncate(r.baselineStep); at.After(oldest); at = at.Add(-r.baselineStep) {
+		grown, raised, ok := r.rawStep(g, s, sig, at, scale)
+		switch {
+		case !ok:
+			return time.Time{}, false
+		case !grown:
+			return at.Add(r.baselineStep), true
+		case !raised:
+			return time.Time{}, false
 		}
-		ex.Since = t.Unix()
 	}
-	return t.Sub(time.Unix(ex.Since, 0)) >= ex.Lasts+r.baselineStep
+	return time.Time{}, false
+}
+
+// rawStep says whether history step at had grown instances and signal s's work raised
+// (group.raised, thresholds scaled by scale), from the values as queried: steps a process
+// did not learn from (an episode's, a transient's settling, grown instances) are masked in its
+// own history and not in one read back at start-up, and the two must agree. ok is false where
+// the step, its work, inbound or instance count is missing or nothing is learned yet.
+func (r *Rule) rawStep(g *group, s int, sig config.Signal, at time.Time, scale float64) (grown, raised, ok bool) {
+	if r.replicasCol < 0 {
+		return false, false, false
+	}
+	work, okWork := g.hist.raw(at.Unix(), 1+s)
+	inbound, okInbound := g.hist.raw(at.Unix(), 0)
+	count, okCount := g.hist.raw(at.Unix(), r.replicasCol)
+	if !okWork || !okInbound || !okCount {
+		return false, false, false
+	}
+	instances := int(count)
+	expected, _, ok := g.expectedWork(s, sig, math.Max(0, inbound), instances)
+	if !ok {
+		return false, false, false
+	}
+	return g.grown(count), g.raised(s, sig, math.Max(0, work), expected, instances, r.cfg.MinUnexplainedRate*scale, scale), true
 }
 
 // raised reports whether work is beyond expected by replicaShare of it, by minRate and by
@@ -484,13 +521,6 @@ func (g *group) raised(s int, sig config.Signal, work, expected float64, instanc
 	unexplained := work - expected
 	return work > 0 && unexplained >= replicaShare*scale*work && unexplained >= minRate &&
 		unexplained > noiseSigmas*scale*g.baseNoise(s, sig, expected, instances)
-}
-
-// excursion is one signal's work raised beyond what inbound and the instances explain (group.raised):
-// how long history's excursions lasted, and since when the one under way has.
-type excursion struct {
-	Lasts time.Duration // the longest of history's that came back down (learnAveragePeaks)
-	Since int64         // unix second the one under way began while the instances are grown; 0 if none
 }
 
 // transientMemory is how long after its last change an event is still named in explanations:

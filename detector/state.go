@@ -19,29 +19,29 @@ type groupState struct {
 	Labels map[string]string
 	// Cols are the history's columns as the rule sees them (history.view), one sample per ring
 	// slot: the layout of a file from before rules shared a store, which loads the same way.
-	Cols            [][]sample16
-	Learned, Phase  int64
-	Fits            []proportionalFit
-	FitOK           []bool
-	Levels          []boundedLevel
-	LevelOK         []bool
-	Averages        []averageState
-	Held            []averageState // a firing episode's work over resolve_for (stillOver)
-	AveragePeaks    []float64
-	Excursions      []excursion // nil in a file from before them
-	CmdPer          float64
-	UsualReplicas   float64
-	InstancesApart  bool
-	Instances       instancesState
-	Learning        bool
-	Life            lifeState
-	Unknown         bool
-	Episode         *episodeState
-	SignalSeen      []time.Time
-	Flush           *flushSnapshot
-	Last            explanationState
-	Carried         Carried
-	QuietSinceCarry bool
+	Cols              [][]sample16
+	Learned, Phase    int64
+	Fits              []proportionalFit
+	FitOK             []bool
+	Levels            []boundedLevel
+	LevelOK           []bool
+	Averages          []averageState
+	Held              []averageState // a firing episode's work over resolve_for (stillOver)
+	AveragePeaks      []float64
+	LongestExcursions []time.Duration // nil in a file from before them
+	CmdPer            float64
+	UsualReplicas     float64
+	InstancesApart    bool
+	Instances         instancesState
+	Learning          bool
+	Life              lifeState
+	Unknown           bool
+	Episode           *episodeState
+	SignalSeen        []time.Time
+	Flush             *flushSnapshot
+	Last              explanationState
+	Carried           Carried
+	QuietSinceCarry   bool
 }
 
 type averageState struct {
@@ -183,7 +183,7 @@ func (g *group) saved(cols [][]sample16, held []average) groupState {
 	}
 	for i, sg := range g.signals {
 		gs.SignalSeen[i] = sg.seen
-		gs.Excursions = append(gs.Excursions, sg.excursion)
+		gs.LongestExcursions = append(gs.LongestExcursions, sg.longestExcursion)
 		gs.Averages = append(gs.Averages, averageState{Work: sg.average.work, Expected: sg.average.expected, At: sg.average.at})
 		if g.fitted {
 			gs.Fits[i], gs.FitOK[i], gs.Levels[i], gs.LevelOK[i] = sg.fit, sg.fitOK, sg.level, sg.levelOK
@@ -256,8 +256,8 @@ func (r *Rule) fromState(gs groupState) *group {
 		if i < len(gs.SignalSeen) {
 			sg.seen = gs.SignalSeen[i]
 		}
-		if i < len(gs.Excursions) { // a file from before them learns them at the next relearn
-			sg.excursion = gs.Excursions[i]
+		if i < len(gs.LongestExcursions) { // a file from before them learns them at the next relearn
+			sg.longestExcursion = gs.LongestExcursions[i]
 		}
 	}
 	if es := gs.Episode; es != nil {
