@@ -629,6 +629,12 @@ func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
 // count are read once for all of them (per signal, they were half of a relearn).
 func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 	tau := time.Duration(r.cfg.AverageOver) // without one, no bursts: the average is each step's
+	if tau <= 0 && r.replicasCol < 0 {      // and without instances, no excursions (Rule.outlasts)
+		for s := range g.signals {
+			g.signals[s].averagePeak = 0
+		}
+		return
+	}
 	sc := &r.fit
 	if len(sc.bursts) < len(r.cfg.Signals) {
 		sc.bursts = make([]burstSearch, len(r.cfg.Signals))
@@ -641,12 +647,12 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 	h := &g.hist
 	for at := now.Add(-r.historyLen).Truncate(r.baselineStep); !at.After(now); at = at.Add(r.baselineStep) {
 		i, stored := h.slotAt(at.Unix())
-		inbound, instances := math.NaN(), 0
+		inbound, instances, counted := math.NaN(), 0, false
 		if stored {
 			inbound = h.at(i, 0)
 			if r.replicasCol >= 0 {
 				if v := h.at(i, r.replicasCol); isNum(v) {
-					instances = int(v)
+					instances, counted = int(v), true
 				}
 			}
 		}
@@ -659,7 +665,16 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 			if isNum(work) && isNum(inbound) {
 				work, expected, grown, ok = g.averagedStep(s, sig, work, inbound, instances)
 			}
-			switch rawGrown, raised, rawOK := r.rawStep(g, s, sig, at, 1); {
+			// Runs are read as queried (rawStep); a step this rule learns from reads the same, and
+			// the work and expectation just read answer it at a sixth of rawStep's cost.
+			rawGrown, raised, rawOK := grown, false, ok && counted
+			switch {
+			case rawOK && !grown:
+				raised = g.raised(s, sig, work, expected, instances, r.cfg.MinUnexplainedRate, 1)
+			case !ok:
+				rawGrown, raised, rawOK = r.rawStep(g, s, sig, at, 1)
+			}
+			switch {
 			case !rawOK || rawGrown:
 				b.runFrom = time.Time{} // cut short: not an excursion that came back down
 			case raised && b.runFrom.IsZero():
