@@ -625,6 +625,10 @@ func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
 // times its weight), so sustained work whose averaged excess stays under that waits until the
 // bursts leave the history.
 //
+// The same pass learns each signal's longestExcursion: the longest run of steps with work
+// raised (group.raised) that came back down, cut by grown instances or a missing step, read as
+// queried (Rule.rawStep) so a process restored from Prometheus learns the same (Rule.outlasts).
+//
 // Every signal is replayed in one pass over the history: a step's slot, inbound and instance
 // count are read once for all of them (per signal, they were half of a relearn).
 func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
