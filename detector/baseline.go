@@ -187,6 +187,15 @@ func (h *history) setLearn(i int, on bool) {
 // sample is column col at ring slot i as the rule sees it: missing where the slot is empty,
 // where the store no longer holds its step, or where a masked column does not teach.
 func (h *history) sample(i, col int) sample16 {
+	if h.clock.cols[col].masked && h.learn[i/64]&(1<<(i%64)) == 0 {
+		return s16NaN
+	}
+	return h.stored(i, col)
+}
+
+// stored is column col at ring slot i as queried, whether or not the step teaches the rule:
+// missing where the slot is empty or the store no longer holds its step.
+func (h *history) stored(i, col int) sample16 {
 	c := h.clock
 	k := c.stamp[i]
 	if k == 0 {
@@ -194,31 +203,23 @@ func (h *history) sample(i, col int) sample16 {
 	}
 	s := c.store
 	j := s.slotOf(k)
-	hc := c.cols[col]
-	if s.stamp[j] != k || hc.masked && h.learn[i/64]&(1<<(i%64)) == 0 {
+	if s.stamp[j] != k {
 		return s16NaN
 	}
-	return h.data[hc.store*len(s.stamp)+j]
+	return h.data[c.cols[col].store*len(s.stamp)+j]
 }
 
 // at is column col at ring slot i (NaN where missing).
 func (h *history) at(i, col int) float64 { return h.sample(i, col).value() }
 
-// raw is column col at unix time t as queried, whether or not the step teaches the rule: the
-// same in a process that learned from it and in one that read it back at start-up. false where
-// the step is not held.
+// raw is column col at unix time t as queried (stored): the same in a process that learned
+// from the step and in one that read it back at start-up. false where the step is not held.
 func (h *history) raw(unix int64, col int) (float64, bool) {
-	c := h.clock
-	i, k := c.slot(unix)
-	if c.stamp[i] != k || k == 0 {
+	i, held := h.slotAt(unix)
+	if !held {
 		return math.NaN(), false
 	}
-	s := c.store
-	j := s.slotOf(k)
-	if s.stamp[j] != k {
-		return math.NaN(), false
-	}
-	v := h.data[c.cols[col].store*len(s.stamp)+j].value()
+	v := h.stored(i, col).value()
 	return v, isNum(v)
 }
 

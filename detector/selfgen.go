@@ -197,7 +197,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		// each do more (per-instance caches revoking each other's tokens once there are more
 		// than the provider keeps) are the same finding (fleetsim tuning seeds 14783, 55326:
 		// four scale-outs with inbound up 1.7-3x, mints per instance up 1.4-3.6x, missed).
-		scaling := replicaScaling || (grew && sig.Relation == config.RelationBounded)
+		scaling := replicaScaling || (grew && sig.Relation == config.RelationBounded && !sig.ReplicaScalingOnly)
 		if scaling {
 			minShare = math.Min(minShare, replicaShare)
 		}
