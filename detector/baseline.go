@@ -388,6 +388,9 @@ type fitScratch struct {
 	poolIn, poolWork   []float64
 	sorted, ratios, rs []float64
 	bursts             []burstSearch // learnAveragePeaks's, one per signal
+	// levelMedians are the medians per instance relearn's bounded levels were bounded by, one
+	// per signal (NaN for none), for learnAveragePeaks to bound the bursts by.
+	levelMedians []float64
 }
 
 func (sc *fitScratch) fit(inbound, work []float64, quantum float64) (proportionalFit, bool) {

@@ -23,13 +23,25 @@ const minLearnPoints = 4
 // the history (episodes are not learned from at all) without a say.
 const levelQuantile = 0.9
 
+// levelSpan bounds the learned level at that many times the history's median per instance.
+// Healthy bounded work moves with demand only through lazy refresh (a cache unused for a token
+// lifetime does not refresh): its ninetieth percentile was at most 3.1 times its median on the
+// healthy services of fleetsim seed 8542 whose median is above zero. One twenty times the
+// median is another regime that held over a tenth of the history: an earlier incident (seed
+// 8542, replica-scaling-25, an aggregating endpoint: three incidents in its first day, 80
+// times the median, learned as its level, and the next two missed). A median of zero, sparse
+// work, bounds nothing. The same span bounds the bursts history teaches the average_over gate
+// (Rule.learnAveragePeaks): the earlier incidents were its recurring bursts too.
+const levelSpan = 20
+
 // learnLevel learns a bounded level from per-instance values (work / instances per step). Rare
 // events are pooled into blocks as fitProportional pools them, so a signal that counts one
-// event an hour is not learned as zero.
-func (sc *fitScratch) learnLevel(perInstance []float64, quantum float64) (boundedLevel, bool) {
-	lvl := boundedLevel{Points: len(perInstance)}
+// event an hour is not learned as zero. med is the median the level is bounded by (NaN while
+// too little is learned).
+func (sc *fitScratch) learnLevel(perInstance []float64, quantum float64) (lvl boundedLevel, med float64, ok bool) {
+	lvl = boundedLevel{Points: len(perInstance)}
 	if len(perInstance) < minLearnPoints {
-		return lvl, false
+		return lvl, math.NaN(), false
 	}
 	xs := perInstance
 	if zeros(xs) > len(xs)/4 {
@@ -45,9 +57,12 @@ func (sc *fitScratch) learnLevel(perInstance []float64, quantum float64) (bounde
 	}
 	sc.sorted = append(sc.sorted[:0], xs...)
 	lvl.PerInstance = quantile(sc.sorted, levelQuantile)
+	if med = median(sc.sorted); med > 0 {
+		lvl.PerInstance = min(lvl.PerInstance, levelSpan*med)
+	}
 	sc.rs = append(sc.rs[:0], perInstance...)
 	_, lvl.Sigma = medianMAD(sc.rs)
-	return lvl, true
+	return lvl, med, true
 }
 
 // quantile returns the q-quantile of xs (nearest rank; NaN for none). xs is reordered.

@@ -553,9 +553,11 @@ func (g *group) relearn(r *Rule, t time.Time) {
 			g.usualReplicas = median(reps)
 		}
 	}
+	sc.levelMedians = slices.Grow(sc.levelMedians[:0], n)[:n]
 	for s := range n {
+		sc.levelMedians[s] = math.NaN()
 		if r.cfg.Signals[s].Relation == config.RelationBounded {
-			g.signals[s].level, g.signals[s].levelOK = r.learnBounded(g, s)
+			g.signals[s].level, sc.levelMedians[s], g.signals[s].levelOK = r.learnBounded(g, s)
 			continue
 		}
 		in, work := sc.in[:0], sc.work[:0]
@@ -593,8 +595,9 @@ func (g *group) relearn(r *Rule, t time.Time) {
 }
 
 // learnBounded learns signal s's healthy level per instance from the group's history; without
-// a replicas query every step counts as one instance.
-func (r *Rule) learnBounded(g *group, s int) (boundedLevel, bool) {
+// a replicas query every step counts as one instance. med is the median per instance the level
+// is bounded by.
+func (r *Rule) learnBounded(g *group, s int) (lvl boundedLevel, med float64, ok bool) {
 	sc := &r.fit
 	per := sc.work[:0]
 	g.hist.each(func(i int) {
@@ -701,8 +704,19 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 			}
 		}
 	}
+	// A bounded signal's bursts are bounded as its level is (levelSpan): every cache refreshing
+	// at once, a healthy fleet's burst, adds a mint per cache, caches/average_over averaged,
+	// where the level is up to caches per token lifetime: twice it at most at the shipped hour
+	// for tokens living two hours.
+	instances := 1.0
+	if isNum(g.usualReplicas) {
+		instances = max(1, g.usualReplicas)
+	}
 	for s := range bursts {
 		g.signals[s].averagePeak = recurringPeak(bursts[s].peaks)
+		if med := sc.levelMedians[s]; med > 0 {
+			g.signals[s].averagePeak = min(g.signals[s].averagePeak, levelSpan*med*instances)
+		}
 		g.signals[s].longestExcursion = bursts[s].longestRun
 	}
 }

@@ -345,6 +345,47 @@ func TestMaxPerInstanceCapsOnlyWhereInstancesAreSeen(t *testing.T) {
 	}
 }
 
+// A bounded level is the history's ninetieth percentile, but not beyond levelSpan times its
+// median: an earlier incident that held a quarter of the history (three on a service's first
+// day, behind an aggregating endpoint the cap per instance cannot hold) is not learned as the
+// group's level, nor as the bursts the average_over gate lets by, while a busy plateau three
+// times the quiet hours' still is.
+func TestEarlierIncidentIsNotLearnedAsLevel(t *testing.T) {
+	const step = 30 * time.Second
+	base := time.Duration(global(step).BaselineStep)
+	quiet := fleetStep{instances: 1, inbound: 20, work: 0.0167}
+	tests := []struct {
+		name   string
+		before fleetStep // the history's first quarter; quiet after it
+		now    fleetStep
+		pages  bool
+	}{
+		{"the incident again pages", fleetStep{instances: 1, inbound: 20, work: 1.3}, fleetStep{instances: 1, inbound: 20, work: 1.3}, true},
+		{"a busy plateau is the level", fleetStep{instances: 1, inbound: 60, work: 0.05}, fleetStep{instances: 1, inbound: 60, work: 0.05}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationBounded)
+			cfg.AverageOver = model.Duration(time.Hour)
+			r := NewRule(cfg, global(step))
+			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
+				s := quiet
+				if since := at.Sub(t0.Add(-24 * time.Hour)); since < 12*time.Hour && since%(4*time.Hour) < 90*time.Minute {
+					s = tc.before // three episodes of an hour and a half, as bursts to the average
+				}
+				r.AddHistory(s.input(at))
+			}
+			var events []Event
+			for k, s := range append(fleet(10, quiet), fleet(120, tc.now)...) {
+				events = append(events, r.Eval(s.input(t0.Add(time.Duration(k)*step)))...)
+			}
+			if got := len(firings(events)) > 0; got != tc.pages {
+				t.Fatalf("paged %v, want %v", got, tc.pages)
+			}
+		})
+	}
+}
+
 // A bounded signal's expectation grows with the live instances, so instances added with their
 // load that each do more pages at the replica-scaling share as instances added without it do:
 // per-pod caches past what the provider keeps revoke each other whatever brought the pods.
