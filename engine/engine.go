@@ -218,6 +218,7 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 				r.det.AddHistory(inputs[i])
 			}
 		})
+		b.done()
 		start = end.Add(baseStep)
 	}
 	e.mu.Lock()
@@ -385,6 +386,7 @@ func (e *Engine) advance(ctx context.Context, now time.Time, strict bool) ([]det
 			e.trackBlind(t)
 			e.last = t
 		})
+		b.done()
 		last = chunkEnd
 		e.mu.Lock()
 		e.observeFetch(b, chunkEnd.Equal(end) && !strict) // the replay's past says nothing of now
@@ -524,6 +526,7 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 			}
 		}
 		rs.known.begin()
+		b.known = append(b.known, &rs.known)
 		g := &grouper{by: c.GroupBy, signals: len(c.Signals), known: &rs.known}
 		for _, other := range e.rules {
 			if other != rs && slices.Equal(other.cfg.GroupBy, c.GroupBy) {
