@@ -133,8 +133,7 @@ type group struct {
 	// hist is held in the group rather than pointed to: a separate allocation (104 B in a
 	// 112 B class) per group and rule, where the group's own size class had room for it.
 	hist    history
-	// 32 bits each, a word for both: hours since 1970 fit until the year 246 953.
-	learned int32 // hour (of the group's phase) of the last learning
+	learned int32 // hour (of the group's phase) of the last learning; 32 bits, beside phase
 	phase   int32 // seconds into each hour at which the group relearns
 	// signals is what the group keeps of each work signal, in the rule's signal order: one
 	// slice of a struct rather than a slice per field (eight headers of 24 B in every group of
