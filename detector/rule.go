@@ -425,8 +425,8 @@ func (r *Rule) addHistory(g *group, in *GroupInput, t time.Time) {
 	carried := g.carry()
 	learnable := carried.Start.IsZero() || t.Before(carried.Start.Add(-time.Duration(r.cfg.For)))
 	g.hist.put(t.Unix(), r.historyRow(in), learnable)
-	if g.instances.born.IsZero() {
-		g.instances.born = t // a group with history is not being born
+	if g.instances.born == 0 {
+		g.instances.born = unixNano(t) // a group with history is not being born
 	}
 	for s := range r.cfg.Signals {
 		if s < len(in.Signals) && in.Signals[s].OK {
