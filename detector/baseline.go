@@ -124,13 +124,14 @@ type history struct {
 	clock *historyClock
 	data  []sample16 // the group's columns in the store, shared with the store's other rules
 	learn []uint64   // a bit per ring slot: the masked columns teach there
-	// season is the latest seasonalAt, for seasonCol at the step seasonUnix; valid while
-	// seasonOK. Every evaluation step of a baseline step reads the same one: computed anew, it
-	// was a dozen reads scattered over the ring and a median per group per step. Any store into
-	// the history (put, or a slot moving on) drops it.
+	// season is the latest seasonalAt, for seasonCol at the baseline step seasonStep (Unix
+	// seconds over the step); valid while seasonOK. Every evaluation step of a baseline step
+	// reads the same one: computed anew, it was a dozen reads scattered over the ring and a
+	// median per group per step. Any store into the history (put, or a slot moving on) drops
+	// it. The three take one word, in 32, 16 and 8 bits, where they took three.
 	season     seasonal
-	seasonUnix int64
-	seasonCol  int
+	seasonStep uint32
+	seasonCol  int16
 	seasonOK   bool
 }
 
@@ -310,8 +311,10 @@ const (
 
 func (h *history) seasonalAt(unix int64, c int) seasonal {
 	unix -= unix % h.clock.stepSec
-	if !h.seasonOK || h.seasonUnix != unix || h.seasonCol != c {
-		h.season, h.seasonUnix, h.seasonCol, h.seasonOK = h.computeSeasonal(unix, c), unix, c, true
+	step := uint32(unix / h.clock.stepSec) // 2^32 steps of 15m are 122 000 years
+	if !h.seasonOK || h.seasonStep != step || int(h.seasonCol) != c {
+		// A column past 16 bits (a store has a few) is computed anew every time.
+		h.season, h.seasonStep, h.seasonCol, h.seasonOK = h.computeSeasonal(unix, c), step, int16(c), c <= math.MaxInt16
 	}
 	return h.season
 }

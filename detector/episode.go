@@ -31,27 +31,47 @@ func (s State) String() string {
 // lifecycle is the pending → firing → resolved machine of one group. Every time it holds comes
 // from step timestamps, so replaying the same data gives the same start and end.
 type lifecycle struct {
-	state        State
-	pendingSince time.Time
+	state State
+	// The times are steps' times in Unix nanoseconds (unixNano), 0 for none: 8 B where a
+	// time.Time takes 24, in every group of every rule (the flush window keeps its steps so
+	// too).
+	pendingSince int64
 	// instantSince is the first of the unbroken steps that breached at the instant, before a
 	// gate on longer evidence (self-generated traffic's average_over) let them count: once it
 	// does, the episode has been pending since then, as Prometheus counts `for` from the
 	// condition, not from when it was confirmed. Zero when the last step did not breach.
-	instantSince time.Time
-	firingSince  time.Time
-	clearSince   time.Time // first non-breaching step while firing; zero while breaching
+	instantSince int64
+	firingSince  int64
+	clearSince   int64 // first non-breaching step while firing; zero while breaching
 	// Recurrence: an anomaly that comes back in bursts (a cache TTL beyond the token's
 	// lifetime stampedes at every expiry, quiet between) is one incident, not a page per
 	// burst. A group that fires again within recurWithin (step's) of its last breach learns
 	// that quiet gap, and its episode stays open through quiet that long (plus resolve_for).
-	lastBreach time.Time     // latest breaching step while firing
+	lastBreach int64         // latest breaching step while firing
 	keepFor    time.Duration // quiet the current episode is kept open through, beyond resolve_for
 	// reburstSince is the first step of a breach within that kept quiet, zero when none: it
 	// counts as the anomaly back only once it has lasted for, as a firing would. Healthy bursts
 	// shorter than that (caches refilled together by the fix's deploy, refreshing together)
 	// kept a fixed stampede's episode open for 16 hours (fleetsim seed 16290,
 	// ttl-beyond-lifetime-01).
-	reburstSince time.Time
+	reburstSince int64
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time: how lifecycle keeps its times. A
+// step at exactly 1970-01-01T00:00:00Z would read as none; nanoseconds fit an int64 until 2262.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromUnixNano is the time unixNano kept (in UTC), the zero time for 0.
+func fromUnixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
 }
 
 type transition int
@@ -67,11 +87,12 @@ const (
 // is the breach before a gate on longer evidence (breach implies it). hold keeps a pending
 // episode from firing (a transient is settling); its pending time still counts.
 // An episode that fires within recurWithin of the last one's final breach is a recurrence.
-func (l *lifecycle) step(t time.Time, breach, instant, hold bool, forDur, resolveFor, recurWithin time.Duration) transition {
+func (l *lifecycle) step(at time.Time, breach, instant, hold bool, forDur, resolveFor, recurWithin time.Duration) transition {
+	t := at.UnixNano()
 	switch {
 	case !breach && !instant:
-		l.instantSince = time.Time{}
-	case l.instantSince.IsZero():
+		l.instantSince = 0
+	case l.instantSince == 0:
 		l.instantSince = t
 	}
 	switch l.state {
@@ -81,7 +102,7 @@ func (l *lifecycle) step(t time.Time, breach, instant, hold bool, forDur, resolv
 			return noChange
 		}
 		l.state, l.pendingSince = StatePending, l.instantSince
-		if t.Sub(l.pendingSince) >= forDur && !hold {
+		if time.Duration(t-l.pendingSince) >= forDur && !hold {
 			l.fire(t, recurWithin)
 			return fired
 		}
@@ -90,30 +111,30 @@ func (l *lifecycle) step(t time.Time, breach, instant, hold bool, forDur, resolv
 			l.state = StateInactive
 			return noChange
 		}
-		if t.Sub(l.pendingSince) >= forDur && !hold {
+		if time.Duration(t-l.pendingSince) >= forDur && !hold {
 			l.fire(t, recurWithin)
 			return fired
 		}
 	case StateFiring:
-		if breach && l.keepFor > 0 && !l.clearSince.IsZero() && t.Sub(l.clearSince) >= resolveFor {
-			if l.reburstSince.IsZero() {
+		if breach && l.keepFor > 0 && l.clearSince != 0 && time.Duration(t-l.clearSince) >= resolveFor {
+			if l.reburstSince == 0 {
 				l.reburstSince = t
 			}
 			// Not yet the anomaly back, nor while a transient settles (a deploy's cold caches), as
 			// a pending episode would not fire; nor resolved while it may be.
-			if t.Sub(l.reburstSince) < forDur || hold {
+			if time.Duration(t-l.reburstSince) < forDur || hold {
 				return noChange
 			}
 		}
 		if breach {
-			l.clearSince, l.lastBreach, l.reburstSince = time.Time{}, t, time.Time{}
+			l.clearSince, l.lastBreach, l.reburstSince = 0, t, 0
 			return noChange
 		}
-		l.reburstSince = time.Time{}
-		if l.clearSince.IsZero() {
+		l.reburstSince = 0
+		if l.clearSince == 0 {
 			l.clearSince = t
 		}
-		if t.Sub(l.clearSince) >= resolveFor+l.keepFor {
+		if time.Duration(t-l.clearSince) >= resolveFor+l.keepFor {
 			l.state = StateInactive
 			return resolved
 		}
@@ -123,16 +144,17 @@ func (l *lifecycle) step(t time.Time, breach, instant, hold bool, forDur, resolv
 
 // restore makes an episode an earlier process had open firing at t, with the quiet gap it had
 // learned when it fired.
-func (l *lifecycle) restore(t time.Time, keepFor time.Duration) {
-	l.state, l.firingSince, l.clearSince, l.lastBreach, l.keepFor, l.reburstSince = StateFiring, t, time.Time{}, t, keepFor, time.Time{}
+func (l *lifecycle) restore(at time.Time, keepFor time.Duration) {
+	t := at.UnixNano()
+	l.state, l.firingSince, l.clearSince, l.lastBreach, l.keepFor, l.reburstSince = StateFiring, t, 0, t, keepFor, 0
 }
 
 // fire starts an episode at t, learning the quiet gap since the last one's final breach if it
 // came back within recurWithin.
-func (l *lifecycle) fire(t time.Time, recurWithin time.Duration) {
+func (l *lifecycle) fire(t int64, recurWithin time.Duration) {
 	l.keepFor = 0
-	if gap := l.pendingSince.Sub(l.lastBreach); !l.lastBreach.IsZero() && gap <= recurWithin {
+	if gap := time.Duration(l.pendingSince - l.lastBreach); l.lastBreach != 0 && gap <= recurWithin {
 		l.keepFor = gap
 	}
-	l.state, l.firingSince, l.clearSince, l.lastBreach, l.reburstSince = StateFiring, t, time.Time{}, t, time.Time{}
+	l.state, l.firingSince, l.clearSince, l.lastBreach, l.reburstSince = StateFiring, t, 0, t, 0
 }

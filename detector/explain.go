@@ -16,7 +16,6 @@ type Explanation struct {
 	// Self-generated traffic: the signal with the largest unexplained share.
 	Signal           string
 	Unit             string
-	Bounded          bool
 	Observed         float64       // work per second (flush storm: flushes or collapses in the window)
 	Expected         float64       // work per second inbound explains (flush storm: min_flushes)
 	Unexplained      float64       // Observed − Expected, per second
@@ -61,6 +60,9 @@ type Explanation struct {
 	// Counts says Observed and Expected are counts within Window (a storm's flushes against the
 	// count that makes one), not rates; Unit names what is counted.
 	Counts bool
+	// Bounded says Signal is a bounded signal (its work is held to a level per instance). The
+	// flags sit together at the end: beside Unit, Bounded took a word of its own.
+	Bounded bool
 
 	// instantBreach: the step breaches before the average_over gate (any signal).
 	instantBreach bool

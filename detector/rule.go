@@ -133,8 +133,8 @@ type group struct {
 	// hist is held in the group rather than pointed to: a separate allocation (104 B in a
 	// 112 B class) per group and rule, where the group's own size class had room for it.
 	hist    history
-	learned int64 // hour (of the group's phase) of the last learning
-	phase   int64 // seconds into each hour at which the group relearns
+	learned int32 // hour (of the group's phase) of the last learning; 32 bits, beside phase
+	phase   int32 // seconds into each hour at which the group relearns
 	// signals is what the group keeps of each work signal, in the rule's signal order: one
 	// slice of a struct rather than a slice per field (eight headers of 24 B in every group of
 	// every rule, and up to eight allocations, each rounded up to its size class).
@@ -425,8 +425,8 @@ func (r *Rule) addHistory(g *group, in *GroupInput, t time.Time) {
 	carried := g.carry()
 	learnable := carried.Start.IsZero() || t.Before(carried.Start.Add(-time.Duration(r.cfg.For)))
 	g.hist.put(t.Unix(), r.historyRow(in), learnable)
-	if g.instances.born.IsZero() {
-		g.instances.born = t // a group with history is not being born
+	if g.instances.born == 0 {
+		g.instances.born = unixNano(t) // a group with history is not being born
 	}
 	for s := range r.cfg.Signals {
 		if s < len(in.Signals) && in.Signals[s].OK {
@@ -506,7 +506,7 @@ func (r *Rule) Eval(in Input) []Event {
 				// comparison, and a dip is no update. Nor is a burst in a recurring episode's kept
 				// quiet that has not lasted for: it is not the anomaly back (lifecycle.step).
 				sameWork := ex.Signal == ep.notifiedSignal
-				if breach && g.life.reburstSince.IsZero() && sameWork && worsened(ep.notified, ex.Observed) && t.Sub(ep.notifiedAt) >= time.Duration(r.cfg.ResolveFor) {
+				if breach && g.life.reburstSince == 0 && sameWork && worsened(ep.notified, ex.Observed) && t.Sub(ep.notifiedAt) >= time.Duration(r.cfg.ResolveFor) {
 					ep.notified, ep.notifiedAt, ep.notifiedSignal = ex.Observed, t, ex.Signal
 					ep.Revision++
 					events = append(events, Event{Updated: true, At: t, Episode: *ep})
@@ -529,7 +529,7 @@ func (r *Rule) explained(ex Explanation, labels map[string]string, over bool) Ex
 // hour, so every replica that sees the same data learns the same numbers at the same step, and
 // a fleet's groups relearn spread over the hour, not all in one evaluation.
 func (g *group) relearn(r *Rule, t time.Time) {
-	hour := (t.Unix() - g.phase) / 3600
+	hour := int32((t.Unix() - int64(g.phase)) / 3600)
 	// A learning group relearns at every baseline step until it has learned: a service born
 	// now pages after its first hour, not after the hour boundary that follows it.
 	newPoint := g.learning && t.Unix()%int64(r.baselineStep/time.Second) == 0
@@ -783,10 +783,10 @@ func (r *Rule) replicasAt(g *group, i int) float64 {
 
 // relearnPhase is where in each hour a group relearns: fixed by its key, the same in every
 // replica.
-func relearnPhase(key string) int64 {
+func relearnPhase(key string) int32 {
 	h := fnv.New32a()
 	h.Write([]byte(key))
-	return int64(h.Sum32() % 3600)
+	return int32(h.Sum32() % 3600)
 }
 
 // Status returns every group's state at the latest step, in group order.

@@ -157,13 +157,13 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 // saved is the group's state, with cols its history's view and held its Rule.held.
 func (g *group) saved(cols [][]sample16, held []average) groupState {
 	gs := groupState{
-		Key: g.key, Labels: g.labels, Cols: cols, Learned: g.learned, Phase: g.phase,
+		Key: g.key, Labels: g.labels, Cols: cols, Learned: int64(g.learned), Phase: int64(g.phase),
 		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas, InstancesApart: g.instancesApart,
-		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: g.instances.born, Event: g.instances.event, Scale: g.instances.scale},
+		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: fromUnixNano(g.instances.born), Event: g.instances.event, Scale: g.instances.scale},
 		Learning:  g.learning,
-		Life: lifeState{State: g.life.state, PendingSince: g.life.pendingSince, FiringSince: g.life.firingSince,
-			ClearSince: g.life.clearSince, LastBreach: g.life.lastBreach, KeepFor: g.life.keepFor, ReburstSince: g.life.reburstSince,
-			InstantSince: g.life.instantSince},
+		Life: lifeState{State: g.life.state, PendingSince: fromUnixNano(g.life.pendingSince), FiringSince: fromUnixNano(g.life.firingSince),
+			ClearSince: fromUnixNano(g.life.clearSince), LastBreach: fromUnixNano(g.life.lastBreach), KeepFor: g.life.keepFor,
+			ReburstSince: fromUnixNano(g.life.reburstSince), InstantSince: fromUnixNano(g.life.instantSince)},
 		Unknown: g.unknown, SignalSeen: make([]time.Time, len(g.signals)),
 		Last:    explanationState{Explanation: g.last, InstantBreach: g.last.instantBreach},
 		Carried: g.carry(), QuietSinceCarry: g.quietSinceCarry,
@@ -211,14 +211,14 @@ func (g *group) saved(cols [][]sample16, held []average) groupState {
 
 func (r *Rule) fromState(gs groupState) *group {
 	g := &group{
-		key: gs.Key, labels: gs.Labels, learned: gs.Learned, phase: gs.Phase,
+		key: gs.Key, labels: gs.Labels, learned: int32(gs.Learned), phase: int32(gs.Phase),
 		signals: make([]signalState, len(r.cfg.Signals)), fitted: gs.Fits != nil, peaksLearned: gs.AveragePeaks != nil,
 		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas, instancesApart: gs.InstancesApart,
-		instances: instanceTracker{names: gs.Instances.Names, born: gs.Instances.Born, event: gs.Instances.Event, scale: gs.Instances.Scale},
+		instances: instanceTracker{names: gs.Instances.Names, born: unixNano(gs.Instances.Born), event: gs.Instances.Event, scale: gs.Instances.Scale},
 		learning:  gs.Learning,
-		life: lifecycle{state: gs.Life.State, pendingSince: gs.Life.PendingSince, firingSince: gs.Life.FiringSince,
-			clearSince: gs.Life.ClearSince, lastBreach: gs.Life.LastBreach, keepFor: gs.Life.KeepFor, reburstSince: gs.Life.ReburstSince,
-			instantSince: gs.Life.InstantSince},
+		life: lifecycle{state: gs.Life.State, pendingSince: unixNano(gs.Life.PendingSince), firingSince: unixNano(gs.Life.FiringSince),
+			clearSince: unixNano(gs.Life.ClearSince), lastBreach: unixNano(gs.Life.LastBreach), keepFor: gs.Life.KeepFor,
+			reburstSince: unixNano(gs.Life.ReburstSince), instantSince: unixNano(gs.Life.InstantSince)},
 		unknown: gs.Unknown, last: gs.Last.Explanation, quietSinceCarry: gs.QuietSinceCarry,
 	}
 	if !gs.Carried.Start.IsZero() || gs.Carried.RecurrenceGap != 0 {

@@ -29,8 +29,8 @@ const (
 
 // instanceTracker follows the live instances of one group.
 type instanceTracker struct {
-	names []string  // sorted names seen at the last step with replicas data; nil before
-	born  time.Time // first step with replicas data
+	names []string // sorted names seen at the last step with replicas data; nil before
+	born  int64    // first step with replicas data, in Unix nanoseconds (unixNano); 0 before
 	event Transient
 	scale ScaleOut
 }
@@ -79,12 +79,12 @@ func (it *instanceTracker) observe(t time.Time, live Values, restarted bool, set
 			}
 		}
 		slices.Sort(names)
-		if it.born.IsZero() {
-			it.born = t
+		if it.born == 0 {
+			it.born = unixNano(t)
 		}
 		// Instances that come up one by one as a group is born (or first seen) are its birth,
 		// not a scaling event.
-		if it.names != nil && t.Sub(it.born) >= settle {
+		if it.names != nil && time.Duration(t.UnixNano()-it.born) >= settle {
 			added := 0
 			for _, n := range names {
 				if _, found := slices.BinarySearch(it.names, n); !found {

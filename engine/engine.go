@@ -538,29 +538,30 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 			}
 			return results[i], true
 		}
-		sum := func(q string, reading func(*detector.GroupInput) *detector.Reading) []seriesCursor {
+		// In the order the fetch placed its series before, which is the order Input.Seen lists
+		// the groups in.
+		sum := func(q string, reading func(*detector.GroupInput) *detector.Reading) {
 			if m, ok := answer(q); ok {
-				return g.sums(q, m, reading)
+				rb.sums = append(rb.sums, g.sums(q, m, reading))
 			}
-			return nil
 		}
-		breakdown := func(q string, part int, id func(*knownGroup, model.Metric) string) []seriesCursor {
+		breakdown := func(q string, part int, id func(*knownGroup, model.Metric) string) {
 			if m, ok := answer(q); ok {
-				return g.breakdown(q, m, part, id)
+				rb.breakdowns = append(rb.breakdowns, g.breakdown(q, m, part, id))
 			}
-			return nil
 		}
-		rb.inbound = sum(c.Inbound, func(in *detector.GroupInput) *detector.Reading { return &in.Inbound })
-		rb.keys = sum(c.Keys, func(in *detector.GroupInput) *detector.Reading { return &in.Keys })
-		rb.commands = sum(c.Commands, func(in *detector.GroupInput) *detector.Reading { return &in.Commands })
-		rb.writes = sum(c.Writes, func(in *detector.GroupInput) *detector.Reading { return &in.Writes })
+		sum(c.Inbound, func(in *detector.GroupInput) *detector.Reading { return &in.Inbound })
+		sum(c.Keys, func(in *detector.GroupInput) *detector.Reading { return &in.Keys })
+		sum(c.Commands, func(in *detector.GroupInput) *detector.Reading { return &in.Commands })
+		sum(c.Writes, func(in *detector.GroupInput) *detector.Reading { return &in.Writes })
 		for i, sig := range c.Signals {
-			rb.signals = append(rb.signals, sum(sig.Query, func(in *detector.GroupInput) *detector.Reading { return &in.Signals[i] }))
+			sum(sig.Query, func(in *detector.GroupInput) *detector.Reading { return &in.Signals[i] })
 		}
 		byInstance := func(_ *knownGroup, m model.Metric) string { return string(m[model.LabelName(c.InstanceLabel)]) }
-		rb.instances, rb.replicas = breakdown(c.Instances, partInstances, byInstance), breakdown(c.Replicas, partReplicas, byInstance)
-		rb.cacheResets = sum(c.CacheResets, func(in *detector.GroupInput) *detector.Reading { return &in.CacheResets })
-		rb.flushes = breakdown(c.Flushes, partFlushes, (*knownGroup).seriesID)
+		breakdown(c.Instances, partInstances, byInstance)
+		breakdown(c.Replicas, partReplicas, byInstance)
+		sum(c.CacheResets, func(in *detector.GroupInput) *detector.Reading { return &in.CacheResets })
+		breakdown(c.Flushes, partFlushes, (*knownGroup).seriesID)
 		rb.seen = rs.known.seen
 		if c.Limit > 0 && len(rb.seen) > c.Limit {
 			// Not a failed query: the bootstrap goes on, and the rule goes blind with the reason.

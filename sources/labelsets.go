@@ -118,6 +118,9 @@ func (c *labelSets) answer(query string) *labelsOf {
 	return &labelsOf{sets: c, query: query, prev: prev}
 }
 
+// series is how many series the query's answer before had.
+func (a *labelsOf) series() int { return len(a.prev) }
+
 // metric returns the label set of the answer's next series, whose JSON object is raw. raw is
 // not kept.
 func (a *labelsOf) metric(raw []byte) (model.Metric, error) {

@@ -257,6 +257,11 @@ func runWorker(jobJSON string) int {
 		runtime.ReadMemStats(&ms)
 		rep.HeapInuse, rep.WorkerPeakHeap = ms.HeapInuse, ms.HeapSys
 		if cycle == job.Cycles {
+			if job.ProfileDir != "" && job.Cycles > 0 {
+				// The allocations since the start, before the state is saved: less
+				// bootstrap.allocs.pprof (pprof -base), the cycles' own.
+				writeProfile(filepath.Join(job.ProfileDir, "cycles.allocs.pprof"), "allocs")
+			}
 			rep.Handed = handOver(active, eng.LastStep())
 			if job.SaveState != "" {
 				began := time.Now()
