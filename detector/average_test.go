@@ -69,15 +69,12 @@ func TestBurstsRecurringBeyondAverageOver(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := NewRule(fleetRule(config.RelationProportional), global(step))
 			r.cfg.AverageOver, r.cfg.RecurWithin = model.Duration(time.Hour), model.Duration(time.Hour)
-			base := time.Duration(global(step).BaselineStep)
-			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
-				s := quiet
-				ago := t0.Sub(at)
-				if ago%cycle < burstLen && int(ago/cycle) <= tc.historyBursts { // at 1, 2 … cycles ago
-					s = burst
+			addDay(r, step, func(at time.Time) fleetStep {
+				if ago := t0.Sub(at); ago%cycle < burstLen && int(ago/cycle) <= tc.historyBursts { // at 1, 2 … cycles ago
+					return burst
 				}
-				r.AddHistory(s.input(at))
-			}
+				return quiet
+			})
 			var fired []Event
 			for i := range int(3 * cycle / step) {
 				at := t0.Add(time.Duration(i) * step)

@@ -64,12 +64,22 @@ func fleetRule(relation string) config.Rule {
 }
 
 // runFleet feeds a day of healthy history at the baseline step, then evaluates the steps.
-func runFleet(t *testing.T, r *Rule, healthy fleetStep, steps []fleetStep, interval time.Duration) (events []Event) {
+func runFleet(t *testing.T, r *Rule, healthy fleetStep, steps []fleetStep, interval time.Duration) []Event {
 	t.Helper()
+	addDay(r, interval, func(time.Time) fleetStep { return healthy })
+	return evalFleet(r, steps, interval)
+}
+
+// addDay feeds the day before t0 as history, day(at) at each baseline step at.
+func addDay(r *Rule, interval time.Duration, day func(at time.Time) fleetStep) {
 	base := time.Duration(global(interval).BaselineStep)
 	for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
-		r.AddHistory(healthy.input(at))
+		r.AddHistory(day(at).input(at))
 	}
+}
+
+// evalFleet evaluates the steps from t0, one per interval, and returns every event.
+func evalFleet(r *Rule, steps []fleetStep, interval time.Duration) (events []Event) {
 	for i, s := range steps {
 		events = append(events, r.Eval(s.input(t0.Add(time.Duration(i)*interval)))...)
 	}
@@ -352,7 +362,6 @@ func TestMaxPerInstanceCapsOnlyWhereInstancesAreSeen(t *testing.T) {
 // times the quiet hours' still is.
 func TestEarlierIncidentIsNotLearnedAsLevel(t *testing.T) {
 	const step = 30 * time.Second
-	base := time.Duration(global(step).BaselineStep)
 	quiet := fleetStep{instances: 1, inbound: 20, work: 0.0167}
 	tests := []struct {
 		name   string
@@ -368,17 +377,13 @@ func TestEarlierIncidentIsNotLearnedAsLevel(t *testing.T) {
 			cfg := fleetRule(config.RelationBounded)
 			cfg.AverageOver = model.Duration(time.Hour)
 			r := NewRule(cfg, global(step))
-			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
-				s := quiet
+			addDay(r, step, func(at time.Time) fleetStep {
 				if since := at.Sub(t0.Add(-24 * time.Hour)); since < 12*time.Hour && since%(4*time.Hour) < 90*time.Minute {
-					s = tc.before // three episodes of an hour and a half, as bursts to the average
+					return tc.before // three episodes of an hour and a half, as bursts to the average
 				}
-				r.AddHistory(s.input(at))
-			}
-			var events []Event
-			for k, s := range append(fleet(10, quiet), fleet(120, tc.now)...) {
-				events = append(events, r.Eval(s.input(t0.Add(time.Duration(k)*step)))...)
-			}
+				return quiet
+			})
+			events := evalFleet(r, append(fleet(10, quiet), fleet(120, tc.now)...), step)
 			if got := len(firings(events)) > 0; got != tc.pages {
 				t.Fatalf("paged %v, want %v", got, tc.pages)
 			}
@@ -441,18 +446,13 @@ func TestRaisedWorkThatOutlastsHistorysExcursionsPages(t *testing.T) {
 			cfg.Signals[0].ReplicaScalingOnly = true
 			cfg.AverageOver = model.Duration(time.Hour)
 			r := NewRule(cfg, global(step))
-			for at := t0.Add(-24 * time.Hour); at.Before(t0); at = at.Add(base) {
-				s := two
+			addDay(r, step, func(at time.Time) fleetStep {
 				if at.Sub(t0)%(6*time.Hour) >= -30*time.Minute && at.Sub(t0)%(6*time.Hour) < 0 { // half an hour every six
-					s = warming
+					return warming
 				}
-				r.AddHistory(s.input(at))
-			}
-			var events []Event
-			for k, s := range append(fleet(10, two), tc.steps...) {
-				events = append(events, r.Eval(s.input(t0.Add(time.Duration(k)*step)))...)
-			}
-			fired := firings(events)
+				return two
+			})
+			fired := firings(evalFleet(r, append(fleet(10, two), tc.steps...), step))
 			if got := len(fired) > 0; got != tc.pages {
 				t.Fatalf("paged %v, want %v (%d episodes)", got, tc.pages, len(fired))
 			}
