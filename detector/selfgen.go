@@ -422,21 +422,39 @@ func (r *Rule) followScaleOut(g *group, t time.Time, inbound float64) {
 
 // inboundBefore is the median inbound of the history's steps in the hour before start, leaving
 // out the last baseline step: an autoscaler acts on a rise some minutes into it, and a spiky
-// service's one dip must not read as the level. NaN without any stored.
+// service's one dip must not read as the level. Where the hour's median is a surge over the
+// three hours' (surgeFactor), the three hours' is the level: an autoscaler that acts late on a
+// long surge has the surge fill the hour (fleetsim seed 42179, replica-scaling-21: 4 -> 7 pods
+// 38 minutes into a 4x surge read inbound 21/s before against 14/s after, as instances added
+// with inbound flat, and paged at a deploy hours later). Not the lower of the two: a morning's
+// ramp then reads as load (seed 20937, replica-scaling-01: 4 -> 10 pods, inbound 1.4/s over the
+// three hours, 1.76/s over the hour, missed). NaN without any stored.
 func (r *Rule) inboundBefore(g *group, start time.Time) float64 {
-	before := r.inboundScratch[:0]
-	for at := start.Add(-scaleOutLookback).Truncate(r.baselineStep); at.Before(start.Add(-r.baselineStep)); at = at.Add(r.baselineStep) {
+	hourFrom := start.Add(-scaleOutLookback).Truncate(r.baselineStep)
+	before, earlier := r.inboundScratch[:0], 0
+	for at := start.Add(-scaleOutLevelLookback).Truncate(r.baselineStep); at.Before(start.Add(-r.baselineStep)); at = at.Add(r.baselineStep) {
 		if v, ok := g.hist.get(at.Unix(), 0); ok {
 			before = append(before, math.Max(0, v))
+			if at.Before(hourFrom) {
+				earlier++ // the hour's steps are before[earlier:]
+			}
 		}
 	}
 	r.inboundScratch = before
-	return median(before)
+	inHour := median(before[earlier:]) // reorders the hour's steps only; NaN without any
+	if level := median(before); inHour > surgeFactor*level {
+		return level // the hour was a surge
+	}
+	return inHour
 }
 
 // scaleOutLookback is how far back inbound before a scale-out is read: long enough to average
 // out its noise over a few baseline steps, short enough to stay the same time of day.
-const scaleOutLookback = time.Hour
+// scaleOutLevelLookback is the longer look for the level a late autoscaler's surge hides.
+const (
+	scaleOutLookback      = time.Hour
+	scaleOutLevelLookback = 3 * time.Hour
+)
 
 // replicaShare is the unexplained share that pages while the instances have grown by
 // replicaGrowth over their usual number with inbound not surging: per-pod state multiplies

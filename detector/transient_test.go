@@ -174,6 +174,16 @@ func TestTransients(t *testing.T) {
 			fireStep: -1,
 		},
 		{
+			// An autoscaler that acts 45 minutes into a fourfold surge: the surge fills the hour
+			// before the scale-out, so the level before it is read from the three hours before.
+			// Per-pod refreshes keep work per request up by two fifths once the surge is over.
+			name: "a scale-out late into a long surge is not replica scaling", relation: config.RelationProportional,
+			healthy: fleetStep{instances: 2, inbound: 10, work: 50},
+			steps: cat(fleet(90, fleetStep{instances: 2, inbound: 40, work: 200}), fleet(30, fleetStep{instances: 4, inbound: 40, work: 280}),
+				fleet(120, fleetStep{instances: 4, inbound: 10, work: 70})),
+			fireStep: -1,
+		},
+		{
 			name: "the rebuild after a cache reset does not page", relation: config.RelationProportional,
 			healthy: fleetStep{instances: 2, inbound: 10, work: 50},
 			steps: cat(fleet(10, fleetStep{instances: 2, inbound: 10, work: 50}),
