@@ -162,7 +162,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	// third incident (per-pod state): it pages at a lower share than work nothing explains.
 	grew := ex.replicasGrew()
 	replicaScaling := grew && !g.loadDriven(ex.Replicas, ex.InboundState)
-	if s := &g.instances.scale; replicaScaling && s.known() {
+	if s := g.instances.scale; replicaScaling && s != nil && s.known() {
 		ex.ScaledFrom, ex.InboundBeforeScaling, ex.InboundAfterScaling = s.From, s.InboundBefore, s.inboundAfter()
 	}
 	g.learning = false
@@ -386,7 +386,7 @@ func (g *group) averagedStep(s int, sig config.Signal, work, inbound float64, in
 // loadDriven reports whether the live instances grew with their load: by the scale-out's
 // inbound before and after it once decided, by inbound surging over its usual level before.
 func (g *group) loadDriven(replicas int, inboundState string) bool {
-	if s := &g.instances.scale; s.known() {
+	if s := g.instances.scale; s != nil && s.known() {
 		return s.loadDriven(replicas)
 	}
 	return inboundState == InboundSurging
@@ -396,8 +396,15 @@ func (g *group) loadDriven(replicas int, inboundState string) bool {
 // averages inbound over the settle after its last change, and forgets it once the instances
 // are back under replicaGrowth times what it started from.
 func (r *Rule) followScaleOut(g *group, t time.Time, inbound float64) {
-	s, it := &g.instances.scale, &g.instances
-	if ev := &it.event; ev.Kind == TransientScaleOut && ev.From > 0 {
+	it := &g.instances
+	if ev := it.event; it.scale == nil && ev != nil && ev.Kind == TransientScaleOut && ev.From > 0 {
+		it.scale = new(ScaleOut) // nil until the group's first scale-out (instanceTracker)
+	}
+	s := it.scale
+	if s == nil {
+		return
+	}
+	if ev := it.event; ev != nil && ev.Kind == TransientScaleOut && ev.From > 0 {
 		switch {
 		case !ev.Start.Equal(s.Start):
 			*s = ScaleOut{Start: ev.Start, Last: ev.Last, From: ev.From, InboundBefore: r.inboundBefore(g, ev.Start)}
@@ -409,7 +416,7 @@ func (r *Rule) followScaleOut(g *group, t time.Time, inbound float64) {
 		return
 	}
 	if float64(it.count()) < replicaGrowth*float64(s.From) {
-		*s = ScaleOut{}
+		it.scale = nil
 		return
 	}
 	if s.Decided || t.Before(s.Last) {

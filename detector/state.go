@@ -159,7 +159,7 @@ func (g *group) saved(cols [][]sample16, held []average) groupState {
 	gs := groupState{
 		Key: g.key, Labels: g.labels, Cols: cols, Learned: int64(g.learned), Phase: int64(g.phase),
 		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas, InstancesApart: g.instancesApart,
-		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: fromUnixNano(g.instances.born), Event: g.instances.event, Scale: g.instances.scale},
+		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: fromUnixNano(g.instances.born), Event: valueOf(g.instances.event), Scale: valueOf(g.instances.scale)},
 		Learning:  g.learning,
 		Life: lifeState{State: g.life.state, PendingSince: fromUnixNano(g.life.pendingSince), FiringSince: fromUnixNano(g.life.firingSince),
 			ClearSince: fromUnixNano(g.life.clearSince), LastBreach: fromUnixNano(g.life.lastBreach), KeepFor: g.life.keepFor,
@@ -214,7 +214,7 @@ func (r *Rule) fromState(gs groupState) *group {
 		key: gs.Key, labels: gs.Labels, learned: int32(gs.Learned), phase: int32(gs.Phase),
 		signals: make([]signalState, len(r.cfg.Signals)), fitted: gs.Fits != nil, peaksLearned: gs.AveragePeaks != nil,
 		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas, instancesApart: gs.InstancesApart,
-		instances: instanceTracker{names: gs.Instances.Names, born: unixNano(gs.Instances.Born), event: gs.Instances.Event, scale: gs.Instances.Scale},
+		instances: instanceTracker{names: gs.Instances.Names, born: unixNano(gs.Instances.Born), event: pointerUnlessZero(gs.Instances.Event), scale: pointerUnlessZero(gs.Instances.Scale)},
 		learning:  gs.Learning,
 		life: lifecycle{state: gs.Life.State, pendingSince: unixNano(gs.Life.PendingSince), firingSince: unixNano(gs.Life.FiringSince),
 			clearSince: unixNano(gs.Life.ClearSince), lastBreach: unixNano(gs.Life.LastBreach), keepFor: gs.Life.KeepFor,
@@ -278,4 +278,23 @@ func (r *Rule) fromState(gs groupState) *group {
 		g.flush = f
 	}
 	return g
+}
+
+// valueOf is *p, or the zero value for nil: the state file keeps the instance tracker's event
+// and scale-out as values, as it did when the tracker held them inline.
+func valueOf[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
+
+// pointerUnlessZero is valueOf's inverse: nil for the zero value, which the tracker reads as none.
+func pointerUnlessZero[T comparable](v T) *T {
+	var zero T
+	if v == zero {
+		return nil
+	}
+	return &v
 }

@@ -31,8 +31,11 @@ const (
 type instanceTracker struct {
 	names []string // sorted names seen at the last step with replicas data; nil before
 	born  int64    // first step with replicas data, in Unix nanoseconds (unixNano); 0 before
-	event Transient
-	scale ScaleOut
+	// event and scale are nil until the group's first event and scale-out. Inline they took
+	// 176 B of every group of every rule, though flush-storm's never set them and a
+	// token-minting group only once it has deployed, scaled or had its cache reset.
+	event *Transient
+	scale *ScaleOut
 }
 
 // ScaleOut is the latest scale-out of a group and the inbound around it: instances multiplied
@@ -95,7 +98,7 @@ func (it *instanceTracker) observe(t time.Time, live Values, restarted bool, set
 				it.change(t, settle, len(it.names))
 				it.event.NewInstances += added
 				it.event.To = len(names)
-				it.event.Kind = instanceEventKind(it.event)
+				it.event.Kind = instanceEventKind(*it.event)
 			}
 		}
 		it.names = names
@@ -111,11 +114,14 @@ func (it *instanceTracker) observe(t time.Time, live Values, restarted bool, set
 
 // change extends the current event to t or starts a new one; it reports a new one.
 func (it *instanceTracker) change(t time.Time, settle time.Duration, before int) bool {
-	if !it.event.Last.IsZero() && t.Sub(it.event.Last) < settle {
+	if it.settling(t, settle) {
 		it.event.Last = t
 		return false
 	}
-	it.event = Transient{Start: t, Last: t, From: before, To: before}
+	if it.event == nil {
+		it.event = new(Transient)
+	}
+	*it.event = Transient{Start: t, Last: t, From: before, To: before}
 	return true
 }
 
@@ -138,15 +144,15 @@ func instanceEventKind(e Transient) string {
 
 // settling reports whether t is within settle of the group's latest event.
 func (it *instanceTracker) settling(t time.Time, settle time.Duration) bool {
-	return !it.event.Last.IsZero() && t.Sub(it.event.Last) < settle
+	return it.event != nil && !it.event.Last.IsZero() && t.Sub(it.event.Last) < settle
 }
 
 // recent returns the latest event if it ended within window of t.
 func (it *instanceTracker) recent(t time.Time, window time.Duration) (Transient, bool) {
-	if it.event.Last.IsZero() || t.Sub(it.event.Last) > window {
+	if it.event == nil || it.event.Last.IsZero() || t.Sub(it.event.Last) > window {
 		return Transient{}, false
 	}
-	return it.event, true
+	return *it.event, true
 }
 
 // count is the number of live instances at the last step with data, 0 when unknown.

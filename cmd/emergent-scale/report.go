@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"strings"
 
 	"github.com/emergent-sh/emergent/daemon"
@@ -20,6 +21,11 @@ func writeReport(w io.Writer, o options, results []*scaleResult) {
 	p("emergentd interval %s, %d cycles; anchor interval %s.\n", o.Interval, o.Cycles, o.AnchorInterval)
 	if len(o.ConfigSet) > 0 {
 		p("Configuration overrides (--config.set): %s.\n", strings.Join(o.ConfigSet, ", "))
+	}
+	if gogc, ok := os.LookupEnv("GOGC"); ok {
+		p("emergentd's GOGC: %s (from the environment).\n", gogc)
+	} else {
+		p("emergentd's GOGC: %d (its --gogc default).\n", daemon.GCPercent)
 	}
 	if o.WorkerMemoryLimit > 0 {
 		p("emergentd's memory limit (--worker-memory-limit): %d MiB, so GOMEMLIMIT %.0f MiB.\n", o.WorkerMemoryLimit/mib, daemon.MemoryLimitRatio*float64(o.WorkerMemoryLimit)/mib)

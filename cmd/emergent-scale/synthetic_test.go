@@ -20,7 +20,7 @@ import (
 // The worker is this test binary, so CI's -race build runs emergentd under the race detector:
 // its cycles cost several times as much, and are held to a figure measured that way.
 const (
-	syntheticBytesPerGroup = 15_200 // 15 141 and 15 172 (2026-12-02, twelfth cut) with a group in the 896 B class, 15 364 and 15 662 on main that day; 15 426 with a group's per-signal state in one slice, 15 855 before; 15 866 and 15 890 once rules share history; 16 837 with 16-bit samples, 26 400 with float32
+	syntheticBytesPerGroup = 14_900 // 14 851 and 14 876 (2026-12-02, thirteenth cut) with a group in the 768 B class, 15 089 and 15 191 on main that day; 15 141 and 15 172 (twelfth cut) with a group in the 896 B class, 15 364 and 15 662 on main that day; 15 426 with a group's per-signal state in one slice, 15 855 before; 15 866 and 15 890 once rules share history; 16 837 with 16-bit samples, 26 400 with float32
 	syntheticCycleCPU      = 0.040  // seconds; 30–47 ms in three runs
 	syntheticCycleCPURace  = 0.22   // seconds, with -race: 170 and 223 ms in two runs
 )

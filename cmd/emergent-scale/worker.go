@@ -163,6 +163,9 @@ func runWorker(jobJSON string) int {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// emergentd's collector target (--gogc's default), as emergentd sets it; GOGC in the
+	// environment wins, to measure another.
+	daemon.SetGCPercent(daemon.GCPercent, logger)
 	if job.MemoryLimit > 0 {
 		if _, err := daemon.SetMemoryLimit(daemon.MemoryLimitRatio, memlimit.Limit(uint64(job.MemoryLimit)), logger); err != nil {
 			fmt.Fprintf(os.Stderr, "worker: %v\n", err)

@@ -48,6 +48,7 @@ func run(args []string) int {
 	storage := app.Flag("storage.path", "Directory for optional local state: Slack message ids, so a restart never posts an episode twice, and the evaluation state saved at shutdown, so a restart reads no history back. Empty disables it.").Default("data").String()
 	enableReload := app.Flag("web.enable-reload", "Allow POST /-/reload (use --no-web.enable-reload to disable).").Default("true").Bool()
 	memRatio := app.Flag("auto-gomemlimit.ratio", "Set GOMEMLIMIT to this fraction of the container's (cgroup) memory limit, as Prometheus does, so the garbage collector works harder before the kernel kills the process; 0 disables. GOMEMLIMIT in the environment wins.").Default(fmt.Sprint(daemon.MemoryLimitRatio)).Float64()
+	gogc := app.Flag("gogc", "The garbage collector's target percentage (GOGC): how far the heap may grow past the live heap between collections. Go's default is 100; emergentd's heap is nearly all long-lived state, so it holds the growth to half. GOGC in the environment wins.").Default(fmt.Sprint(daemon.GCPercent)).Int()
 	externalURL := app.Flag("web.external-url", "The URL users reach emergentd at (behind a reverse proxy); its path prefixes every page and link. Probes stay at /-/.").String()
 
 	checkCmd := app.Command("check", "Validate the configuration; exit 1 on any mistake.")
@@ -96,6 +97,11 @@ func run(args []string) int {
 	}
 
 	logger.Info("starting emergentd", "version", version.Info(), "config", *configFile)
+	if *gogc < 1 {
+		fmt.Fprintf(os.Stderr, "emergentd: --gogc must be at least 1, got %d\n", *gogc)
+		return 2
+	}
+	daemon.SetGCPercent(*gogc, logger)
 	if *memRatio > 0 {
 		if _, err := daemon.SetMemoryLimit(*memRatio, memlimit.FromCgroup, logger); err != nil {
 			logger.Warn("GOMEMLIMIT not set from the cgroup memory limit", "err", err)
