@@ -13,9 +13,10 @@ import (
 // default's doubling is memory held for garbage the process hardly makes: at 10 000 groups the
 // resident size settled at 306–317 MiB over a 137 MiB live heap, and at 50 at 240 MiB, for a
 // collection every fifth cycle instead of every twelfth (BENCHMARKS.md, the scale issue's
-// thirteenth cut). Prometheus lowered its default for a heap of the same kind (to 50 in 2.53, 75
-// since): its ingestion makes garbage all the time, where emergentd's cycle makes a little every
-// 30 s. Under a memory limit (GOMEMLIMIT) the limit still decides first at 100 000 groups.
+// thirteenth cut). Prometheus lowered its default for a heap of the same kind (to 75 in 2.53,
+// after a first 50 whose CPU cost its ingestion, which makes garbage all the time, did not want;
+// prometheus/prometheus#14285), where emergentd's cycle makes a little every 30 s. Under a
+// memory limit (GOMEMLIMIT) the limit still decides first at 100 000 groups.
 const GCPercent = 50
 
 // SetGCPercent sets GOGC to percent; GOGC in the environment wins. It returns the GOGC in
