@@ -128,13 +128,15 @@ func (e *Engine) carryFromSource(ctx context.Context, now time.Time) (int, error
 	return e.carryAll(starts, nil), nil
 }
 
-// carryAll carries the episodes whose starts (and recurrence gaps, if any) were read back.
-func (e *Engine) carryAll(starts, gaps model.Matrix) int {
+// seriesGroup returns what names the rule and group of an exported episode series (the
+// group by detector.GroupString); ok is false for a rule not configured or a series without
+// samples.
+func (e *Engine) seriesGroup() func(s *model.SampleStream) (rule, group string, ok bool) {
 	groupBy := map[string][]string{}
 	for _, r := range e.cfg.Rules {
 		groupBy[r.Name] = r.GroupBy
 	}
-	key := func(s *model.SampleStream) (rule, group string, ok bool) {
+	return func(s *model.SampleStream) (rule, group string, ok bool) {
 		rule = labelValue(s.Metric, "rule")
 		by, ok := groupBy[rule]
 		if !ok || len(s.Values) == 0 {
@@ -146,6 +148,75 @@ func (e *Engine) carryAll(starts, gaps model.Matrix) int {
 		}
 		return rule, detector.GroupString(labels), true
 	}
+}
+
+// readPast reads back the episodes this or another emergentd exported over the history before
+// now, by rule and group, for the history not to teach their steps (detector.Rule.Forget):
+// the process that exported them did not learn from them, and one started after it must not
+// either, or the two judge differently. Each step of EpisodeStartMetric's series is the start
+// of the episode then open; a change of start is the next episode.
+func (e *Engine) readPast(ctx context.Context, now time.Time) (int, error) {
+	step := time.Duration(e.cfg.Global.BaselineStep)
+	to := Align(now, step)
+	from := to.Add(-time.Duration(e.cfg.Global.History) - time.Duration(e.cfg.Global.Replay))
+	// Every episode exported within a step shows at it, however short.
+	q := fmt.Sprintf("last_over_time(%s[%s])", EpisodeStartMetric, model.Duration(step))
+	m, _, err := e.src.QueryRange(ctx, q, sources.Range{Start: from, End: to, Step: step})
+	if err != nil {
+		return 0, fmt.Errorf("reading past episodes back: %w", err)
+	}
+	key, n := e.seriesGroup(), 0
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.past = nil
+	for _, s := range m {
+		rule, group, ok := key(s)
+		if !ok {
+			continue
+		}
+		for i, p := range s.Values {
+			at := p.Timestamp.Time()
+			if i > 0 && p.Value == s.Values[i-1].Value {
+				spans := e.past[rule][group]
+				spans[len(spans)-1].To = at
+				continue
+			}
+			e.forget(rule, group, detector.Span{From: time.Unix(int64(p.Value), 0), To: at})
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Forget hands over an earlier process's episodes, ended or open at until, for the next
+// Bootstrap's history not to teach their steps (detector.Rule.Forget), as readPast does from
+// what Prometheus stored.
+func (e *Engine) Forget(episodes []detector.Episode, until time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.past = nil
+	for _, ep := range episodes {
+		to := until
+		if !ep.End.IsZero() && ep.End.Before(until) {
+			to = ep.End
+		}
+		e.forget(ep.Rule, detector.GroupString(ep.Labels), detector.Span{From: ep.Start, To: to})
+	}
+}
+
+func (e *Engine) forget(rule, group string, sp detector.Span) {
+	if e.past == nil {
+		e.past = map[string]map[string][]detector.Span{}
+	}
+	if e.past[rule] == nil {
+		e.past[rule] = map[string][]detector.Span{}
+	}
+	e.past[rule][group] = append(e.past[rule][group], sp)
+}
+
+// carryAll carries the episodes whose starts (and recurrence gaps, if any) were read back.
+func (e *Engine) carryAll(starts, gaps model.Matrix) int {
+	key := e.seriesGroup()
 	gapOf := map[[2]string]time.Duration{}
 	for _, s := range gaps {
 		if rule, group, ok := key(s); ok {

@@ -77,6 +77,8 @@ type Engine struct {
 	historyErr error
 	// carried are episodes an earlier process had open: rule → GroupString → episode.
 	carried map[string]map[string]detector.Carried
+	// past are the episodes read back over the history, by rule and group (readPast).
+	past map[string]map[string][]detector.Span
 	// restoredUntil is the last step an earlier process with these rules evaluated (Restore);
 	// zero when the replay must cover global.replay.
 	restoredUntil time.Time
@@ -171,7 +173,7 @@ func (e *Engine) Bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 		e.metrics.observeHistory(e, false)
 		return nil, err
 	}
-	e.bootstrapped = true
+	e.bootstrapped, e.past = true, nil // the history is in: its rules hold what it must not teach
 	e.metrics.observeHistory(e, true)
 	return events, nil
 }
@@ -185,6 +187,10 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 			return nil, err
 		}
 		e.logger.Info("episode starts read back from Prometheus", "episodes", n)
+		if n, err = e.readPast(ctx, now); err != nil {
+			return nil, err
+		}
+		e.logger.Info("past episodes read back from Prometheus, not learned from", "episodes", n)
 	}
 	replayStart, restored := e.replayStart(now)
 	histStart := replayStart.Add(-time.Duration(g.History))
@@ -198,6 +204,7 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 		} else {
 			r.det.Carry(episodes, replayStart.Add(carrySlack(r.cfg, e.interval)))
 		}
+		r.det.Forget(e.past[r.cfg.Name])
 	}
 	e.mu.Unlock()
 	e.inFlight = bootstrapQueries

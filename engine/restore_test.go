@@ -330,3 +330,47 @@ func alertsText(e *Engine) string {
 	}
 	return b.String()
 }
+
+// TestPastEpisodesDoNotTeach: an earlier process's episode, read back over the history, is not
+// learned as the group's level by the process started after it, which then pages the same
+// incident back as the earlier one would have; without the read-back, four hours of it in a
+// day of history are learned as the level.
+func TestPastEpisodesDoNotTeach(t *testing.T) {
+	earlier := between(now.Add(-20*time.Hour), now.Add(-16*time.Hour), 0.01, 0.1)
+	mints := func(at time.Time) float64 {
+		if at.After(now.Add(-30 * time.Minute)) {
+			return 0.1 // back
+		}
+		return earlier(at)
+	}
+	past := model.Matrix{{Metric: model.Metric{"rule": "token-minting", "service": "checkout", "instance": "emergentd:9799"}}}
+	for at := now.Add(-20 * time.Hour); !at.After(now.Add(-16 * time.Hour)); at = at.Add(5 * time.Minute) {
+		past[0].Values = append(past[0].Values, model.SamplePair{Timestamp: model.TimeFromUnixNano(at.UnixNano()), Value: model.SampleValue(now.Add(-20 * time.Hour).Unix())})
+	}
+	for _, tc := range []struct {
+		name     string
+		readBack bool
+		fires    bool
+	}{
+		{"read back", true, true},
+		{"not read back", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Rules[0].Signals[0].Ceiling = 0 // the level is learned
+			src := newFake(mints)
+			src.answers = map[string]model.Matrix{}
+			if tc.readBack {
+				src.answers[fmt.Sprintf("last_over_time(%s[5m])", EpisodeStartMetric)] = past
+			}
+			e := New(cfg, src, slog.New(slog.DiscardHandler), nil)
+			e.ReadStartsBack()
+			if _, err := e.Bootstrap(context.Background(), now); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(e.Active()) == 1; got != tc.fires {
+				t.Errorf("firing %v, want %v (active: %+v)", got, tc.fires, e.Active())
+			}
+		})
+	}
+}

@@ -117,6 +117,7 @@ func checkRestarts(ctx context.Context, cfg *config.Config, src engine.Source, f
 		check.Episodes += len(want)
 		for _, restored := range []bool{true, false} {
 			e := engine.New(cfg, src, logger, nil)
+			e.Forget(episodesBefore(events, p.open, p.at), p.at)
 			if restored {
 				e.Restore(p.open, p.at)
 			} else {
@@ -139,6 +140,18 @@ func checkRestarts(ctx context.Context, cfg *config.Config, src engine.Source, f
 		}
 	}
 	return check, nil
+}
+
+// episodesBefore are the episodes that began before at, as a process that stopped there
+// exported them: those it resolved by then, with their ends, and those it had open.
+func episodesBefore(events []detector.Event, open []detector.Episode, at time.Time) []detector.Episode {
+	out := slices.Clone(open)
+	for _, ev := range events {
+		if ev.Resolved && !ev.At.After(at) {
+			out = append(out, ev.Episode)
+		}
+	}
+	return out
 }
 
 // restartTolerance is how far a restart's episode may start or end from the uninterrupted run's
