@@ -157,7 +157,9 @@ func (e *Engine) seriesGroup() func(s *model.SampleStream) (rule, group string, 
 // of the episode then open; a change of start is the next episode.
 func (e *Engine) readPast(ctx context.Context, now time.Time) (int, error) {
 	step := time.Duration(e.cfg.Global.BaselineStep)
-	to := Align(now, step)
+	// To the step after now: what was exported since the last step (the earlier process's last
+	// minutes) shows there.
+	to := Align(now, step).Add(step)
 	from := to.Add(-time.Duration(e.cfg.Global.History) - time.Duration(e.cfg.Global.Replay))
 	// Every episode exported within a step shows at it, however short.
 	q := fmt.Sprintf("last_over_time(%s[%s])", EpisodeStartMetric, model.Duration(step))
