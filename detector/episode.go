@@ -85,9 +85,11 @@ const (
 // step advances the machine with one known observation. breach is evaluated with the firing
 // thresholds when inactive or pending and with the hysteresis thresholds when firing; instant
 // is the breach before a gate on longer evidence (breach implies it). hold keeps a pending
-// episode from firing (a transient is settling); its pending time still counts.
+// episode from firing (a transient is settling); its pending time still counts. lull says a
+// firing episode's quiet may be a lull between bursts rather than the end: it is kept open
+// through such quiet up to recurWithin.
 // An episode that fires within recurWithin of the last one's final breach is a recurrence.
-func (l *lifecycle) step(at time.Time, breach, instant, hold bool, forDur, resolveFor, recurWithin time.Duration) transition {
+func (l *lifecycle) step(at time.Time, breach, instant, hold, lull bool, forDur, resolveFor, recurWithin time.Duration) transition {
 	t := at.UnixNano()
 	switch {
 	case !breach && !instant:
@@ -116,7 +118,9 @@ func (l *lifecycle) step(at time.Time, breach, instant, hold bool, forDur, resol
 			return fired
 		}
 	case StateFiring:
-		if breach && l.keepFor > 0 && l.clearSince != 0 && time.Duration(t-l.clearSince) >= resolveFor {
+		// Past resolve_for the quiet is held open only by a learned gap or a lull: a breach
+		// there is the anomaly back once it lasts for.
+		if breach && l.clearSince != 0 && time.Duration(t-l.clearSince) >= resolveFor {
 			if l.reburstSince == 0 {
 				l.reburstSince = t
 			}
@@ -134,7 +138,8 @@ func (l *lifecycle) step(at time.Time, breach, instant, hold bool, forDur, resol
 		if l.clearSince == 0 {
 			l.clearSince = t
 		}
-		if time.Duration(t-l.clearSince) >= resolveFor+l.keepFor {
+		quiet := time.Duration(t - l.clearSince)
+		if quiet >= resolveFor+l.keepFor && !(lull && quiet < recurWithin) {
 			l.state = StateInactive
 			return resolved
 		}

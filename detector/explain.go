@@ -66,6 +66,10 @@ type Explanation struct {
 
 	// instantBreach: the step breaches before the average_over gate (any signal).
 	instantBreach bool
+	// lull: the step is quiet, but the work averaged over average_over is still unexplained and
+	// nothing the rule can see (a deploy, a scaling event, a cache reset) came since the last
+	// breach to end it: a firing episode's quiet that may be a lull between bursts.
+	lull bool
 }
 
 // Remedies the seeds' post-mortems learned.

@@ -21,7 +21,7 @@ func BenchmarkLifecycleStep(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if l.step(t0.Add(time.Duration(i)*step), pattern[i%len(pattern)], pattern[i%len(pattern)], false, forDur, resolveFor, 0) != noChange {
+		if l.step(t0.Add(time.Duration(i)*step), pattern[i%len(pattern)], pattern[i%len(pattern)], false, false, forDur, resolveFor, 0) != noChange {
 			transitions++
 		}
 		i++

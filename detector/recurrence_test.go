@@ -9,9 +9,9 @@ import (
 )
 
 // An anomaly that comes back in bursts — a cache TTL beyond the token's lifetime stampedes at
-// every expiry and is quiet in between — is one incident: once it has come back, its episode
-// stays open through quiet as long as the gap it showed and resolves once quiet lasts longer.
-// Bursts further apart than average_over are separate episodes.
+// every expiry and is quiet in between — is one incident: quiet that no change explains, while
+// the hour's average still holds, is a lull, and the episode stays open through it (up to
+// recur_within). Bursts further apart than recur_within are separate episodes.
 func TestRecurringBurstsAreOneEpisode(t *testing.T) {
 	const step = 30 * time.Second
 	quiet := fleetStep{instances: 4, inbound: 5, work: 0.01}
@@ -28,9 +28,9 @@ func TestRecurringBurstsAreOneEpisode(t *testing.T) {
 		steps  []fleetStep
 		firing int
 	}{
-		// The first gap is learned when the second burst fires: that episode stays open through
-		// the gaps that follow (without it, one episode per burst: 4).
-		{"four stampedes 20 minutes apart are two episodes", cycles(40), 2},
+		// Without the lull, the first episode resolved in the first gap and the second, which
+		// learned the gap, stayed open through the rest: two; without either, four.
+		{"four stampedes 20 minutes apart are one episode", cycles(40), 1},
 		{"four stampedes 75 minutes apart are four episodes", cycles(150), 4},
 	}
 	for _, tc := range tests {
@@ -144,9 +144,11 @@ func lastResolved(t *testing.T, events []Event) Event {
 // healthy bursts more often than the kept gap, which kept a fixed stampede's episode open all
 // day.
 func TestShortBurstsDoNotKeepARecurringEpisodeOpen(t *testing.T) {
-	after := fleet(40, recurQuiet)
+	deployed, burst := recurQuiet, recurStampede
+	deployed.generation, burst.generation = 1, 1 // the fix is a rolling deploy
+	after := fleet(40, deployed)
 	for range 20 { // then a 1.5-minute burst every 8 minutes for 160 minutes
-		after = append(append(after, fleet(3, recurStampede)...), fleet(13, recurQuiet)...)
+		after = append(append(after, fleet(3, burst)...), fleet(13, deployed)...)
 	}
 	events, fixed := stampedesThen(t, after...)
 	last := lastResolved(t, events)
@@ -176,17 +178,71 @@ func TestShortBurstInKeptQuietSendsNoUpdate(t *testing.T) {
 // A deploy's cold caches warming up in a recurring episode's kept quiet are a transient, not
 // the anomaly back, however long they take within settle: as a pending episode would not fire
 // on them, they do not keep the episode open. It resolves when the same deploy without the
-// warm-up lets it.
+// warm-up lets it, or at the warm-up's end if that is later: not while work is up.
 func TestWarmUpInKeptQuietIsNotTheAnomalyBack(t *testing.T) {
+	const warmSteps = 8 // the new pods' cold caches, for four minutes (settle is ten)
 	deployed := fleetStep{instances: 4, generation: 1, inbound: 5, work: 0.01}
 	warmUp := deployed
-	warmUp.work = 0.5 // the new pods' cold caches, for four minutes (settle is ten)
+	warmUp.work = 0.5
 	resolvedAt := func(warm fleetStep) time.Time {
 		// A rolling deploy ten minutes after the last stampede.
-		events, _ := stampedesThen(t, append(append(fleet(20, recurQuiet), fleet(8, warm)...), fleet(100, deployed)...)...)
+		events, _ := stampedesThen(t, append(append(fleet(20, recurQuiet), fleet(warmSteps, warm)...), fleet(100, deployed)...)...)
 		return lastResolved(t, events).At
 	}
-	if got, want := resolvedAt(warmUp), resolvedAt(deployed); !got.Equal(want) {
-		t.Errorf("resolved at %s with the warm-up, %s without: the warm-up counted as the anomaly back", got.Sub(t0), want.Sub(t0))
+	got, without := resolvedAt(warmUp), resolvedAt(deployed)
+	if want := without.Add(warmSteps * 30 * time.Second); got.After(want) {
+		t.Errorf("resolved at %s with the warm-up, %s without: the warm-up counted as the anomaly back", got.Sub(t0), without.Sub(t0))
+	}
+}
+
+// A firing episode's quiet that no change explains, while its hour's average still holds, is
+// a lull between bursts: a cache TTL beyond the token's lifetime stampedes at every expiry,
+// quiet for a token lifetime in between, and each stampede after the first paged again. A fix
+// is a change the rule sees: quiet that outlasts a deploy's settle and resolve_for resolves.
+func TestLullBetweenBurstsIsNotTheEnd(t *testing.T) {
+	const step = 30 * time.Second
+	deployed, deployedStampede := recurQuiet, recurStampede
+	deployed.generation, deployedStampede.generation = 1, 1
+	stampede := fleet(20, recurStampede)
+	cat := func(parts ...[]fleetStep) []fleetStep {
+		var out []fleetStep
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	// settle (10 minutes) and resolve_for (2) after the deploy's one step, 10 minutes into the quiet.
+	const fixedAt = 10*time.Minute + 10*time.Minute + 2*time.Minute
+	// Quiet past average_over (an hour) and recur_within (two), however long the average holds.
+	tail := fleet(300, recurQuiet)
+	tests := []struct {
+		name          string
+		steps         []fleetStep
+		firing        int
+		resolvedAfter time.Duration // after the first stampede's last step; 0: not checked
+	}{
+		{"a stampede 20 minutes after the last is the same episode",
+			cat(stampede, fleet(40, recurQuiet), stampede, tail), 1, 0},
+		{"a deploy in the quiet that did not fix it",
+			cat(stampede, fleet(20, recurQuiet), fleet(20, deployed), fleet(20, deployedStampede), fleet(300, deployed)), 1, 0},
+		{"a deploy that fixed it resolves once settled",
+			cat(stampede, fleet(20, recurQuiet), fleet(200, deployed)), 1, fixedAt},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationBounded)
+			cfg.AverageOver, cfg.RecurWithin = model.Duration(time.Hour), model.Duration(2*time.Hour)
+			events := runFleet(t, NewRule(cfg, global(step)), recurQuiet, append(fleet(10, recurQuiet), tc.steps...), step)
+			if got := len(firings(events)); got != tc.firing {
+				t.Errorf("%d episodes fired, want %d", got, tc.firing)
+			}
+			last := lastResolved(t, events)
+			if tc.resolvedAfter > 0 {
+				quietFrom := t0.Add(30 * step) // the first stampede's last step is the 30th
+				if got := last.At.Sub(quietFrom); got < tc.resolvedAfter-2*step || got > tc.resolvedAfter+2*step {
+					t.Errorf("resolved %s into the quiet, want %s (the deploy's settle and resolve_for)", got, tc.resolvedAfter)
+				}
+			}
+		})
 	}
 }

@@ -513,15 +513,17 @@ func (r *Rule) Eval(in Input) []Event {
 		}
 		if t.Unix()%int64(r.baselineStep/time.Second) == 0 {
 			// Only settled, quiet steps teach: not an episode, not a transient still settling, not
-			// instances grown past their usual number, whose work is under observation.
-			learnable := known && g.life.state == StateInactive && !breach && !hold && !ex.replicasGrew()
+			// instances grown past their usual number, whose work is under observation. A lull's
+			// quiet steps do: the work between stampedes is the service's own (a process started
+			// later masks them with the episode, Forget; a few steps of history).
+			learnable := known && (g.life.state == StateInactive || ex.lull && !ex.instantBreach) && !breach && !hold && !ex.replicasGrew()
 			g.hist.put(t.Unix(), r.historyRow(gi), learnable)
 		}
 		if !known {
 			continue
 		}
 		// A burst that comes back within recur_within of the last is the same anomaly.
-		tr := g.life.step(t, breach, breach || ex.instantBreach, hold, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor), time.Duration(r.cfg.RecurWithin))
+		tr := g.life.step(t, breach, breach || ex.instantBreach, hold, ex.lull, time.Duration(r.cfg.For), time.Duration(r.cfg.ResolveFor), time.Duration(r.cfg.RecurWithin))
 		if restored && g.life.state == StateFiring {
 			tr = fired // the restored episode, announced as a replay that saw it begin would
 		}

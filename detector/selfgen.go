@@ -167,6 +167,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	}
 	g.learning = false
 	best := -1
+	averageHolds := false // a firing episode's work averaged over average_over is still unexplained
 	for s, sig := range r.cfg.Signals {
 		work, present := math.NaN(), false
 		if s < len(in.Signals) {
@@ -241,6 +242,10 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			}
 			b = b && gate
 		}
+		if g.life.state == StateFiring && r.cfg.AverageOver > 0 && (replicaScaling || !sig.ReplicaScalingOnly) {
+			avgUnexplained := avgWork - avgExpected
+			averageHolds = averageHolds || (avgUnexplained >= minShare*scale*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate*scale)
+		}
 		b = b || outlasted
 		ex.instantBreach = ex.instantBreach || outlasted
 		// Headline the breaching signal with the largest unexplained share; near-ties go to the
@@ -257,6 +262,19 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			}
 		}
 	}
+	// A stampede at each token expiry is quiet for a token lifetime between bursts, longer than
+	// resolve_for: its episode resolved in the first quiet and paged again at the next burst
+	// (fleetsim: most repeat pages). A fix is a change, and a deploy, a scaling event or a
+	// cache reset shows; quiet after none of them, whose hour still holds, may be a lull. Nor
+	// is a change's own quiet the fix until it has settled and resolve_for more has passed:
+	// deploys come in the middle of incidents too, and the next stampede came 10 minutes
+	// after one (fleetsim seeds 62171 and 23424, ttl-beyond-lifetime-25 and -04).
+	// The average that holds a lull remembers about average_over: quiet longer than that has
+	// outlived it (and a fix that showed no change resolves within it).
+	settle := time.Duration(r.cfg.Settle)
+	fixed := g.instances.settledSince(g.life.lastBreach-int64(settle), t, settle+time.Duration(r.cfg.ResolveFor))
+	outlived := g.life.clearSince != 0 && time.Duration(t.UnixNano()-g.life.clearSince) >= time.Duration(r.cfg.AverageOver)
+	ex.lull = averageHolds && !fixed && !outlived
 	return breach, true, ex
 }
 

@@ -65,6 +65,8 @@ type lifeState struct {
 	InstantSince                                      time.Time // zero in a file from before it
 }
 
+// explanationState keeps Explanation's unexported instantBreach; its lull is the step's own,
+// read by the lifecycle in the same step, and is not kept.
 type explanationState struct {
 	Explanation
 	InstantBreach bool

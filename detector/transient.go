@@ -155,5 +155,12 @@ func (it *instanceTracker) recent(t time.Time, window time.Duration) (Transient,
 	return *it.event, true
 }
 
+// settledSince reports whether the group's latest event changed anything at or after ns (Unix
+// nanoseconds) and its last change had been over for at least over by t.
+func (it *instanceTracker) settledSince(ns int64, t time.Time, over time.Duration) bool {
+	e := it.event
+	return e != nil && !e.Last.IsZero() && e.Last.UnixNano() >= ns && t.Sub(e.Last) >= over
+}
+
 // count is the number of live instances at the last step with data, 0 when unknown.
 func (it *instanceTracker) count() int { return len(it.names) }

@@ -22,7 +22,10 @@ import (
 const (
 	tokenAlertBound = 16
 	stormAlertBound = 8
-	resolveBound    = 22 // rate window (10) + resolve_for (5) + delay, steps and delivery
+	// rate window (10) + the quiet a lull may hold, average_over (10: the lab's fix is a mode
+	// switched in place, no change the rule sees; resolve_for's 5 run within it) + delay,
+	// steps and delivery.
+	resolveBound = 27
 	// quietFor is how long after the onsets the controls are watched: the token rule's `for`
 	// plus ten intervals, and the whole 40 s surge plus `for`; longer if the rules settle
 	// (ledger's scale-out must stay quiet past settle and `for`).

@@ -51,7 +51,7 @@ func restoreFleet(lastStep time.Time) *fakeSource {
 			return 0.001
 		},
 		"gap":   between(lastStep.Add(time.Minute), now.Add(time.Hour), 0.001, 2.5),
-		"tail":  between(now.Add(-3*time.Hour), lastStep.Add(-8*time.Minute), 0.001, 2.5),
+		"tail":  between(now.Add(-3*time.Hour), lastStep.Add(-12*time.Minute), 0.001, 2.5),
 		"quiet": constant(0.001),
 	}
 	for svc, fn := range mints {
