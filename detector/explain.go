@@ -112,6 +112,11 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 			GroupString(labels), ex.Unit, num(ex.Observed), expectation, num(ex.Inbound))
 		ex.Diagnosis = fmt.Sprintf("%s back within what inbound and the instances explain (%s/s against %s/s expected)",
 			ex.Unit, num(ex.Observed), num(ex.Expected))
+		if ex.lull {
+			ex.Diagnosis += fmt.Sprintf("; held open as a lull between bursts: the last %s's average is still unexplained "+
+				"and no deploy, scaling event or cache reset came (a cache TTL beyond the token's lifetime stampedes at each expiry)",
+				model.Duration(r.cfg.AverageOver))
+		}
 		return
 	}
 	perReq := "n/a"

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -244,5 +245,24 @@ func TestLullBetweenBurstsIsNotTheEnd(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// While a lull holds an episode open, its words say so: "back within what inbound explains"
+// alone, on an alert still firing, read as a resolve that never came.
+func TestLullIsNamedWhileItHolds(t *testing.T) {
+	const step = 30 * time.Second
+	cfg := fleetRule(config.RelationBounded)
+	cfg.AverageOver, cfg.RecurWithin = model.Duration(time.Hour), model.Duration(2*time.Hour)
+	r := NewRule(cfg, global(step))
+	// Ten minutes of quiet after a stampede: past resolve_for (2 minutes) and the rate's tail.
+	steps := append(append(fleet(10, recurQuiet), fleet(20, recurStampede)...), fleet(20, recurQuiet)...)
+	runFleet(t, r, recurQuiet, steps, step)
+	active := r.Active()
+	if len(active) != 1 {
+		t.Fatalf("%d episodes open ten minutes into the quiet, want the stampede's", len(active))
+	}
+	if d := active[0].Explanation.Diagnosis; !strings.Contains(d, "back within") || !strings.Contains(d, "held open as a lull between bursts") {
+		t.Errorf("diagnosis while the lull holds: %q", d)
 	}
 }
