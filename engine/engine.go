@@ -225,6 +225,7 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 				r.det.AddHistory(inputs[i])
 			}
 		})
+		e.recycle(b)
 		start = end.Add(baseStep)
 	}
 	e.mu.Lock()
@@ -397,6 +398,7 @@ func (e *Engine) advance(ctx context.Context, now time.Time, strict bool) ([]det
 		e.observeFetch(b, chunkEnd.Equal(end) && !strict) // the replay's past says nothing of now
 		e.metrics.observeAdvance(e, b.n, time.Since(began))
 		e.mu.Unlock()
+		e.recycle(b)
 	}
 	return events, nil
 }
@@ -516,7 +518,7 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 		}
 	}
 
-	b := &batch{r: r, n: int(r.End.Sub(r.Start)/r.Step) + 1, rules: make([]*ruleBatch, len(e.rules))}
+	b := &batch{r: r, n: int(r.End.Sub(r.Start)/r.Step) + 1, rules: make([]*ruleBatch, len(e.rules)), queries: queries, answers: results}
 	for ri, rs := range e.rules {
 		c := rs.cfg
 		rb := &ruleBatch{cfg: c}

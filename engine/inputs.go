@@ -20,6 +20,9 @@ type batch struct {
 	r     sources.Range
 	n     int
 	rules []*ruleBatch
+	// queries and answers are the fetch's, for recycle.
+	queries []string
+	answers []model.Matrix
 }
 
 // ruleBatch holds one rule's answers of one fetch, each in the role the rule reads it in.
@@ -48,6 +51,24 @@ type answer struct {
 	reading func(*detector.GroupInput) *detector.Reading
 	part    int
 	id      func(*knownGroup, model.Metric) string
+}
+
+// recycle hands the batch's answers back to a source that reuses their memory
+// (sources.Recycler) once the batch is evaluated: the next fetch's answers to the same queries
+// are decoded into them, so a steady cycle allocates next to nothing for its answers. Nothing
+// the engine keeps refers to an answer's series or samples, only to their label sets (which
+// are not recycled). The batch must not be used afterwards.
+func (e *Engine) recycle(b *batch) {
+	rc, ok := e.src.(sources.Recycler)
+	if !ok {
+		return
+	}
+	for i, m := range b.answers {
+		if m != nil {
+			rc.Recycle(b.queries[i], m)
+		}
+	}
+	b.answers, b.rules = nil, nil
 }
 
 // failure is the first failed query of any rule, nil when every query answered in full.

@@ -55,6 +55,7 @@ type Prometheus struct {
 	secrets    []string      // credentials that must never appear in an error
 	metrics    *queryMetrics
 	labels     *labelSets // label sets decoded before, shared by the answers that carry them
+	recycled   recycledAnswers
 
 	mu     sync.Mutex
 	warned map[string]struct{} // warnings already logged

@@ -1,7 +1,6 @@
 package sources
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +28,8 @@ const streamBuffer = 64 << 10
 // and a few hundred steps that was tens of megabytes held and a quarter of a gigabyte allocated
 // per answer. The request and the errors are client_golang's (the same form, the same GET
 // fallback, the same v1.Error types); only the decoding of a successful answer is written here,
-// with json-iterator's streaming reader, which client_golang already depends on.
+// with a reader of its own (scanner: json-iterator, which client_golang depends on, cannot skip
+// a field or a label name without making a string of it).
 func (p *Prometheus) queryRange(ctx context.Context, query string, r Range) (model.Value, v1.Warnings, v1.Infos, error) {
 	args := url.Values{}
 	args.Set("query", query)
@@ -65,7 +65,7 @@ func (p *Prometheus) queryRange(ctx context.Context, query string, r Range) (mod
 	if resp.StatusCode/100 != 2 {
 		return nil, nil, nil, errorResponse(resp)
 	}
-	return decodeMatrix(resp.Body, int(r.steps()), p.labels.answer(query))
+	return decodeMatrix(resp.Body, int(r.steps()), p.labels.answer(query), p.recycled.take(query))
 }
 
 // errorResponse is the v1.Error client_golang returns for a failed answer: Prometheus's own
@@ -95,14 +95,16 @@ func errorResponse(resp *http.Response) error {
 }
 
 // decodeMatrix reads a successful query_range answer from body. steps sizes each series'
-// samples; labels holds the label sets already decoded, which the answer's series share.
-func decodeMatrix(body io.Reader, steps int, labels *labelsOf) (model.Value, v1.Warnings, v1.Infos, error) {
-	br := bufio.NewReaderSize(body, streamBuffer)
-	if b := firstByte(br); b != '{' {
+// samples; labels holds the label sets already decoded, which the answer's series share. reuse
+// is an earlier answer its caller is done with (nil if none), whose memory the answer is
+// decoded into where it fits.
+func decodeMatrix(body io.Reader, steps int, labels *labelsOf, reuse model.Matrix) (model.Value, v1.Warnings, v1.Infos, error) {
+	s := newScanner(body)
+	defer s.release()
+	if c := s.peek(); c != '{' {
 		// What encoding/json says, which names the HTML page a proxy or a login answers with.
-		return nil, nil, nil, &v1.Error{Type: v1.ErrBadResponse, Msg: fmt.Sprintf("invalid character %q looking for beginning of value", b)}
+		return nil, nil, nil, &v1.Error{Type: v1.ErrBadResponse, Msg: fmt.Sprintf("invalid character %q looking for beginning of value", c)}
 	}
-	it := jsoniter.Parse(jsoniter.ConfigDefault, br, streamBuffer)
 	var (
 		status, resultType, errType, errMsg string
 		warnings                            v1.Warnings
@@ -110,43 +112,56 @@ func decodeMatrix(body io.Reader, steps int, labels *labelsOf) (model.Value, v1.
 		matrix                              model.Matrix
 		sawResult                           bool
 	)
-	for field := it.ReadObject(); field != "" && it.Error == nil; field = it.ReadObject() {
-		switch field {
-		case "status":
-			status = it.ReadString()
-		case "errorType":
-			errType = it.ReadString()
-		case "error":
-			errMsg = it.ReadString()
-		case "warnings":
-			for it.ReadArray() {
-				warnings = append(warnings, it.ReadString())
+	readStrings := func(where string) []string {
+		var out []string
+		if s.null() {
+			return nil
+		}
+		if !s.expect('[', where) {
+			return nil
+		}
+		for first := true; s.more(']', &first, where); {
+			out = append(out, s.text(where))
+		}
+		return out
+	}
+	s.pos++
+	for first := true; s.more('}', &first, "the answer"); {
+		switch s.field("the answer", "status", "errorType", "error", "warnings", "infos", "data") {
+		case 0:
+			status = s.text("status")
+		case 1:
+			errType = s.text("errorType")
+		case 2:
+			errMsg = s.text("error")
+		case 3:
+			warnings = readStrings("warnings")
+		case 4:
+			infos = readStrings("infos")
+		case 5:
+			if s.null() || !s.expect('{', "data") {
+				break
 			}
-		case "infos":
-			for it.ReadArray() {
-				infos = append(infos, it.ReadString())
-			}
-		case "data":
-			for f := it.ReadObject(); f != "" && it.Error == nil; f = it.ReadObject() {
-				switch {
-				case f == "resultType":
-					resultType = it.ReadString()
-				case f == "result" && resultType == model.ValMatrix.String():
+			for first := true; s.more('}', &first, "data"); {
+				switch f := s.field("data", "resultType", "result"); {
+				case f == 0:
+					resultType = s.text("resultType")
+				case f == 1 && resultType == model.ValMatrix.String():
 					sawResult = true
-					matrix = readSeries(it, steps, labels)
-				case f == "result":
+					matrix = readSeries(s, steps, labels, reuse)
+				case f == 1:
 					// Prometheus writes resultType first; anything else is not a matrix.
 					return nil, nil, nil, fmt.Errorf("result is a %s, want a matrix", resultType)
 				default:
-					it.Skip()
+					s.skip("data")
 				}
 			}
 		default:
-			it.Skip()
+			s.skip("the answer")
 		}
 	}
-	if it.Error != nil && !errors.Is(it.Error, io.EOF) {
-		return nil, warnings, infos, badResponse(it)
+	if s.err != nil {
+		return nil, warnings, infos, badResponse(s.err)
 	}
 	switch {
 	case status == "error":
@@ -175,35 +190,48 @@ const (
 )
 
 // readSeries reads the result array of a matrix. Each series' labels come from labels, so a
-// label set decoded before is shared rather than built again.
-func readSeries(it *jsoniter.Iterator, steps int, labels *labelsOf) model.Matrix {
+// label set decoded before is shared rather than built again. The answer's i-th series is
+// decoded into reuse's i-th (its SampleStream, and its samples where they fit), and the list
+// into reuse's: an answer lists the same series in the same order every time, so a steady
+// fleet's cycle allocates nothing for its answers while earlier ones are handed back.
+func readSeries(s *scanner, steps int, labels *labelsOf, reuse model.Matrix) model.Matrix {
+	if s.null() {
+		return nil
+	}
+	if !s.expect('[', "result") {
+		return nil
+	}
 	r := &seriesReader{
+		s:      s,
 		labels: labels,
 		steps:  steps,
-		// raw is the series' "metric" object, reused from series to series. It must not be
-		// nil (jsoniter's capture takes nil for "not capturing"); 256 B holds most label sets
-		// whole.
+		// raw is the series' "metric" object, reused from series to series; 256 B holds most
+		// label sets whole.
 		raw: make([]byte, 0, 256),
 	}
-	fields := seriesFields{Metric: seriesMetric{r}, Values: seriesValues{r}}
 	// As many series as the query's answer before: appended to from empty, the list grew by a
 	// quarter at a time past 256 series, allocating about four times its final size (at
 	// 100 000 groups, 36 MB per cycle of the shipped rules).
-	out := make(model.Matrix, 0, labels.series())
+	out := reuse[:0]
+	if cap(out) < labels.series() {
+		out = make(model.Matrix, 0, labels.series())
+	}
 	var streams []model.SampleStream
-	for it.ReadArray() {
-		if len(streams) == 0 {
-			streams = make([]model.SampleStream, streamSlab)
-		}
-		r.ss = &streams[0]
-		streams = streams[1:]
-		it.ReadVal(&fields)
-		if it.Error != nil {
-			if r.err != nil {
-				// The struct decoder prefixes a field's error with the field's name, as a
-				// string: the error as the field's decoder met it keeps ErrResponseTooLarge.
-				it.Error = r.err
+	for first := true; s.more(']', &first, "result"); {
+		r.old = nil
+		if i := len(out); i < len(reuse) && reuse[i] != nil {
+			// In place: out[i] is reuse[i] where they share their array.
+			r.ss, r.old = reuse[i], reuse[i].Values
+			*r.ss = model.SampleStream{}
+		} else {
+			if len(streams) == 0 {
+				streams = make([]model.SampleStream, streamSlab)
 			}
+			r.ss = &streams[0]
+			streams = streams[1:]
+		}
+		r.read()
+		if s.err != nil {
 			break
 		}
 		if r.ss.Metric == nil { // a series without labels, as client_golang decodes it
@@ -211,67 +239,67 @@ func readSeries(it *jsoniter.Iterator, steps int, labels *labelsOf) model.Matrix
 		}
 		out = append(out, r.ss)
 	}
+	if len(out) < len(reuse) && unsafe.SliceData(out) == unsafe.SliceData(reuse) {
+		// The series of the earlier answer past this one's end would stay reachable from the
+		// list's spare capacity.
+		clear(reuse[len(out):])
+	}
 	return out
-}
-
-// seriesFields is one series of a matrix as jsoniter's struct decoder reads it: it tells the
-// field names apart by their hash, where Iterator.ReadObject made a string of each, two
-// allocations per series and a fifth of the CPU of decoding an incremental step. The fields'
-// decoders (registered in init) read into the series under way. Its type has no name, so a
-// decoding error is not prefixed with one.
-type seriesFields = struct {
-	Metric seriesMetric `json:"metric"`
-	Values seriesValues `json:"values"`
-}
-
-// seriesMetric and seriesValues are the fields of a series, each read by its own decoder into
-// the reader's series. Other fields (histograms: no rule reads native histograms) are skipped.
-type (
-	seriesMetric struct{ r *seriesReader }
-	seriesValues struct{ r *seriesReader }
-)
-
-func init() {
-	jsoniter.RegisterTypeDecoderFunc("sources.seriesMetric", func(ptr unsafe.Pointer, it *jsoniter.Iterator) {
-		r := (*seriesMetric)(ptr).r
-		r.readMetric(it)
-		r.err = it.Error
-	})
-	jsoniter.RegisterTypeDecoderFunc("sources.seriesValues", func(ptr unsafe.Pointer, it *jsoniter.Iterator) {
-		r := (*seriesValues)(ptr).r
-		r.readValues(it)
-		r.err = it.Error
-	})
 }
 
 // seriesReader reads the series of one answer, one at a time into ss.
 type seriesReader struct {
+	s      *scanner
 	ss     *model.SampleStream
 	labels *labelsOf
 	steps  int
 	raw    []byte
 	pairs  []model.SamplePair // the slab the next series' samples are carved from
-	err    error              // the error a field's decoder left, before the struct decoder's prefix
+	old    []model.SamplePair // the samples of the earlier answer's series ss is reused from
+}
+
+// read reads one series: its "metric" and "values"; other fields (histograms: no rule reads
+// native histograms) are skipped.
+func (r *seriesReader) read() {
+	s := r.s
+	if !s.expect('{', "a series") {
+		return
+	}
+	for first := true; s.more('}', &first, "a series"); {
+		switch s.field("a series", "metric", "values") {
+		case 0:
+			r.readMetric()
+		case 1:
+			r.readValues()
+		default:
+			s.skip("a series")
+		}
+	}
 }
 
 // readMetric reads the series' "metric" object.
-func (r *seriesReader) readMetric(it *jsoniter.Iterator) {
-	r.raw = it.SkipAndAppendBytes(r.raw[:0])
-	if it.Error != nil {
+func (r *seriesReader) readMetric() {
+	s := r.s
+	r.raw = s.rawObject(r.raw[:0], "metric")
+	if s.err != nil {
 		return
 	}
 	m, err := r.labels.metric(r.raw)
 	if err != nil {
-		it.ReportError("readSeries", "metric "+err.Error())
+		s.fail("metric: %v", err)
 		return
 	}
 	r.ss.Metric = m
 }
 
 // readValues reads the series' "values" array.
-func (r *seriesReader) readValues(it *jsoniter.Iterator) {
-	ss, steps := r.ss, r.steps
+func (r *seriesReader) readValues() {
+	s, ss, steps := r.s, r.ss, r.steps
 	switch {
+	case cap(r.old) >= steps && cap(r.old) <= 2*steps:
+		// An earlier answer's series of about as many steps (the cycle's one or two): an
+		// earlier chunk's history, many times longer, is not kept alive by a short answer.
+		ss.Values, r.old = r.old[:0], nil
 	case steps > pairSlab/16:
 		ss.Values = make([]model.SamplePair, 0, steps)
 	default:
@@ -282,59 +310,61 @@ func (r *seriesReader) readValues(it *jsoniter.Iterator) {
 		// of running into the next one's.
 		ss.Values, r.pairs = r.pairs[:0:steps], r.pairs[steps:]
 	}
-	for it.ReadArray() {
-		ss.Values = append(ss.Values, readSample(it))
+	if s.null() || !s.expect('[', "values") {
+		return
+	}
+	for first := true; s.more(']', &first, "values"); {
+		ss.Values = append(ss.Values, readSample(s))
 	}
 }
 
-// readSample reads [timestamp, "value"]. The value is parsed from the reader's buffer without
-// a string per sample (most of an answer's allocations otherwise).
-func readSample(it *jsoniter.Iterator) model.SamplePair {
+// readSample reads [timestamp, "value"]. The value is parsed from the scanner's buffer without
+// a string per sample.
+func readSample(s *scanner) model.SamplePair {
 	var sp model.SamplePair
-	if !it.ReadArray() {
-		it.ReportError("readSample", "empty sample")
+	if !s.expect('[', "a sample") {
 		return sp
 	}
-	sp.Timestamp = model.Time(math.Round(it.ReadFloat64() * 1000))
-	if !it.ReadArray() {
-		it.ReportError("readSample", "sample without a value")
+	if s.peek() == ']' {
+		s.fail("empty sample")
 		return sp
 	}
-	raw := it.ReadStringAsSlice()
+	sp.Timestamp = model.Time(math.Round(s.number("a sample's timestamp") * 1000))
+	if c := s.next(); c != ',' {
+		if c == ']' {
+			s.fail("sample without a value")
+		} else {
+			s.unexpected(c, "a sample")
+		}
+		return sp
+	}
+	raw := s.str("a sample's value")
+	if s.err != nil {
+		return sp
+	}
 	v, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(raw), len(raw)), 64) // raw is not kept
 	if err != nil {
-		it.ReportError("readSample", "value "+strconv.Quote(string(raw))+" is not a number")
+		s.fail("value %s is not a number", strconv.Quote(string(raw)))
+		return sp
 	}
 	sp.Value = model.SampleValue(v)
-	if it.ReadArray() {
-		it.ReportError("readSample", "sample with more than two elements")
+	switch c := s.next(); c {
+	case ']':
+	case ',':
+		s.fail("sample with more than two elements")
+	default:
+		s.unexpected(c, "a sample")
 	}
 	return sp
 }
 
 // badResponse is a decoding failure as client_golang reports one (bad_response); a response
 // over the size limit stays ErrResponseTooLarge, for errors.Is.
-func badResponse(it *jsoniter.Iterator) error {
-	if errors.Is(it.Error, ErrResponseTooLarge) {
-		return it.Error
+func badResponse(err error) error {
+	if errors.Is(err, ErrResponseTooLarge) {
+		return err
 	}
-	return &v1.Error{Type: v1.ErrBadResponse, Msg: it.Error.Error()}
-}
-
-// firstByte skips leading white space and returns the answer's first byte (0 if none).
-func firstByte(br *bufio.Reader) byte {
-	for {
-		b, err := br.Peek(1)
-		if err != nil {
-			return 0
-		}
-		switch b[0] {
-		case ' ', '\t', '\r', '\n':
-			_, _ = br.ReadByte()
-		default:
-			return b[0]
-		}
-	}
+	return &v1.Error{Type: v1.ErrBadResponse, Msg: err.Error()}
 }
 
 // formatTime writes a time as Prometheus's API takes it, as client_golang does.

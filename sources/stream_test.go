@@ -21,7 +21,7 @@ func TestDecodeMatrix(t *testing.T) {
 		`{"metric":{"service":"a","__name__":"x"},"values":[[1700000000.5,"1.5"],[1700000015,"NaN"],[1700000030,"+Inf"]]},` +
 		`{"metric":{},"values":[],"histograms":[[1700000000,{"count":"1","sum":"2","buckets":[]}]]}],"extra":{"a":[1,2]}},` +
 		`"warnings":["w1"],"infos":["i1"]}`
-	v, warnings, infos, err := decodeMatrix(strings.NewReader(ok), 3, newLabelSets(maxLabelSets).answer("q"))
+	v, warnings, infos, err := decodeMatrix(strings.NewReader(ok), 3, newLabelSets(maxLabelSets).answer("q"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestDecodeMatrix(t *testing.T) {
 		{"a sample of three", `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"2",3]]}]}}`, "more than two elements"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, _, err := decodeMatrix(strings.NewReader(tc.body), 1, newLabelSets(maxLabelSets).answer("q"))
+			_, _, _, err := decodeMatrix(strings.NewReader(tc.body), 1, newLabelSets(maxLabelSets).answer("q"), nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want it to contain %q", err, tc.want)
 			}
@@ -69,7 +69,7 @@ func TestDecodeMemoryDoesNotRegress(t *testing.T) {
 	body := matrixBody(series, points, time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC), 15*time.Second)
 	labels := newLabelSets(maxLabelSets)
 	decode := func() {
-		if _, _, _, err := decodeMatrix(bytes.NewReader(body), points, labels.answer("q")); err != nil {
+		if _, _, _, err := decodeMatrix(bytes.NewReader(body), points, labels.answer("q"), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -102,7 +102,7 @@ func TestDecodeSharesLabelSets(t *testing.T) {
 	b.WriteString(`]}}`)
 	body := b.Bytes()
 	decode := func(labels *labelSets) model.Matrix {
-		v, _, _, err := decodeMatrix(bytes.NewReader(body), 1, labels.answer("q"))
+		v, _, _, err := decodeMatrix(bytes.NewReader(body), 1, labels.answer("q"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestLabelSetsByPosition(t *testing.T) {
 		{"q", nil},
 		{"q", []string{"c"}},
 	} {
-		v, _, _, err := decodeMatrix(bytes.NewReader(body(tc.services...)), 1, labels.answer(tc.query))
+		v, _, _, err := decodeMatrix(bytes.NewReader(body(tc.services...)), 1, labels.answer(tc.query), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

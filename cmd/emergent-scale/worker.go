@@ -146,6 +146,14 @@ func (s *recordingSource) QueryRange(ctx context.Context, q string, r sources.Ra
 	return m, w, err
 }
 
+// Recycle passes an answer the engine is done with on to the source, when it reuses them
+// (sources.Recycler), as the engine does with emergentd's own source.
+func (s *recordingSource) Recycle(q string, m model.Matrix) {
+	if rc, ok := s.next.(sources.Recycler); ok {
+		rc.Recycle(q, m)
+	}
+}
+
 func (s *recordingSource) take() ([]recordedQuery, int, int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
