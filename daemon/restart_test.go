@@ -56,9 +56,10 @@ func TestResolveWhileDownIsDelivered(t *testing.T) {
 		return n
 	}
 
-	// First daemon: its clock says 30 minutes ago, while the bug was live.
-	run(end.Add(-30*time.Minute), func() bool { return count("FIRING") == 1 }, "the firing post")
-	// Second daemon: now, after the fix (at end-20m, resolved end-15m).
+	// First daemon: its clock says 80 minutes ago, while the bug was live.
+	run(end.Add(-80*time.Minute), func() bool { return count("FIRING") == 1 }, "the firing post")
+	// Second daemon: now, after the fix (at end-70m; resolved by end-10m, within
+	// resolved_retention of now, so the resolve is still delivered).
 	run(end, func() bool { return count("RESOLVED") == 1 }, "the resolve post")
 
 	if n := count("FIRING: Self-generated"); n != 1 {

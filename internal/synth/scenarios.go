@@ -74,12 +74,13 @@ func IncidentHistory(end time.Time) []byte {
 	return buf.Bytes()
 }
 
-// FixedHistory writes three hours for one service, orders, whose token cache was fragmented
-// from end-60m until a fix at end-20m.
+// FixedHistory writes four hours for one service, orders, whose token cache was fragmented
+// from end-110m until a fix at end-70m. The fix shows no change (no deploy): its episode
+// resolves once its hour's average agrees, at most an hour later (a lull, README), by end-10m.
 func FixedHistory(end time.Time) []byte {
-	w := &Writer{Start: end.Add(-3 * time.Hour), End: end, Step: 15 * time.Second}
+	w := &Writer{Start: end.Add(-4 * time.Hour), End: end, Step: 15 * time.Second}
 	bug := func(in, out float64) func(time.Time) float64 {
-		return Between(end.Add(-60*time.Minute), end.Add(-20*time.Minute), Const(in), Const(out))
+		return Between(end.Add(-110*time.Minute), end.Add(-70*time.Minute), Const(in), Const(out))
 	}
 	w.Counter("http_requests_total", map[string]string{"service": "orders"}, Const(4))
 	for _, inst := range []string{"php-a", "php-b"} {
