@@ -87,7 +87,7 @@ const (
 // is the breach before a gate on longer evidence (breach implies it). hold keeps a pending
 // episode from firing (a transient is settling); its pending time still counts. lull says a
 // firing episode's quiet may be a lull between bursts rather than the end: it is kept open
-// through such quiet up to recurWithin.
+// through it (the kind decides how long it may be one).
 // An episode that fires within recurWithin of the last one's final breach is a recurrence.
 func (l *lifecycle) step(at time.Time, breach, instant, hold, lull bool, forDur, resolveFor, recurWithin time.Duration) transition {
 	t := at.UnixNano()
@@ -139,7 +139,7 @@ func (l *lifecycle) step(at time.Time, breach, instant, hold, lull bool, forDur,
 			l.clearSince = t
 		}
 		quiet := time.Duration(t - l.clearSince)
-		if quiet >= resolveFor+l.keepFor && !(lull && quiet < recurWithin) {
+		if quiet >= resolveFor+l.keepFor && !lull {
 			l.state = StateInactive
 			return resolved
 		}

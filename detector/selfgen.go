@@ -223,14 +223,17 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			g.signals[s].average = r.warmAverage(g, s, sig, t, ex.Replicas)
 		}
 		avgWork, avgExpected := g.signals[s].average.add(t, work, averagedExpected(work, expected, sigma), r.averageDecay())
+		// The work averaged over average_over unexplained, by the thresholds of the state (scale):
+		// the gate to fire, and while firing what holds a lull (below).
+		avgUnexplained := avgWork - avgExpected
+		avgOver := r.cfg.AverageOver > 0 && avgUnexplained >= minShare*scale*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate*scale
 		if g.life.state != StateFiring && r.cfg.AverageOver > 0 {
 			// To fire, the work averaged over average_over must be unexplained too: the bursts
 			// of a healthy fleet (a deploy's refreshes replayed at each token lifetime) average
-			// out, a sustained incident does not. Resolving reads the instant: a fix shows at
-			// once, where the average would keep a fixed incident open for hours.
-			avgUnexplained := avgWork - avgExpected
-			gate := avgUnexplained >= minShare*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate &&
-				(!g.peaksLearned || avgUnexplained > g.signals[s].averagePeak)
+			// out, a sustained incident does not. Resolving reads the instant, not the average,
+			// which would keep a fixed incident open for hours: a fix shows at once, or once a
+			// lull has been ruled out.
+			gate := avgOver && (!g.peaksLearned || avgUnexplained > g.signals[s].averagePeak)
 			if !b && over && gate && sig.EventQuantum > 0 && sigma <= countingNoise(expected, sig.EventQuantum) {
 				// Work counted a few events per rate window (an idle thrash minting once a
 				// minute) fails the instant's noise test at most steps, so for never runs out;
@@ -242,9 +245,8 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			}
 			b = b && gate
 		}
-		if g.life.state == StateFiring && r.cfg.AverageOver > 0 && (replicaScaling || !sig.ReplicaScalingOnly) {
-			avgUnexplained := avgWork - avgExpected
-			averageHolds = averageHolds || (avgUnexplained >= minShare*scale*avgWork && avgUnexplained >= r.cfg.MinUnexplainedRate*scale)
+		if g.life.state == StateFiring && (replicaScaling || !sig.ReplicaScalingOnly) {
+			averageHolds = averageHolds || avgOver
 		}
 		b = b || outlasted
 		ex.instantBreach = ex.instantBreach || outlasted
@@ -270,10 +272,12 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	// deploys come in the middle of incidents too, and the next stampede came 10 minutes
 	// after one (fleetsim seeds 62171 and 23424, ttl-beyond-lifetime-25 and -04).
 	// The average that holds a lull remembers about average_over: quiet longer than that has
-	// outlived it (and a fix that showed no change resolves within it).
+	// outlived it (and a fix that showed no change resolves within it). recur_within caps it
+	// too where shorter; 0 means no lulls.
 	settle := time.Duration(r.cfg.Settle)
 	fixed := g.instances.settledSince(g.life.lastBreach-int64(settle), t, settle+time.Duration(r.cfg.ResolveFor))
-	outlived := g.life.clearSince != 0 && time.Duration(t.UnixNano()-g.life.clearSince) >= time.Duration(r.cfg.AverageOver)
+	lullFor := min(time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.RecurWithin))
+	outlived := lullFor <= 0 || g.life.clearSince != 0 && time.Duration(t.UnixNano()-g.life.clearSince) >= lullFor
 	ex.lull = averageHolds && !fixed && !outlived
 	return breach, true, ex
 }
