@@ -257,3 +257,70 @@ func TestCountedWorkIsJudgedFromItsAverage(t *testing.T) {
 		})
 	}
 }
+
+// refreshBursts is a token cache's misses when its caches refresh together once per token
+// lifetime (cycle, not a multiple of the baseline step, so history samples each burst at a
+// different height of its rise and fall): 0.002/s between bursts, 90 misses in ten minutes.
+func refreshBursts(at time.Time) float64 {
+	const cycle, burstLen = 101 * time.Minute, 10 * time.Minute
+	into := at.Sub(t0.Add(-48*time.Hour)) % cycle
+	if into >= burstLen {
+		return 0.002
+	}
+	return 0.002 + 0.3*(1-math.Abs(2*into.Seconds()/burstLen.Seconds()-1))
+}
+
+// The fit's medians leave out a healthy fleet's bursts; the average expects the history's mean
+// excess over the fit on top. Learned by blocks, so an earlier incident in a few hours of
+// history does not raise it.
+func TestExcessMeanIsTheBurstsMean(t *testing.T) {
+	const step = 30 * time.Second
+	const burstsMean = 90.0 / (101 * 60) // misses per second the bursts add, over a cycle
+	tests := []struct {
+		name     string
+		work     func(at time.Time) float64
+		min, max float64
+	}{
+		{"steady work runs over its fit by nothing", func(time.Time) float64 { return 0.017 }, 0, 0.001},
+		{"refresh bursts run over it by their mean", refreshBursts, 0.6 * burstsMean, 1.4 * burstsMean},
+		{"an earlier incident in three hours of history does not raise it", func(at time.Time) float64 {
+			if at.After(t0.Add(-20*time.Hour)) && at.Before(t0.Add(-17*time.Hour)) {
+				return 1
+			}
+			return refreshBursts(at)
+		}, 0.6 * burstsMean, 1.4 * burstsMean},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRule(fleetRule(config.RelationProportional), global(step))
+			base := time.Duration(global(step).BaselineStep)
+			for at := t0.Add(-48 * time.Hour); at.Before(t0); at = at.Add(base) {
+				r.AddHistory(fleetStep{instances: 1, inbound: 50, work: tc.work(at)}.input(at))
+			}
+			r.Eval(fleetStep{instances: 1, inbound: 50, work: tc.work(t0)}.input(t0))
+			g, _ := r.group(key, service)
+			if got := g.signals[0].excessMean; got < tc.min || got > tc.max {
+				t.Errorf("excess mean %.4f/s, want %.4f–%.4f (fit %+v)", got, tc.min, tc.max, g.signals[0].fit)
+			}
+		})
+	}
+}
+
+// With the bursts' mean expected, an incident that keeps the work above it still pages.
+func TestIncidentAboveRefreshBurstsPages(t *testing.T) {
+	const step = 30 * time.Second
+	r := NewRule(fleetRule(config.RelationProportional), global(step))
+	r.cfg.AverageOver, r.cfg.RecurWithin = model.Duration(time.Hour), model.Duration(2*time.Hour)
+	addDay(r, step, func(at time.Time) fleetStep { return fleetStep{instances: 1, inbound: 50, work: refreshBursts(at)} })
+	var fired []Event
+	for i := range int(4 * time.Hour / step) {
+		at := t0.Add(time.Duration(i) * step)
+		fired = append(fired, firings(r.Eval(fleetStep{instances: 1, inbound: 50, work: refreshBursts(at) + 0.03}.input(at)))...)
+	}
+	if len(fired) != 1 {
+		for _, ev := range fired {
+			t.Logf("fired at %s: %s", ev.At.Sub(t0), ev.Episode.Summary)
+		}
+		t.Fatalf("%d episodes fired, want the incident's", len(fired))
+	}
+}

@@ -168,6 +168,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	g.learning = false
 	best := -1
 	averageHolds := false // a firing episode's work averaged over average_over is still unexplained
+	stillRaised := false  // and its work now is over its thresholds, if not beyond the noise
 	for s, sig := range r.cfg.Signals {
 		work, present := math.NaN(), false
 		if s < len(in.Signals) {
@@ -222,7 +223,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		if r.restoring && t.Equal(r.carriedBy) {
 			g.signals[s].average = r.warmAverage(g, s, sig, t, ex.Replicas)
 		}
-		avgWork, avgExpected := g.signals[s].average.add(t, work, averagedExpected(work, expected, sigma), r.averageDecay())
+		avgWork, avgExpected := g.signals[s].average.add(t, work, g.averagedExpected(s, sig, work, expected, sigma, ex.Replicas), r.averageDecay())
 		// The work averaged over average_over unexplained, by the thresholds of the state (scale):
 		// the gate to fire, and while firing what holds a lull (below).
 		avgUnexplained := avgWork - avgExpected
@@ -247,6 +248,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		}
 		if g.life.state == StateFiring && (replicaScaling || !sig.ReplicaScalingOnly) {
 			averageHolds = averageHolds || avgOver
+			stillRaised = stillRaised || over
 		}
 		b = b || outlasted
 		ex.instantBreach = ex.instantBreach || outlasted
@@ -273,11 +275,12 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	// after one (fleetsim seeds 62171 and 23424, ttl-beyond-lifetime-25 and -04).
 	// The average that holds a lull remembers about average_over: quiet longer than that has
 	// outlived it (and a fix that showed no change resolves within it). recur_within caps it
-	// too where shorter; 0 means no lulls.
+	// too where shorter; 0 means no lulls. Work still over the thresholds is not quiet, only
+	// hidden by the band of history's bursts: a lull it holds is not outlived.
 	settle := time.Duration(r.cfg.Settle)
 	fixed := g.instances.settledSince(g.life.lastBreach-int64(settle), t, settle+time.Duration(r.cfg.ResolveFor))
 	lullFor := min(time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.RecurWithin))
-	outlived := lullFor <= 0 || g.life.clearSince != 0 && time.Duration(t.UnixNano()-g.life.clearSince) >= lullFor
+	outlived := lullFor <= 0 || !stillRaised && g.life.clearSince != 0 && time.Duration(t.UnixNano()-g.life.clearSince) >= lullFor
 	ex.lull = averageHolds && !fixed && !outlived
 	return breach, true, ex
 }
@@ -347,8 +350,15 @@ func expWeight(dt, tau time.Duration) float64 {
 // overstates a fit with a floor), which explains no work at another step. Averaged whole, half
 // an hour of surge kept per-pod caches scaled out after it under the gate for the hour it took
 // to spend (fleetsim seed 60993, replica-scaling-02: missed).
-func averagedExpected(work, expected, sigma float64) float64 {
-	return math.Min(expected, work+noiseSigmas*sigma)
+//
+// The fit's medians leave out a healthy fleet's bursts, which the average takes in: the
+// average expects the history's mean excess over the fit on top (learnExcessMean).
+func (g *group) averagedExpected(s int, sig config.Signal, work, expected, sigma float64, instances int) float64 {
+	n := 1.0
+	if sig.PerInstance {
+		n = float64(max(1, instances))
+	}
+	return math.Min(expected+g.signals[s].excessMean*n, work+noiseSigmas*sigma)
 }
 
 // averageSettled is how many of its time constants an average needs before where it began
@@ -402,7 +412,7 @@ func (g *group) averagedStep(s int, sig config.Signal, work, inbound float64, in
 		return 0, 0, false, false
 	}
 	work = math.Max(0, work)
-	return work, averagedExpected(work, expected, sigma), g.grown(float64(instances)), true
+	return work, g.averagedExpected(s, sig, work, expected, sigma, instances), g.grown(float64(instances)), true
 }
 
 // loadDriven reports whether the live instances grew with their load: by the scale-out's

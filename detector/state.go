@@ -29,6 +29,7 @@ type groupState struct {
 	Held              []averageState // a firing episode's work over resolve_for (stillOver)
 	AveragePeaks      []float64
 	LongestExcursions []time.Duration // nil in a file from before them
+	ExcessMeans       []float64       // nil in a file from before them
 	CmdPer            float64
 	UsualReplicas     float64
 	InstancesApart    bool
@@ -186,6 +187,7 @@ func (g *group) saved(cols [][]sample16, held []average) groupState {
 	for i, sg := range g.signals {
 		gs.SignalSeen[i] = sg.seen
 		gs.LongestExcursions = append(gs.LongestExcursions, sg.longestExcursion)
+		gs.ExcessMeans = append(gs.ExcessMeans, sg.excessMean)
 		gs.Averages = append(gs.Averages, averageState{Work: sg.average.work, Expected: sg.average.expected, At: sg.average.at})
 		if g.fitted {
 			gs.Fits[i], gs.FitOK[i], gs.Levels[i], gs.LevelOK[i] = sg.fit, sg.fitOK, sg.level, sg.levelOK
@@ -260,6 +262,9 @@ func (r *Rule) fromState(gs groupState) *group {
 		}
 		if i < len(gs.LongestExcursions) { // a file from before them learns them at the next relearn
 			sg.longestExcursion = gs.LongestExcursions[i]
+		}
+		if i < len(gs.ExcessMeans) { // as LongestExcursions
+			sg.excessMean = gs.ExcessMeans[i]
 		}
 	}
 	if es := gs.Episode; es != nil {
