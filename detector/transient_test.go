@@ -431,6 +431,48 @@ func TestBoundedWorkPerInstanceUpAfterLoadDrivenScaleOut(t *testing.T) {
 	}
 }
 
+// Counted work's level is learned from blocks of enough events: a point's counting noise at the
+// usual instances, taken into the level per instance, grew with every instance added (its noise
+// grows with their square root) and hid per-pod caches refreshing twice as often behind it
+// (fleetsim seed 11924, replica-scaling-11: 6 → 17 pods, 0.05 → 0.28 mints/s, missed).
+func TestCountedLevelIsNotItsNoiseTimesTheInstances(t *testing.T) {
+	const step = 30 * time.Second
+	counts := []float64{3, 8, 5, 7, 4, 9, 6, 6, 2, 10} // mints per [2m] window at 6 pods: 6 on average
+	window := func(i, pods int, perPod float64) fleetStep {
+		n := counts[i%len(counts)] * float64(pods) / 6 * perPod
+		return fleetStep{instances: pods, inbound: 17, work: n / 120}
+	}
+	tests := []struct {
+		name   string
+		perPod float64 // mints per pod after 6 → 17 pods, as a multiple of before
+		pages  bool
+	}{
+		{"each pod as before explains", 1, false},
+		{"each pod minting twice as often pages", 2, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationBounded)
+			cfg.Signals[0].EventQuantum = 1.0 / 120 // a [2m] rate
+			cfg.AverageOver = model.Duration(time.Hour)
+			r := NewRule(cfg, global(step))
+			i := 0
+			addDay(r, step, func(time.Time) fleetStep { i++; return window(i, 6, 1) })
+			var steps []fleetStep
+			for i := range 20 {
+				steps = append(steps, window(i, 6, 1))
+			}
+			for i := range 240 {
+				steps = append(steps, window(i/4, 17, tc.perPod)) // a window's count holds for four steps
+			}
+			fired := firings(evalFleet(r, steps, step))
+			if got := len(fired) > 0; got != tc.pages {
+				t.Fatalf("paged %v, want %v (%d episodes)", got, tc.pages, len(fired))
+			}
+		})
+	}
+}
+
 // Work raised while the instances are grown pages once it outlasts the excursions the group's
 // history came back down from, whatever their height: new pods warming per-pod local caches
 // raise Redis commands as much as per-pod caches that stay hot, often more, and the band and
