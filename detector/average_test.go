@@ -324,3 +324,44 @@ func TestIncidentAboveRefreshBurstsPages(t *testing.T) {
 		t.Fatalf("%d episodes fired, want the incident's", len(fired))
 	}
 }
+
+// The band a proportional fit learns from history's single-point bursts (warm-ups after
+// deploys) hides an instant's rise under it, but once the hour's average is unexplained past
+// what history's recurring bursts reached, the work is not one of them: the instant is judged
+// against the spread of single points without the band (fleetsim seed 37789,
+// replica-scaling-27: Redis commands 3-5 times their expected under a band from history's
+// warm-ups, missed).
+func TestSustainedRiseUnderTheBandPages(t *testing.T) {
+	const step = 30 * time.Second
+	healthy := fleetStep{instances: 4, inbound: 50, work: 100}
+	tests := []struct {
+		name  string
+		work  float64 // after the first 10 minutes
+		pages bool
+	}{
+		{"work as before explains", 100, false},
+		{"work three times its expected pages", 300, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRule(fleetRule(config.RelationProportional), global(step))
+			r.cfg.AverageOver = model.Duration(time.Hour)
+			i := 0
+			addDay(r, step, func(time.Time) fleetStep {
+				s := healthy
+				s.work += float64(i%7 - 3) // the spread of single points
+				if i%16 == 8 {             // a warm-up burst in one point in sixteen
+					s.work = 500
+				}
+				i++
+				return s
+			})
+			after := healthy
+			after.work = tc.work
+			fired := firings(evalFleet(r, append(fleet(20, healthy), fleet(240, after)...), step))
+			if got := len(fired) > 0; got != tc.pages {
+				t.Fatalf("paged %v, want %v (%d episodes)", got, tc.pages, len(fired))
+			}
+		})
+	}
+}
