@@ -240,6 +240,9 @@ func (h *history) slotAt(unix int64) (int, bool) {
 	return i, h.clock.stamp[i] == k
 }
 
+// unixAt is the Unix time of the step slot i holds (each's slots).
+func (h *history) unixAt(i int) int64 { return int64(h.clock.stamp[i]-1) * h.clock.stepSec }
+
 // each calls fn for every slot that holds a step (its values may still be NaN for this group).
 func (h *history) each(fn func(i int)) {
 	for i, k := range h.clock.stamp {
@@ -391,6 +394,9 @@ type fitScratch struct {
 	poolIn, poolWork   []float64
 	sorted, ratios, rs []float64
 	bursts             []burstSearch // learnAveragePeaks's, one per signal
+	blocks             []int32       // each point's block of excessMean, gathered with in and work
+	blockSum           []float64     // excessMean's excess summed per block, and its points
+	blockSteps         []int
 	// levelMedians are the medians per instance relearn's bounded levels were bounded by, one
 	// per signal (NaN for none), for learnAveragePeaks to bound the bursts by.
 	levelMedians []float64

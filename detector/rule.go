@@ -188,7 +188,7 @@ type signalState struct {
 	average     average
 	averagePeak float64
 	// excessMean is how far the history's work ran over its fit on average, per instance for a
-	// per-instance signal: what the average adds to the fit (learnExcessMean).
+	// per-instance signal: what the average adds to the fit (fitScratch.excessMean).
 	excessMean float64
 	// seen is when the signal last had a value, to tell "never existed" (zero work) from
 	// "disappeared" (unknown).
@@ -614,8 +614,9 @@ func (g *group) relearn(r *Rule, t time.Time) {
 			g.signals[s].level, sc.levelMedians[s], g.signals[s].levelOK = r.learnBounded(g, s)
 			continue
 		}
-		in, work := sc.in[:0], sc.work[:0]
+		in, work, blocks := sc.in[:0], sc.work[:0], sc.blocks[:0]
 		perInstance := r.cfg.Signals[s].PerInstance
+		last := t.Unix() / excessBlockSec
 		g.hist.each(func(i int) {
 			x, w := g.hist.at(i, 0), g.hist.at(i, 1+s)
 			if !isNum(x) || !isNum(w) || r.grownAt(g, i) {
@@ -625,10 +626,14 @@ func (g *group) relearn(r *Rule, t time.Time) {
 				x, w = x/reps, w/reps // work/n = ratio·inbound/n + floor per instance
 			}
 			in, work = append(in, x), append(work, w)
+			blocks = append(blocks, int32(last-g.hist.unixAt(i)/excessBlockSec))
 		})
-		sc.in, sc.work = in, work
-		g.signals[s].fit, g.signals[s].fitOK = sc.fit(in, work, r.cfg.Signals[s].EventQuantum)
-		g.signals[s].excessMean = r.learnExcessMean(g, s, t)
+		sc.in, sc.work, sc.blocks = in, work, blocks
+		fit, ok := sc.fit(in, work, r.cfg.Signals[s].EventQuantum)
+		g.signals[s].fit, g.signals[s].fitOK, g.signals[s].excessMean = fit, ok, 0
+		if ok {
+			g.signals[s].excessMean = sc.excessMean(fit, in, work, blocks, r.historyLen, r.baselineStep)
+		}
 	}
 	g.peaksLearned = true
 	r.learnAveragePeaks(g, t)
@@ -664,56 +669,48 @@ func (r *Rule) learnBounded(g *group, s int) (lvl boundedLevel, med float64, ok 
 	return sc.learnLevel(per, r.cfg.Signals[s].EventQuantum)
 }
 
-// learnExcessMean is how far signal s's work ran over its fit on average in the group's
-// history (per instance for a per-instance signal; 0 for none or too little history): the
-// median over excessBlock-long blocks of the mean excess of the block's learnable steps. The
-// fit's medians leave out the bursts of a healthy fleet (per-process caches refilled together
-// by a deploy refresh together once per token lifetime), so the work averaged over
-// average_over ran over it at every burst while its mean ran over it all along (fleetsim seed
-// 29605, flush-on-write-29: 126 caches, 88 misses in eight minutes every 1 h 40 m against a fit
-// of 0.012/s, ten false episodes). Blocks, not all of history, so an earlier incident moves
-// only the blocks it covers.
-func (r *Rule) learnExcessMean(g *group, s int, now time.Time) float64 {
-	sig := r.cfg.Signals[s]
-	fit := g.signals[s].fit
-	if !g.signals[s].fitOK || sig.Relation == config.RelationBounded {
-		return 0
+// excessMean is how far work ran over fit on average in the history gathered for it (in and
+// work, per instance for a per-instance signal; blocks numbers each point's excessBlock back
+// from now): the median over blocks of the mean excess of their points, 0 for none. The fit's
+// medians leave out the bursts of a healthy fleet (per-process caches refilled together by a
+// deploy refresh together once per token lifetime), so the work averaged over average_over
+// ran over it at every burst while its mean ran over it all along (fleetsim seed 29605,
+// flush-on-write-29: 126 caches, 88 misses in eight minutes every 1 h 40 m against a fit of
+// 0.012/s, ten false episodes). Blocks, not all of history, so an earlier incident moves only
+// the blocks it covers; a block under half full (the history's ends) does not count.
+func (sc *fitScratch) excessMean(fit proportionalFit, in, work []float64, blocks []int32, history, step time.Duration) float64 {
+	n := int(history/excessBlock) + 2 // the blocks the history's steps fall in
+	sc.blockSum = slices.Grow(sc.blockSum[:0], n)[:n]
+	sc.blockSteps = slices.Grow(sc.blockSteps[:0], n)[:n]
+	clear(sc.blockSum)
+	clear(sc.blockSteps)
+	for i, b := range blocks {
+		if b >= 0 && int(b) < n {
+			sc.blockSum[b] += work[i] - math.Max(fit.Ratio*in[i]+fit.Floor, fit.AllRatio*in[i])
+			sc.blockSteps[b]++
+		}
 	}
-	means := r.fit.sorted[:0]
-	sum, steps, blockSteps := 0.0, 0, int(excessBlock/r.baselineStep)
-	from := now.Add(-r.historyLen).Truncate(excessBlock)
-	for at := from; !at.After(now); at = at.Add(r.baselineStep) {
-		if at.Sub(from)%excessBlock == 0 && at.After(from) {
-			if 2*steps >= blockSteps {
-				means = append(means, sum/float64(steps))
-			}
-			sum, steps = 0, 0
+	means := sc.sorted[:0]
+	full := int(excessBlock / step)
+	for b, steps := range sc.blockSteps {
+		if 2*steps >= full {
+			means = append(means, sc.blockSum[b]/float64(steps))
 		}
-		i, stored := g.hist.slotAt(at.Unix())
-		if !stored {
-			continue
-		}
-		x, w := g.hist.at(i, 0), g.hist.at(i, 1+s)
-		if !isNum(x) || !isNum(w) || r.grownAt(g, i) {
-			continue
-		}
-		if reps := r.replicasAt(g, i); sig.PerInstance {
-			x, w = x/reps, w/reps
-		}
-		sum += w - math.Max(fit.Ratio*x+fit.Floor, fit.AllRatio*x)
-		steps++
 	}
-	r.fit.sorted = means
+	sc.sorted = means
 	if len(means) == 0 {
 		return 0
 	}
 	return math.Max(0, median(means))
 }
 
-// excessBlock is the length of learnExcessMean's blocks: two refresh cycles of tokens living
+// excessBlock is the length of excessMean's blocks: two refresh cycles of tokens living
 // two hours, the longest-lived access tokens commonly issued, so a block holds a fleet's
 // refresh burst whatever its phase.
-const excessBlock = 4 * time.Hour
+const (
+	excessBlock    = 4 * time.Hour
+	excessBlockSec = int64(excessBlock / time.Second)
+)
 
 // learnAveragePeaks sets each signal's averagePeak: the averaged excess of work over
 // expected (the average_over gate's own measure, replayed over the history's steps as

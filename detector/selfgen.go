@@ -359,7 +359,7 @@ func expWeight(dt, tau time.Duration) float64 {
 // to spend (fleetsim seed 60993, replica-scaling-02: missed).
 //
 // The fit's medians leave out a healthy fleet's bursts, which the average takes in: the
-// average expects the history's mean excess over the fit on top (learnExcessMean).
+// average expects the history's mean excess over the fit on top (fitScratch.excessMean).
 func (g *group) averagedExpected(s int, sig config.Signal, work, expected, sigma float64, instances int) float64 {
 	n := 1.0
 	if sig.PerInstance {
