@@ -85,9 +85,7 @@ func TestBurstsRecurringBeyondAverageOver(t *testing.T) {
 				fired = append(fired, firings(r.Eval(s.input(at)))...)
 			}
 			if got := len(fired) > 0; got != tc.fires {
-				for _, ev := range fired {
-					t.Logf("fired at %s: %s", ev.At.Sub(t0), ev.Episode.Summary)
-				}
+				logFirings(t, fired)
 				t.Errorf("fired %d episodes, want firing %v", len(fired), tc.fires)
 			}
 		})
@@ -318,9 +316,7 @@ func TestIncidentAboveRefreshBurstsPages(t *testing.T) {
 		fired = append(fired, firings(r.Eval(fleetStep{instances: 1, inbound: 50, work: refreshBursts(at) + 0.03}.input(at)))...)
 	}
 	if len(fired) != 1 {
-		for _, ev := range fired {
-			t.Logf("fired at %s: %s", ev.At.Sub(t0), ev.Episode.Summary)
-		}
+		logFirings(t, fired)
 		t.Fatalf("%d episodes fired, want the incident's", len(fired))
 	}
 }

@@ -63,9 +63,7 @@ func TestResolvedEpisodeLeavesNoAverageBehind(t *testing.T) {
 	cfg.AverageOver, cfg.RecurWithin = model.Duration(time.Hour), model.Duration(time.Hour)
 	fired := firings(runFleet(t, NewRule(cfg, global(step)), quiet, steps, step))
 	if len(fired) != 1 {
-		for _, ev := range fired {
-			t.Logf("fired at %s: %s", ev.At.Sub(t0), ev.Episode.Summary)
-		}
+		logFirings(t, fired)
 		t.Errorf("%d episodes fired, want the thrash's alone", len(fired))
 	}
 }

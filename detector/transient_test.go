@@ -86,6 +86,14 @@ func evalFleet(r *Rule, steps []fleetStep, interval time.Duration) (events []Eve
 	return events
 }
 
+// logFirings logs when each episode fired and its summary, for a test about to fail on them.
+func logFirings(t *testing.T, fired []Event) {
+	t.Helper()
+	for _, ev := range fired {
+		t.Logf("fired at %s: %s", ev.At.Sub(t0), ev.Episode.Summary)
+	}
+}
+
 func firings(events []Event) []Event {
 	var out []Event
 	for _, ev := range events {
