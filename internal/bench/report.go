@@ -224,6 +224,16 @@ func WriteEvidence(w io.Writer, r *Result, detector string) {
 			fmt.Fprintf(w, "- seed %d: %s %s %s %s – %s (%s)\n", run.Seed, in.Kind, in.Service, in.Scenario, in.Start.Format(time.RFC3339), in.End.Format(time.RFC3339), in.End.Sub(in.Start).Round(time.Second))
 		}
 	}
+	fmt.Fprintf(w, "\n#### %s: detected after %s\n\n", detector, fmtDelay(SlowDelay))
+	if len(s.Slow) == 0 {
+		fmt.Fprintln(w, "None.")
+	}
+	for _, run := range r.Runs {
+		for _, sd := range r.PerSeed[run.Seed][detector].Slow {
+			in := sd.Incident
+			fmt.Fprintf(w, "- seed %d: %s %s %s %s, after %s\n", run.Seed, in.Kind, in.Service, in.Scenario, in.Start.Format(time.RFC3339), fmtDelay(sd.Delay))
+		}
+	}
 	for _, list := range []struct {
 		title string
 		eps   func(*Score) []Episode

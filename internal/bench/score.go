@@ -122,6 +122,18 @@ type Score struct {
 	Missed   []Incident
 	False    []Episode
 	Repeated []Episode
+	// Slow lists the detected incidents whose first page came after SlowDelay.
+	Slow []SlowDetection
+}
+
+// SlowDelay is the delay target for the shipped rules, for + 2 evaluation intervals
+// (5m + 2 × 30s): detections slower than it are listed as evidence.
+const SlowDelay = 6 * time.Minute
+
+// SlowDetection is an incident detected after SlowDelay, and how long after its start.
+type SlowDetection struct {
+	Incident Incident
+	Delay    time.Duration
 }
 
 // Overall pools both kinds.
@@ -166,6 +178,7 @@ func (s *Score) Add(o *Score) {
 	s.Missed = append(s.Missed, o.Missed...)
 	s.False = append(s.False, o.False...)
 	s.Repeated = append(s.Repeated, o.Repeated...)
+	s.Slow = append(s.Slow, o.Slow...)
 }
 
 func overlaps(aFrom, aTo, bFrom, bTo time.Time) bool {
@@ -275,6 +288,9 @@ func ScoreDataset(ds *Dataset, detector string, eps []Episode) *Score {
 			}
 		}
 		sc.Detected++
+		if d := firstAt.Sub(in.Start); d > SlowDelay {
+			s.Slow = append(s.Slow, SlowDetection{Incident: in, Delay: d})
+		}
 		sc.Delays = append(sc.Delays, firstAt.Sub(in.Start))
 		sc.DefinedDelays = append(sc.DefinedDelays, firstAt.Sub(definedAt(in)))
 	}
