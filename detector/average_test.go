@@ -194,6 +194,26 @@ func TestForCountsFromTheInstantBreach(t *testing.T) {
 	}
 }
 
+// The average_over gate holds the rate floor to the steps the work has been over it, not to
+// the whole average: an idle thrash of 0.08 mints/s against 0.003 passes the gate's share in
+// about two and a half minutes, and fires once for is over, where its average took eight
+// minutes to pass min_unexplained_rate (0.01/s) outright.
+func TestAveragedRateFloorCountsFromTheBreach(t *testing.T) {
+	const step = 30 * time.Second
+	quiet := fleetStep{instances: 3, inbound: 0.2, work: 0.003}
+	cfg := fleetRule(config.RelationBounded)
+	cfg.For, cfg.AverageOver = model.Duration(5*time.Minute), model.Duration(time.Hour)
+	steps := append(fleet(20, quiet), fleet(40, fleetStep{instances: 3, inbound: 0.2, work: 0.08})...)
+	fired := firings(runFleet(t, NewRule(cfg, global(step)), quiet, steps, step))
+	if len(fired) != 1 {
+		logFirings(t, fired)
+		t.Fatalf("%d episodes fired, want the thrash's", len(fired))
+	}
+	if got, want := fired[0].At.Sub(t0.Add(20*step)), 5*time.Minute; got != want {
+		t.Errorf("fired %s after the thrash began, want %s (for)", got, want)
+	}
+}
+
 // Work counted a few events per rate window passes and fails the noise test from step to step.
 // A firing episode's step whose share and rate still hold is judged against the counting noise
 // of a window resolve_for longer, so it stays one episode through the quiet stretches; a fix,

@@ -147,6 +147,15 @@ func (l *lifecycle) step(at time.Time, breach, instant, hold, lull bool, forDur,
 	return noChange
 }
 
+// breachLasted is how long the instant has breached by the step at, one interval counted for
+// the step itself.
+func (l *lifecycle) breachLasted(at time.Time, interval time.Duration) time.Duration {
+	if l.instantSince == 0 {
+		return interval
+	}
+	return time.Duration(at.UnixNano()-l.instantSince) + interval
+}
+
 // restore makes an episode an earlier process had open firing at t, with the quiet gap it had
 // learned when it fired.
 func (l *lifecycle) restore(at time.Time, keepFor time.Duration) {

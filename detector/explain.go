@@ -66,6 +66,11 @@ type Explanation struct {
 
 	// instantBreach: the step breaches before the average_over gate (any signal).
 	instantBreach bool
+	// pastWarmUp: a bounded signal breaches with more events since a settling transient began
+	// than its new caches could mint warming up (instanceTracker.warmUpSpent), warmUp's: no
+	// reason to hold.
+	pastWarmUp bool
+	warmUp     warmUp
 	// lull: the step is quiet, but the work averaged over average_over is still unexplained and
 	// nothing the rule can see (a deploy, a scaling event, a cache reset) came since the last
 	// breach to end it: a firing episode's quiet that may be a lull between bursts.
@@ -164,10 +169,22 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 			why = append(why, fmt.Sprintf("%s run at %sx what inbound explains", ex.Unit, num(ex.Observed/ex.Expected)))
 		}
 	}
-	if tr := ex.Transient; tr != nil {
+	switch tr := ex.Transient; {
+	case tr != nil && ex.pastWarmUp:
+		why = append(why, fmt.Sprintf("%s %s beyond the level since %s, more than its new instances' cold caches take (at most %s): not a warm-up",
+			num(ex.warmUp.excess), ex.warmUp.unit, tr, num(ex.warmUp.budget)))
+	case tr != nil:
 		why = append(why, "still up "+model.Duration(r.cfg.Settle).String()+" after "+tr.String()+": not a warm-up")
 	}
 	ex.Diagnosis = strings.Join(why, "; ")
+}
+
+// warmUp is what a bounded signal did beyond its level since a transient began, and what the
+// transient's cold caches could take (instanceTracker.warmUpSpent): the words of a page that did
+// not wait out the settle.
+type warmUp struct {
+	excess, budget float64
+	unit           string
 }
 
 // String describes the event: "scale-out at 12:04 UTC (2 → 6 instances)".

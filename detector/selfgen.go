@@ -154,6 +154,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		ex.Transient = new(ev) // a copy: &ev put ev on the heap at every step, with or without an event
 	}
 
+	settle := time.Duration(r.cfg.Settle)
 	scale := 1.0
 	if g.life.state == StateFiring {
 		scale = r.cfg.Hysteresis
@@ -234,7 +235,21 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			// out, a sustained incident does not. Resolving reads the instant, not the average,
 			// which would keep a fixed incident open for hours: a fix shows at once, or once a
 			// lull has been ruled out.
-			gate := avgOver && (!g.peaksLearned || avgUnexplained > g.signals[s].averagePeak)
+			//
+			// A bounded signal's rate floor is the instant's, averaged over the steps the work has
+			// been over it: an average that began at the expected work reaches a sustained excess
+			// only after average_over, and held to the whole floor an idle thrash of 0.08 mints/s
+			// waited eight minutes for its average to pass 0.01/s (fleetsim seed 21259). Its level
+			// is already history's ninetieth percentile. A proportional signal's fit is medians,
+			// and its marginal work must hold the floor over the hour: cold caches warming at low
+			// traffic, misses just over it for twenty minutes, paged (seed 21328, healthy-15).
+			floorShare := 1.0
+			if sig.Relation == config.RelationBounded {
+				floorShare = expWeight(g.life.breachLasted(t, r.interval), time.Duration(r.cfg.AverageOver))
+			}
+			avgRateOK := avgUnexplained >= r.cfg.MinUnexplainedRate*scale*floorShare
+			gate := r.cfg.AverageOver > 0 && avgUnexplained >= minShare*scale*avgWork && avgRateOK &&
+				(!g.peaksLearned || avgUnexplained > g.signals[s].averagePeak)
 			if !b && over && gate && sig.EventQuantum > 0 && sigma <= countingNoise(expected, sig.EventQuantum) {
 				// Work counted a few events per rate window (an idle thrash minting once a
 				// minute) fails the instant's noise test at most steps, so for never runs out;
@@ -259,6 +274,12 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		}
 		b = b || outlasted
 		ex.instantBreach = ex.instantBreach || outlasted
+		if sig.Relation == config.RelationBounded && g.signals[s].levelOK && g.instances.settling(t, settle) {
+			excess, budget, spent := g.instances.warmUpSpent(s, len(r.cfg.Signals), (work-expected)*r.interval.Seconds(), g.signals[s].level.PerInstance)
+			if spent && b && !ex.pastWarmUp {
+				ex.pastWarmUp, ex.warmUp = true, warmUp{excess: excess, budget: budget, unit: sig.Unit}
+			}
+		}
 		// Headline the breaching signal with the largest unexplained share; near-ties go to the
 		// signal listed first, which the rule's author put first for a reason.
 		if best < 0 || (b && !breach) || (b == breach && share > ex.UnexplainedShare+shareTie) {
@@ -284,7 +305,6 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	// outlived it (and a fix that showed no change resolves within it). recur_within caps it
 	// too where shorter; 0 means no lulls. Work still over the thresholds is not quiet, only
 	// hidden by the band of history's bursts: a lull it holds is not outlived.
-	settle := time.Duration(r.cfg.Settle)
 	fixed := g.instances.settledSince(g.life.lastBreach-int64(settle), t, settle+time.Duration(r.cfg.ResolveFor))
 	lullFor := min(time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.RecurWithin))
 	outlived := lullFor <= 0 || !stillRaised && g.life.clearSince != 0 && time.Duration(t.UnixNano()-g.life.clearSince) >= lullFor

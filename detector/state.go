@@ -66,8 +66,8 @@ type lifeState struct {
 	InstantSince                                      time.Time // zero in a file from before it
 }
 
-// explanationState keeps Explanation's unexported instantBreach; its lull is the step's own,
-// read by the lifecycle in the same step, and is not kept.
+// explanationState keeps Explanation's unexported instantBreach; its lull, pastWarmUp and warmUp
+// are the step's own, read by the lifecycle and the words in the same step, and are not kept.
 type explanationState struct {
 	Explanation
 	InstantBreach bool
@@ -218,7 +218,7 @@ func (r *Rule) fromState(gs groupState) *group {
 		key: gs.Key, labels: gs.Labels, learned: int32(gs.Learned), phase: int32(gs.Phase),
 		signals: make([]signalState, len(r.cfg.Signals)), fitted: gs.Fits != nil, peaksLearned: gs.AveragePeaks != nil,
 		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas, instancesApart: gs.InstancesApart,
-		instances: instanceTracker{names: gs.Instances.Names, born: unixNano(gs.Instances.Born), event: pointerUnlessZero(gs.Instances.Event), scale: pointerUnlessZero(gs.Instances.Scale)},
+		instances: instanceTracker{names: gs.Instances.Names, born: unixNano(gs.Instances.Born), event: eventUnlessNone(gs.Instances.Event), scale: pointerUnlessZero(gs.Instances.Scale)},
 		learning:  gs.Learning,
 		life: lifecycle{state: gs.Life.State, pendingSince: unixNano(gs.Life.PendingSince), firingSince: unixNano(gs.Life.FiringSince),
 			clearSince: unixNano(gs.Life.ClearSince), lastBreach: unixNano(gs.Life.LastBreach), keepFor: gs.Life.KeepFor,
@@ -304,4 +304,13 @@ func pointerUnlessZero[T comparable](v T) *T {
 		return nil
 	}
 	return &v
+}
+
+// eventUnlessNone is valueOf's inverse for the tracker's event, which holds a slice: nil for
+// one that never started.
+func eventUnlessNone(e Transient) *Transient {
+	if e.Start.IsZero() && e.Last.IsZero() {
+		return nil
+	}
+	return &e
 }

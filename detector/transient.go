@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -17,6 +18,10 @@ type Transient struct {
 	Start, Last  time.Time // first and latest change of the event
 	From, To     int       // instances before it and now
 	NewInstances int       // instance names that appeared during it
+	CacheReset   bool      // the cache was reset during it
+	// Excess is, per signal, the events a bounded signal counted beyond its expected level since
+	// Start (warmUpSpent); nil for other signals and before the first such step.
+	Excess []float64
 }
 
 // Kinds of Transient events.
@@ -106,6 +111,7 @@ func (it *instanceTracker) observe(t time.Time, live Values, restarted bool, set
 	if restarted {
 		n := len(it.names)
 		fresh := it.change(t, settle, n)
+		it.event.CacheReset = true
 		if fresh || it.event.Kind == "" {
 			it.event.Kind, it.event.To = TransientCacheReset, n
 		}
@@ -123,6 +129,33 @@ func (it *instanceTracker) change(t time.Time, settle time.Duration, before int)
 	}
 	*it.event = Transient{Start: t, Last: t, From: before, To: before}
 	return true
+}
+
+// longestTokenLifetime is the longest-lived access tokens commonly issued (two hours): a cache
+// holds its token at most that long, so a healthy cache refreshes at least once in it.
+const longestTokenLifetime = 2 * time.Hour
+
+// warmUpSpent adds one step's events of bounded signal s beyond expected to the event being
+// settled, and returns them since the event began, what its new instances' caches could mint
+// warming up, and whether the events are past that. A cold cache mints once and then holds its
+// token; a healthy instance's caches refresh at least once per longestTokenLifetime, so they
+// number at most its level times that, and the instances an event started warm up in at most
+// that many mints each, past the counting noise. Work beyond it is no warm-up, and need not wait
+// out the settle (fleetsim: every token thrash a deploy shipped paged at the deploy's end plus
+// settle, seven minutes after it began). An event with a cache reset has no such bound: a
+// cache flushed on every upload is emptied again and again, and its refills are the flushes'
+// doing, which the flush-storm rule reports (fleetsim: six false episodes on flush_on_write).
+func (it *instanceTracker) warmUpSpent(s, signals int, events, perInstance float64) (excess, budget float64, spent bool) {
+	e := it.event
+	if e == nil || e.CacheReset {
+		return 0, 0, false
+	}
+	if e.Excess == nil {
+		e.Excess = make([]float64, signals)
+	}
+	e.Excess[s] += events
+	budget = float64(e.NewInstances) * perInstance * longestTokenLifetime.Seconds()
+	return e.Excess[s], budget, e.Excess[s] > budget+noiseSigmas*math.Sqrt(math.Max(budget, 1))
 }
 
 // replicaGrowth is how much the number of instances must change to be a scaling event rather

@@ -136,21 +136,46 @@ func TestTransients(t *testing.T) {
 			fireStep: 14, words: "token mints 40/s",
 		},
 		{
-			// New pods refresh every cache once: 12 minutes of extra mints, longer than for.
+			// New pods refresh every cache once: 12 minutes of extra mints, longer than for, and
+			// no more than the caches a healthy level of 0.001/s per pod allows (tokens that live
+			// at most two hours: 7 caches a pod, 36 mints for the five new pods).
 			name: "a rolling deploy's cold caches do not page", relation: config.RelationBounded,
 			healthy: quiet,
-			steps: cat(fleet(10, quiet), fleet(8, with(quiet, func(s *fleetStep) { s.generation, s.instances, s.work = 1, 5, 0.2 })),
-				fleet(16, with(quiet, func(s *fleetStep) { s.generation, s.work = 1, 0.2 })), fleet(40, with(quiet, func(s *fleetStep) { s.generation = 1 }))),
+			steps: cat(fleet(10, quiet), fleet(8, with(quiet, func(s *fleetStep) { s.generation, s.instances, s.work = 1, 5, 0.05 })),
+				fleet(16, with(quiet, func(s *fleetStep) { s.generation, s.work = 1, 0.05 })), fleet(40, with(quiet, func(s *fleetStep) { s.generation = 1 }))),
 			fireStep: -1,
 		},
 		{
-			// The deploy brought the bug: still up a settle time after the last new pod, it pages
-			// then (pending counted from onset) and names the deploy.
+			// The deploy brought the bug, a warm-up's pace that does not end: still up a settle
+			// time after the last new pod, it pages then (pending counted from onset) and names
+			// the deploy.
 			name: "work still up after a deploy pages and names it", relation: config.RelationBounded,
+			healthy: quiet,
+			steps: cat(fleet(10, quiet), fleet(4, with(quiet, func(s *fleetStep) { s.generation, s.instances, s.work = 1, 5, 0.04 })),
+				fleet(60, with(quiet, func(s *fleetStep) { s.generation, s.work = 1, 0.04 }))),
+			fireStep: 34, words: "still up 10m after rolling deploy at 00:05 UTC (5 new instances)",
+		},
+		{
+			// A thrash the deploy shipped mints more in four minutes than the new pods' caches
+			// could warming up: it pages once it has lasted for, not a settle after the deploy.
+			name: "work past what a deploy's cold caches take pages before the settle", relation: config.RelationBounded,
 			healthy: quiet,
 			steps: cat(fleet(10, quiet), fleet(4, with(quiet, func(s *fleetStep) { s.generation, s.instances, s.work = 1, 5, 0.2 })),
 				fleet(60, with(quiet, func(s *fleetStep) { s.generation, s.work = 1, 0.2 }))),
-			fireStep: 34, words: "still up 10m after rolling deploy at 00:05 UTC (5 new instances)",
+			fireStep: 19, words: "beyond the level since rolling deploy at 00:05 UTC (5 new instances), more than its new instances' cold caches take (at most 36)",
+		},
+		{
+			// A cache flushed every two minutes is refilled every time: its mints are the
+			// flushes' (the flush-storm rule's), however many, until the resets stop.
+			name: "mints after cache reset upon cache reset wait out the settle", relation: config.RelationBounded,
+			healthy: quiet,
+			steps: cat(fleet(10, quiet), func() (out []fleetStep) {
+				for i := range 30 {
+					out = append(out, with(quiet, func(s *fleetStep) { s.work, s.cacheReset = 0.2, i%4 == 0 }))
+				}
+				return out
+			}(), fleet(30, quiet)),
+			fireStep: -1,
 		},
 		{
 			name: "a healthy scale-out raises bounded work per instance, explained", relation: config.RelationBounded,
