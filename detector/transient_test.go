@@ -18,6 +18,7 @@ type fleetStep struct {
 	inbound, work         float64
 	cacheReset            bool
 	working               int // instances the work's breakdown names, where it differs from instances
+	next                  int // of the instances, how many the next generation names (a rolling deploy under way)
 }
 
 // fleet repeats a step n times.
@@ -32,7 +33,11 @@ func fleet(n int, s fleetStep) []fleetStep {
 func (s fleetStep) input(at time.Time) Input {
 	live := Values{}
 	for k := range s.instances {
-		live[fmt.Sprintf("pod-g%d-%d", s.generation, k)] = 1
+		gen := s.generation
+		if k < s.next {
+			gen++
+		}
+		live[fmt.Sprintf("pod-g%d-%d", gen, k)] = 1
 	}
 	in := Input{
 		Time: at, Groups: map[string]map[string]string{key: service},
@@ -156,13 +161,29 @@ func TestTransients(t *testing.T) {
 			fireStep: 34, words: "still up 10m after rolling deploy at 00:05 UTC (5 new instances)",
 		},
 		{
-			// A thrash the deploy shipped mints more in four minutes than the new pods' caches
-			// could warming up: it pages once it has lasted for, not a settle after the deploy.
+			// A thrash the deploy shipped mints more in five minutes after the deploy's last
+			// change than the new pods' caches could warming up: it pages then, not a settle
+			// after that change.
 			name: "work past what a deploy's cold caches take pages before the settle", relation: config.RelationBounded,
 			healthy: quiet,
 			steps: cat(fleet(10, quiet), fleet(4, with(quiet, func(s *fleetStep) { s.generation, s.instances, s.work = 1, 5, 0.2 })),
 				fleet(60, with(quiet, func(s *fleetStep) { s.generation, s.work = 1, 0.2 }))),
-			fireStep: 19, words: "beyond the level since rolling deploy at 00:05 UTC (5 new instances), more than its new instances' cold caches take (at most 36)",
+			fireStep: 23, words: "beyond the level since 00:07 UTC, when rolling deploy at 00:05 UTC (5 new instances) last changed: more than its new instances' cold caches take (at most 36)",
+		},
+		{
+			// A rolling deploy replacing one pod every two minutes: while old and new pods both
+			// run, a provider that keeps a few tokens revokes the old caches' as the new ones
+			// mint, and they mint again, more than the new pods' caches take. Over when the
+			// last pod is replaced, it is a warm-up, and waits out the settle.
+			name: "churn while a rolling deploy replaces pods one by one waits out the settle", relation: config.RelationBounded,
+			healthy: quiet,
+			steps: cat(fleet(10, quiet), func() (out []fleetStep) {
+				for i := range 16 {
+					out = append(out, with(quiet, func(s *fleetStep) { s.next, s.work = 1+i/4, 0.2 }))
+				}
+				return out
+			}(), fleet(40, with(quiet, func(s *fleetStep) { s.generation = 1 }))),
+			fireStep: -1,
 		},
 		{
 			// A cache flushed every two minutes is refilled every time: its mints are the
