@@ -133,6 +133,10 @@ type Rule struct {
 	// Settle is how long after a deploy, a scaling event or a restart work may stay above its
 	// learned level without paging: cold caches warm up within it; work still up after it pages.
 	Settle model.Duration `toml:"settle" json:"settle,omitempty"`
+	// DeploySettle is Settle after a rolling deploy: a deploy empties every instance's caches at
+	// once, and at low traffic the last of them warm up long after the rollout. Twice Settle
+	// unless set.
+	DeploySettle model.Duration `toml:"deploy_settle" json:"deploy_settle,omitempty"`
 	// AverageOver is the time constant of the average work must also be unexplained over to
 	// fire: a healthy fleet's bursts average out, a sustained incident does not. Zero: the
 	// instant alone.

@@ -29,10 +29,8 @@ func TestShippedRulesLoad(t *testing.T) {
 	}
 }
 
-// recur_within left out is average_over, so configurations written before it keep their
-// episodes; written, even as zero, it is what it says.
-func TestRecurWithinDefaultsToAverageOver(t *testing.T) {
-	const rule = `
+// sgtRule is a self_generated_traffic rule with one line of its own (%s) among its keys.
+const sgtRule = `
 [[rules]]
 name = "token-minting"
 kind = "self_generated_traffic"
@@ -45,6 +43,10 @@ average_over = "1h"
   relation = "bounded"
   query = 'sum by (service) (rate(token_mint_count[2m]))'
 `
+
+// recur_within left out is average_over, so configurations written before it keep their
+// episodes; written, even as zero, it is what it says.
+func TestRecurWithinDefaultsToAverageOver(t *testing.T) {
 	for _, tc := range []struct {
 		line string
 		want time.Duration
@@ -53,12 +55,33 @@ average_over = "1h"
 		{`recur_within = "0s"`, 0},
 		{`recur_within = "3h"`, 3 * time.Hour},
 	} {
-		cfg, err := Load([]byte(fmt.Sprintf(rule, tc.line)), "rules.toml")
+		cfg, err := Load([]byte(fmt.Sprintf(sgtRule, tc.line)), "rules.toml")
 		if err != nil {
 			t.Fatalf("%q: %v", tc.line, err)
 		}
 		if got := time.Duration(cfg.Rules[0].RecurWithin); got != tc.want {
 			t.Errorf("%q: recur_within = %s, want %s", tc.line, got, tc.want)
+		}
+	}
+}
+
+// deploy_settle left out is twice settle, whatever settle is; written, it is what it says.
+func TestDeploySettleDefaultsToTwiceSettle(t *testing.T) {
+	for _, tc := range []struct {
+		line         string
+		settle, want time.Duration
+	}{
+		{"", 5 * time.Minute, 10 * time.Minute},
+		{`settle = "4m"`, 4 * time.Minute, 8 * time.Minute},
+		{"settle = \"4m\"\ndeploy_settle = \"3m\"", 4 * time.Minute, 3 * time.Minute},
+	} {
+		cfg, err := Load([]byte(fmt.Sprintf(sgtRule, tc.line)), "rules.toml")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.line, err)
+		}
+		r := cfg.Rules[0]
+		if time.Duration(r.Settle) != tc.settle || time.Duration(r.DeploySettle) != tc.want {
+			t.Errorf("%q: settle %s, deploy_settle %s; want %s, %s", tc.line, r.Settle, r.DeploySettle, tc.settle, tc.want)
 		}
 	}
 }
@@ -85,6 +108,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"invalid-negative-limit.toml", `invalid-negative-limit.toml:6: rules[0].limit: must not be negative`},
 		{"invalid-storm-average-over.toml", `invalid-storm-average-over.toml:6: rules[0].average_over: is read by kind self_generated_traffic only; a flush_storm rule does not use it`},
 		{"invalid-negative-recur-within.toml", `invalid-negative-recur-within.toml:6: rules.recur_within: not a valid duration`},
+		{"invalid-zero-deploy-settle.toml", `invalid-zero-deploy-settle.toml:7: rules[0].deploy_settle: must be a positive duration`},
 		{"invalid-replica-scaling-only.toml", `invalid-replica-scaling-only.toml:11: rules[0].signals[0].replica_scaling_only: needs the rule's replicas query`},
 	}
 	for _, tc := range tests {

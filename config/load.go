@@ -315,6 +315,11 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 	// within a rate window of its start: five minutes after the last new pod cover both for
 	// the shipped 2m windows.
 	v.positive(path+".settle", &r.Settle, model.Duration(5*time.Minute))
+	// A deploy's thrash past its cold caches' warm-up pages without waiting (detector,
+	// warmUpSpent), so a deploy may hold longer than a scaling event, whose per-instance work
+	// is only told from a warm-up once it settles: twice as long covers the warm-ups of every
+	// cache at once at low traffic (fleetsim tuning seeds: 10 to 15 minutes).
+	v.positive(path+".deploy_settle", &r.DeploySettle, 2*r.Settle)
 	if r.AverageOver < 0 {
 		v.errf(path+".average_over", "must not be negative, got %q", r.AverageOver.String())
 	}
@@ -398,7 +403,7 @@ func (v *validator) flushStorm(path string, r *Rule) {
 }
 
 // selfGeneratedOnly are the rule keys only kind self_generated_traffic reads.
-var selfGeneratedOnly = []string{"settle", "average_over", "recur_within", "min_unexplained_share",
+var selfGeneratedOnly = []string{"settle", "deploy_settle", "average_over", "recur_within", "min_unexplained_share",
 	"min_unexplained_rate", "replicas", "cache_resets"}
 
 // promql checks q with Prometheus's own parser. required reports whether q may be empty.

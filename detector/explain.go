@@ -174,7 +174,7 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 		why = append(why, fmt.Sprintf("%s %s beyond the level since %s, when %s last changed: more than its new instances' cold caches take (at most %s), not a warm-up",
 			num(ex.warmUp.excess), ex.warmUp.unit, tr.Last.UTC().Format("15:04 UTC"), tr, num(ex.warmUp.budget)))
 	case tr != nil:
-		why = append(why, "still up "+model.Duration(r.cfg.Settle).String()+" after "+tr.String()+": not a warm-up")
+		why = append(why, "still up "+model.Duration(r.settleAfter(tr)).String()+" after "+tr.String()+": not a warm-up")
 	}
 	ex.Diagnosis = strings.Join(why, "; ")
 }

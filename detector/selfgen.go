@@ -154,7 +154,6 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		ex.Transient = new(ev) // a copy: &ev put ev on the heap at every step, with or without an event
 	}
 
-	settle := time.Duration(r.cfg.Settle)
 	scale := 1.0
 	if g.life.state == StateFiring {
 		scale = r.cfg.Hysteresis
@@ -274,7 +273,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		}
 		b = b || outlasted
 		ex.instantBreach = ex.instantBreach || outlasted
-		if sig.Relation == config.RelationBounded && g.signals[s].levelOK && g.instances.settling(t, settle) {
+		if sig.Relation == config.RelationBounded && g.signals[s].levelOK && g.instances.settling(t, r.settleAfter(g.instances.event)) {
 			excess, budget, spent := g.instances.warmUpSpent(s, len(r.cfg.Signals), (work-expected)*r.interval.Seconds(), g.signals[s].level.PerInstance)
 			if spent && b && !ex.pastWarmUp {
 				ex.pastWarmUp, ex.warmUp = true, warmUp{excess: excess, budget: budget, unit: sig.Unit}
@@ -305,6 +304,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	// outlived it (and a fix that showed no change resolves within it). recur_within caps it
 	// too where shorter; 0 means no lulls. Work still over the thresholds is not quiet, only
 	// hidden by the band of history's bursts: a lull it holds is not outlived.
+	settle := time.Duration(r.cfg.Settle)
 	fixed := g.instances.settledSince(g.life.lastBreach-int64(settle), t, settle+time.Duration(r.cfg.ResolveFor))
 	lullFor := min(time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.RecurWithin))
 	outlived := lullFor <= 0 || !stillRaised && g.life.clearSince != 0 && time.Duration(t.UnixNano()-g.life.clearSince) >= lullFor
@@ -608,10 +608,19 @@ func (g *group) raised(s int, sig config.Signal, work, expected float64, instanc
 }
 
 // transientMemory is how long after its last change an event is still named in explanations:
-// settle time plus the rule's for, so an episode that fires once a Transient has settled names
-// the event it followed.
+// the longer settle time plus the rule's for, so an episode that fires once a Transient has
+// settled names the event it followed.
 func (r *Rule) transientMemory() time.Duration {
-	return time.Duration(r.cfg.Settle) + time.Duration(r.cfg.For)
+	return max(time.Duration(r.cfg.Settle), time.Duration(r.cfg.DeploySettle)) + time.Duration(r.cfg.For)
+}
+
+// settleAfter is how long after its last change event e holds paging back: deploy_settle for a
+// rolling deploy, settle for anything else (and for none).
+func (r *Rule) settleAfter(e *Transient) time.Duration {
+	if e != nil && e.Kind == TransientDeploy && r.cfg.DeploySettle > 0 {
+		return time.Duration(r.cfg.DeploySettle)
+	}
+	return time.Duration(r.cfg.Settle)
 }
 
 // shareTie is how much larger an unexplained share must be to take the headline from an

@@ -21,6 +21,9 @@ type fleetStep struct {
 	next                  int // of the instances, how many the next generation names (a rolling deploy under way)
 }
 
+// with is s changed by f.
+func with(s fleetStep, f func(*fleetStep)) fleetStep { f(&s); return s }
+
 // fleet repeats a step n times.
 func fleet(n int, s fleetStep) []fleetStep {
 	out := make([]fleetStep, n)
@@ -115,7 +118,6 @@ func TestTransients(t *testing.T) {
 	// while healthy, forty times a fleet-wide ceiling of 0.033/s.
 	busy := fleetStep{instances: 24, inbound: 50, work: 1.3}
 	quiet := fleetStep{instances: 4, inbound: 5, work: 0.004}
-	with := func(s fleetStep, f func(*fleetStep)) fleetStep { f(&s); return s }
 	cat := func(parts ...[]fleetStep) []fleetStep {
 		var out []fleetStep
 		for _, p := range parts {
@@ -567,6 +569,41 @@ func TestRaisedWorkThatOutlastsHistorysExcursionsPages(t *testing.T) {
 				if after := fired[0].Episode.Start.Sub(t0.Add(10 * step)); after < 30*time.Minute+base {
 					t.Errorf("paged %s after the scale-out, before the deploys' warm-ups would have settled", after)
 				}
+			}
+		})
+	}
+}
+
+// A rolling deploy empties every cache at once: at low traffic the last of them warm up long
+// after the rollout, within deploy_settle. The same warm-up after a scale-out pages once settle
+// is over, and so does a deploy's that outlasts deploy_settle.
+func TestDeploySettle(t *testing.T) {
+	const step = 30 * time.Second
+	quiet := fleetStep{instances: 4, inbound: 0.5, work: 0.004}
+	// Fifteen minutes at five times the level: 14 mints beyond it, within what the new pods'
+	// caches take (36), so only the settle holds it back.
+	warm := func(minutes int, f func(*fleetStep)) []fleetStep {
+		s := fleetStep{instances: 4, inbound: 0.5, work: 0.02}
+		f(&s)
+		return fleet(minutes*int(time.Minute/step), s)
+	}
+	deployed := func(s *fleetStep) { s.generation = 1 }
+	for _, tc := range []struct {
+		name  string
+		steps []fleetStep
+		fires bool
+	}{
+		{"a deploy's warm-up within deploy_settle", append(append(fleet(10, quiet), warm(15, deployed)...), fleet(40, with(quiet, deployed))...), false},
+		{"a scale-out's warm-up past settle", append(append(fleet(10, quiet), warm(15, func(s *fleetStep) { s.instances = 8 })...), fleet(40, with(quiet, func(s *fleetStep) { s.instances = 8 }))...), true},
+		{"a deploy's warm-up past deploy_settle", append(append(fleet(10, quiet), warm(25, deployed)...), fleet(40, with(quiet, deployed))...), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationBounded)
+			cfg.DeploySettle = 2 * cfg.Settle
+			fired := firings(runFleet(t, NewRule(cfg, global(step)), quiet, tc.steps, step))
+			if got := len(fired) > 0; got != tc.fires {
+				logFirings(t, fired)
+				t.Errorf("fired %d episodes, want firing %v", len(fired), tc.fires)
 			}
 		})
 	}

@@ -478,9 +478,10 @@ func testRules(text string, dc daemonConfig) (string, error) {
 	}
 	// Tolerant of what the rules gain while the suite stays as it is: any range window (a
 	// replicas = 'sum by (service, instance) (rate(http_requests_total[2m]))' line has one) is
-	// the test's, and a settle, where set, the test's settleFor.
+	// the test's, and a settle, where set, the test's settleFor (a deploy_settle twice that).
 	text = rangeWindow.ReplaceAllString(text, "["+model.Duration(rateWindow).String()+"]")
 	text = settleLine.ReplaceAllString(text, fmt.Sprintf("${1}settle = %q", model.Duration(settleFor)))
+	text = deploySettleLine.ReplaceAllString(text, fmt.Sprintf("${1}deploy_settle = %q", model.Duration(2*settleFor)))
 	// The shipped hour-long average would hold every incident of a minutes-long suite back: the
 	// suite's is its rate window, as its other windows are.
 	text = averageOverLine.ReplaceAllString(text, fmt.Sprintf("${1}average_over = %q", model.Duration(rateWindow)))
@@ -494,6 +495,9 @@ var (
 	averageOverLine = regexp.MustCompile(`(?m)^([ \t]*)average_over[ \t]*=[ \t]*"[^"]*"`)
 	// settleLine is a rule's settle key.
 	settleLine = regexp.MustCompile(`(?m)^([ \t]*)settle[ \t]*=[ \t]*"[^"]*"`)
+	// deploySettleLine is a rule's deploy_settle key: twice the test's settle, as the shipped
+	// rules have it.
+	deploySettleLine = regexp.MustCompile(`(?m)^([ \t]*)deploy_settle[ \t]*=[ \t]*"[^"]*"`)
 )
 
 // settleOf is the longest settle the rules' self-generated-traffic rules run with, as the
