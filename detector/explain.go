@@ -66,9 +66,9 @@ type Explanation struct {
 
 	// instantBreach: the step breaches before the average_over gate (any signal).
 	instantBreach bool
-	// pastWarmUp: a bounded signal breaches with more events since a settling transient began
-	// than its new caches could mint warming up (instanceTracker.warmUpSpent), warmUp's: no
-	// reason to hold.
+	// pastWarmUp: a bounded signal breaches with more events since a settling transient's last
+	// change than its new caches could mint warming up (instanceTracker.warmUpSpent), warmUp's:
+	// no reason to hold.
 	pastWarmUp bool
 	warmUp     warmUp
 	// lull: the step is quiet, but the work averaged over average_over is still unexplained and
@@ -179,8 +179,8 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 	ex.Diagnosis = strings.Join(why, "; ")
 }
 
-// warmUp is what a bounded signal did beyond its level since a transient began, and what the
-// transient's cold caches could take (instanceTracker.warmUpSpent): the words of a page that did
+// warmUp is what a bounded signal did beyond its level since a transient's last change, and
+// what the transient's cold caches could take (instanceTracker.warmUpSpent): the words of a page that did
 // not wait out the settle.
 type warmUp struct {
 	excess, budget float64

@@ -189,7 +189,9 @@ func (it *instanceTracker) recent(t time.Time, window time.Duration) (Transient,
 	if it.event == nil || it.event.Last.IsZero() || t.Sub(it.event.Last) > window {
 		return Transient{}, false
 	}
-	return *it.event, true
+	ev := *it.event
+	ev.Excess = nil // the tracker's own count, which explanations served elsewhere must not share
+	return ev, true
 }
 
 // settledSince reports whether the group's latest event changed anything at or after ns (Unix
