@@ -48,7 +48,7 @@ func run(args []string) int {
 	runKeep := runCmd.Flag("keep", "Keep datasets and TSDBs after the run (the generated text is removed once backfilled).").Bool()
 	runReuse := runCmd.Flag("reuse", "With --keep and --workdir: score a seed again on the dataset and TSDB a kept run of the same seed, corpus, form and end left there, instead of generating it.").Bool()
 	runJobs := runCmd.Flag("backfill-jobs", "promtool processes at once.").Default("2").Int()
-	runEvidence := runCmd.Flag("evidence", "Also list emergentd's missed incidents and false episodes.").Bool()
+	runEvidence := runCmd.Flag("evidence", "Also list emergentd's missed incidents, detections slower than 6m (for + 2 intervals of the shipped rules), false episodes and repeated pages.").Bool()
 	runRestarts := runCmd.Flag("restart-every", "Also restart emergentd from its own state this often along each scored seed, and compare the restarts' episodes with its own over the next 3h (0: no restarts).").Default("0s").Duration()
 	runEnd := runCmd.Flag("end", "Time of the last sample (RFC3339); the most recent Monday 00:00 UTC by default, so runs in the same week measure the same data.").String()
 
