@@ -171,8 +171,12 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 	}
 	switch tr := ex.Transient; {
 	case tr != nil && ex.pastWarmUp:
-		why = append(why, fmt.Sprintf("%s %s beyond the level since %s, when %s last changed: more than its new instances' cold caches take (at most %s), not a warm-up",
-			num(ex.warmUp.excess), ex.warmUp.unit, tr.Last.UTC().Format("15:04 UTC"), tr, num(ex.warmUp.budget)))
+		take := "at most " + num(ex.warmUp.budget)
+		if ex.warmUp.budget == 0 {
+			take = "none: its level is 0"
+		}
+		why = append(why, fmt.Sprintf("%s %s beyond the level since %s, when %s last changed: more than its new instances' cold caches take (%s), not a warm-up",
+			num(ex.warmUp.excess), ex.warmUp.unit, tr.Last.UTC().Format("15:04 UTC"), tr, take))
 	case tr != nil:
 		why = append(why, "still up "+model.Duration(r.settleAfter(tr)).String()+" after "+tr.String()+": not a warm-up")
 	}
