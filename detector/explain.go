@@ -66,11 +66,10 @@ type Explanation struct {
 
 	// instantBreach: the step breaches before the average_over gate (any signal).
 	instantBreach bool
-	// pastWarmUp: a bounded signal breaches with more events since a settling transient's last
-	// change than its new caches could mint warming up (instanceTracker.warmUpSpent), warmUp's:
-	// no reason to hold.
-	pastWarmUp bool
-	warmUp     warmUp
+	// warmUp, when set: a bounded signal breaches with more events since a settling transient's
+	// last change than its new caches could mint warming up (instanceTracker.warmUpSpent), no
+	// reason to hold.
+	warmUp *warmUp
 	// lull: the step is quiet, but the work averaged over average_over is still unexplained and
 	// nothing the rule can see (a deploy, a scaling event, a cache reset) came since the last
 	// breach to end it: a firing episode's quiet that may be a lull between bursts.
@@ -170,7 +169,7 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 		}
 	}
 	switch tr := ex.Transient; {
-	case tr != nil && ex.pastWarmUp:
+	case tr != nil && ex.warmUp != nil:
 		take := "at most " + num(ex.warmUp.budget)
 		if ex.warmUp.budget == 0 {
 			take = "none: its level is 0"

@@ -54,7 +54,7 @@ func (selfGenerated) newGroup(*group) {}
 
 func (selfGenerated) eval(r *Rule, g *group, in *GroupInput, t time.Time) (breach, known, hold bool, ex Explanation) {
 	breach, known, ex = r.evalSelfGenerated(g, in, t)
-	return breach, known, g.instances.settling(t, r.settleAfter(g.instances.event)) && !ex.pastWarmUp, ex
+	return breach, known, g.instances.settling(t, r.settleAfter(g.instances.event)) && ex.warmUp == nil, ex
 }
 
 func (selfGenerated) explain(r *Rule, ex *Explanation, labels map[string]string, over bool) {

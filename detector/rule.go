@@ -704,11 +704,10 @@ func (sc *fitScratch) excessMean(fit proportionalFit, in, work []float64, blocks
 	return math.Max(0, median(means))
 }
 
-// excessBlock is the length of excessMean's blocks: two refresh cycles of tokens living
-// two hours, the longest-lived access tokens commonly issued, so a block holds a fleet's
-// refresh burst whatever its phase.
+// excessBlock is the length of excessMean's blocks: two refresh cycles of the longest-lived
+// tokens, so a block holds a fleet's refresh burst whatever its phase.
 const (
-	excessBlock    = 4 * time.Hour
+	excessBlock    = 2 * longestTokenLifetime
 	excessBlockSec = int64(excessBlock / time.Second)
 )
 

@@ -247,7 +247,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 				floorShare = expWeight(g.life.breachLasted(t, r.interval), time.Duration(r.cfg.AverageOver))
 			}
 			avgRateOK := avgUnexplained >= r.cfg.MinUnexplainedRate*scale*floorShare
-			gate := r.cfg.AverageOver > 0 && avgUnexplained >= minShare*scale*avgWork && avgRateOK &&
+			gate := avgUnexplained >= minShare*scale*avgWork && avgRateOK &&
 				(!g.peaksLearned || avgUnexplained > g.signals[s].averagePeak)
 			if !b && over && gate && sig.EventQuantum > 0 && sigma <= countingNoise(expected, sig.EventQuantum) {
 				// Work counted a few events per rate window (an idle thrash minting once a
@@ -275,8 +275,8 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 		ex.instantBreach = ex.instantBreach || outlasted
 		if sig.Relation == config.RelationBounded && g.signals[s].levelOK && g.instances.settling(t, r.settleAfter(g.instances.event)) {
 			excess, budget, spent := g.instances.warmUpSpent(s, len(r.cfg.Signals), (work-expected)*r.interval.Seconds(), g.signals[s].level.PerInstance)
-			if spent && b && !ex.pastWarmUp {
-				ex.pastWarmUp, ex.warmUp = true, warmUp{excess: excess, budget: budget, unit: sig.Unit}
+			if spent && b && ex.warmUp == nil {
+				ex.warmUp = &warmUp{excess: excess, budget: budget, unit: sig.Unit}
 			}
 		}
 		// Headline the breaching signal with the largest unexplained share; near-ties go to the

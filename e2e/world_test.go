@@ -707,7 +707,7 @@ func TestRulesText(t *testing.T) {
 		want []string
 		load bool
 	}{
-		{"shipped", func(s string) string { return s }, nil, true},
+		{"shipped", func(s string) string { return s }, []string{fmt.Sprintf("\ndeploy_settle = %q\n", model.Duration(2*settleFor))}, true},
 		{"replicas", withLine(replicas), []string{strings.Replace(replicas, "[2m]", window, 1)}, true},
 		{"other window", withLine(`restarts = 'resets(redis_uptime_in_seconds[10m])'`), []string{"redis_uptime_in_seconds" + window}, false},
 		{"settle", withLine(`settle = "5m"`), []string{fmt.Sprintf("\nsettle = %q\n", model.Duration(settleFor))}, true},
