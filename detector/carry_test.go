@@ -128,3 +128,24 @@ func TestHistoryOfGrownReplicasDoesNotTeach(t *testing.T) {
 		t.Errorf("learned a healthy level of %.4f/s per instance (ok %v); want the 2 pods' 0.001, not the scaled-out 0.003", lvl, grp.signals[0].levelOK)
 	}
 }
+
+// TestHistoryOfCacheResetsDoesNotTeach: a history read at start-up holds the refills after each
+// cache reset, which a live process kept from its baselines (its reset events hold while the
+// cache_resets query reports them, and a settle more). Learned from, a flush's refill became
+// the level of a group whose caches otherwise never mint in a step, and a restart judged its
+// next thrash against it.
+func TestHistoryOfCacheResetsDoesNotTeach(t *testing.T) {
+	r := NewRule(fleetRule(config.RelationBounded), global(time.Minute))
+	for ts := t0.Add(-7 * 24 * time.Hour); ts.Before(t0); ts = ts.Add(15 * time.Minute) {
+		step := fleetStep{instances: 4, inbound: 5}
+		if ts.Sub(t0.Add(-7*24*time.Hour))%(4*time.Hour) < time.Hour { // a flush every 4 hours, refilled within the hour
+			step.cacheReset, step.work = true, 0.02
+		}
+		r.AddHistory(step.input(ts))
+	}
+	grp := r.groups[key]
+	grp.relearn(r, t0)
+	if lvl := grp.signals[0].level.PerInstance; !grp.signals[0].levelOK || lvl != 0 {
+		t.Errorf("learned a healthy level of %.4f/s per instance (ok %v); want 0: only the refills after cache resets minted", lvl, grp.signals[0].levelOK)
+	}
+}

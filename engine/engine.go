@@ -459,12 +459,12 @@ func (e *Engine) trackBlind(t time.Time) {
 type blindEpisode struct{ start, end time.Time }
 
 // historyQueries are the queries baselines learn from (inbound, work signals, Redis commands,
-// live instances):
-// the history fetch leaves out the rest, which only evaluation reads.
+// live instances) and the cache resets whose refills they must not learn, as evaluation does
+// not: the history fetch leaves out the rest, which only evaluation reads.
 func (e *Engine) historyQueries() []string {
 	var out []string
 	for _, r := range e.cfg.Rules {
-		for _, q := range append([]string{r.Inbound, r.Commands, r.Replicas}, r.SignalQueries()...) {
+		for _, q := range append([]string{r.Inbound, r.Commands, r.Replicas, r.CacheResets}, r.SignalQueries()...) {
 			if q != "" && !slices.Contains(out, q) {
 				out = append(out, q)
 			}

@@ -374,3 +374,52 @@ func TestPastEpisodesDoNotTeach(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheResetRefillsInHistoryDoNotTeach: the refills after cache resets that a history read at
+// start-up holds are not learned as the group's level, as a live process, which holds each
+// reset as a transient, does not learn them: a process started after six of them (an hour
+// each, a quarter of its day of history) still pages the thrash that mints as much. Without
+// the cache_resets query there is nothing to tell a refill from the level, and it does not.
+func TestCacheResetRefillsInHistoryDoNotTeach(t *testing.T) {
+	const resetsQ = `sum by (service) (resets(redis_uptime_in_seconds[1h])) > 0`
+	refilling := func(at time.Time) bool {
+		since := at.Sub(now.Add(-20 * time.Hour))
+		return since >= 0 && at.Before(now.Add(-8*time.Hour)) && since%(2*time.Hour) < time.Hour
+	}
+	mints := func(at time.Time) float64 {
+		switch {
+		case at.After(now.Add(-30 * time.Minute)):
+			return 0.1 // a thrash
+		case refilling(at):
+			return 0.1 // each cache refills after the reset
+		}
+		return 0.01
+	}
+	for _, tc := range []struct {
+		name, resets string
+		fires        bool
+	}{
+		{"with cache_resets", resetsQ, true},
+		{"without", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Rules[0].Signals[0].Ceiling = 0 // the level is learned
+			cfg.Rules[0].CacheResets, cfg.Rules[0].Settle = tc.resets, model.Duration(5*time.Minute)
+			src := newFake(mints)
+			src.series[resetsQ] = map[string]func(time.Time) float64{"checkout": func(at time.Time) float64 {
+				if refilling(at) {
+					return 1
+				}
+				return math.NaN() // `> 0` leaves no series
+			}}
+			e := New(cfg, src, slog.New(slog.DiscardHandler), nil)
+			if _, err := e.Bootstrap(context.Background(), now); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(e.Active()) == 1; got != tc.fires {
+				t.Errorf("firing %v, want %v (active: %+v)", got, tc.fires, e.Active())
+			}
+		})
+	}
+}
