@@ -402,11 +402,21 @@ func (r *Rule) warmAverage(g *group, s int, sig config.Signal, t time.Time, live
 	if tau <= 0 {
 		return a
 	}
+	// The episode open at t (restored) and the for before it are averaged as queried: live, its
+	// steps were averaged in, and it is the average that keeps it open through the quiet
+	// between stampedes (a lull). Without them a restart resolved a cache TTL's stampedes,
+	// open for four hours, in the first quiet and paged the next burst as new (fleetsim seed
+	// 343, ttl-beyond-lifetime-16).
+	open := time.Time{}
+	if c := g.carry(); !c.Start.IsZero() && c.Start.Before(t) {
+		open = c.Start.Add(-time.Duration(r.cfg.For))
+	}
 	d := newDecay(tau, r.baselineStep)
 	for at := t.Add(-averageSettled * tau).Truncate(r.baselineStep); at.Before(t); at = at.Add(r.baselineStep) {
-		// A step not stored, or an episode's (not learned from), is not averaged either; one
-		// under grown instances is, as live.
-		if work, expected, _, ok := r.historyStep(g, s, sig, at, live); ok {
+		// A step not stored, or an earlier episode's (not learned from), is not averaged either:
+		// live, a resolve starts the average afresh; one under grown instances is, as live.
+		raw := !open.IsZero() && !at.Before(open)
+		if work, expected, _, ok := r.historyStep(g, s, sig, at, live, raw); ok {
 			a.add(at, work, expected, d)
 		}
 	}
@@ -416,16 +426,21 @@ func (r *Rule) warmAverage(g *group, s int, sig config.Signal, t time.Time, live
 // historyStep is what signal s's history step at adds to its average, as a live step would
 // (averagedExpected, with the fits learned now): the work and the expected work, whether the
 // instances had grown past their usual number, and false for a step without work or inbound
-// stored or nothing learned yet. A step without its instance count takes live.
-func (r *Rule) historyStep(g *group, s int, sig config.Signal, at time.Time, live int) (work, expected float64, grown, ok bool) {
-	work, okWork := g.hist.get(at.Unix(), 1+s)
-	inbound, okInbound := g.hist.get(at.Unix(), 0)
+// stored (or, unless raw, not learned from) or nothing learned yet. A step without its
+// instance count takes live.
+func (r *Rule) historyStep(g *group, s int, sig config.Signal, at time.Time, live int, raw bool) (work, expected float64, grown, ok bool) {
+	read := g.hist.get
+	if raw {
+		read = g.hist.raw
+	}
+	work, okWork := read(at.Unix(), 1+s)
+	inbound, okInbound := read(at.Unix(), 0)
 	if !okWork || !okInbound {
 		return 0, 0, false, false
 	}
 	instances := live
 	if r.replicasCol >= 0 {
-		if v, ok := g.hist.get(at.Unix(), r.replicasCol); ok {
+		if v, ok := read(at.Unix(), r.replicasCol); ok {
 			instances = int(v)
 		}
 	}

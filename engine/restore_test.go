@@ -423,3 +423,52 @@ func TestCacheResetRefillsInHistoryDoNotTeach(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoredEpisodeKeepsItsLull: an episode of stampedes, held open through the quiet between
+// them by its average (a lull), is restored open and stays so when the restored replay begins
+// in a quiet stretch: the average it starts from takes in the episode's steps, as the live one
+// did. From the steps before the episode alone, it resolved in the first quiet and paged the
+// next stampede as a new episode.
+func TestRestoredEpisodeKeepsItsLull(t *testing.T) {
+	lastStep := now.Add(-3 * time.Minute)
+	end := now.Add(30 * time.Minute)
+	first := now.Add(-3*time.Hour + 3*time.Minute) // the replay, from about now-20m, begins between stampedes
+	src := newFake(func(at time.Time) float64 {
+		if !at.Before(first) && at.Sub(first)%(8*time.Minute) < 3*time.Minute {
+			return 2.5 // a stampede at each expiry, quiet for less than average_over between
+		}
+		return 0.001
+	})
+	kept := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+	if _, err := kept.Bootstrap(context.Background(), now.Add(-10*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var keptEvents []detector.Event
+	var restarted *Engine
+	for at := now.Add(-10 * time.Hour); !at.After(end); at = at.Add(30 * time.Second) {
+		evs, err := kept.Advance(context.Background(), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keptEvents = append(keptEvents, evs...)
+		if at.Equal(lastStep) {
+			restarted = New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+			restarted.Restore(kept.Active(), lastStep)
+		}
+	}
+	want := episodesAfter(now, keptEvents, kept.Active())
+	if len(want) != 1 || !strings.HasSuffix(want[0], "–open") {
+		t.Fatalf("the process that never stopped has %q after the restart; want one episode still open", want)
+	}
+	events, err := restarted.Bootstrap(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := restarted.Advance(context.Background(), end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := episodesAfter(now, append(events, evs...), restarted.Active()); !slices.Equal(got, want) {
+		t.Errorf("episodes from the restart on:\n got  %q\n want %q (the process that never stopped)", got, want)
+	}
+}
