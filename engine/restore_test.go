@@ -85,11 +85,19 @@ func TestRestoredRestartMatchesAProcessThatNeverStopped(t *testing.T) {
 	end := now.Add(90 * time.Minute)
 
 	src := restoreFleet(lastStep)
-	kept := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+	kept, keptEvents, restarted := runWithRestart(t, src, lastStep, end)
+	compareRestart(t, restarted, src, lastStep, end, keptEvents, kept)
+}
+
+// runWithRestart runs a process from ten hours before now to end and makes, at lastStep, the
+// process restarted from its state (not yet booted); what the source was asked before the
+// restart is forgotten, so the restart's queries are the source's.
+func runWithRestart(t *testing.T, src *fakeSource, lastStep, end time.Time) (kept *Engine, keptEvents []detector.Event, restarted *Engine) {
+	t.Helper()
+	kept = New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
 	if _, err := kept.Bootstrap(context.Background(), now.Add(-10*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	var keptEvents []detector.Event
 	for at := now.Add(-10 * time.Hour); !at.After(end); at = at.Add(30 * time.Second) {
 		evs, err := kept.Advance(context.Background(), at)
 		if err != nil {
@@ -100,11 +108,11 @@ func TestRestoredRestartMatchesAProcessThatNeverStopped(t *testing.T) {
 			src.mu.Lock()
 			src.asked = nil
 			src.mu.Unlock()
-			restarted := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+			restarted = New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
 			restarted.Restore(kept.Active(), lastStep)
-			defer func(r *Engine) { compareRestart(t, r, src, lastStep, end, keptEvents, kept) }(restarted)
 		}
 	}
+	return kept, keptEvents, restarted
 }
 
 // compareRestart boots the restored engine at now, advances it to end and compares it with the
@@ -439,23 +447,7 @@ func TestRestoredEpisodeKeepsItsLull(t *testing.T) {
 		}
 		return 0.001
 	})
-	kept := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
-	if _, err := kept.Bootstrap(context.Background(), now.Add(-10*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	var keptEvents []detector.Event
-	var restarted *Engine
-	for at := now.Add(-10 * time.Hour); !at.After(end); at = at.Add(30 * time.Second) {
-		evs, err := kept.Advance(context.Background(), at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keptEvents = append(keptEvents, evs...)
-		if at.Equal(lastStep) {
-			restarted = New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
-			restarted.Restore(kept.Active(), lastStep)
-		}
-	}
+	kept, keptEvents, restarted := runWithRestart(t, src, lastStep, end)
 	want := episodesAfter(now, keptEvents, kept.Active())
 	if len(want) != 1 || !strings.HasSuffix(want[0], "–open") {
 		t.Fatalf("the process that never stopped has %q after the restart; want one episode still open", want)
