@@ -149,24 +149,3 @@ func TestHistoryOfCacheResetsDoesNotTeach(t *testing.T) {
 		t.Errorf("learned a healthy level of %.4f/s per instance (ok %v); want 0: only the refills after cache resets minted", lvl, grp.signals[0].levelOK)
 	}
 }
-
-// TestHistoryOfDeploysDoesNotTeach: a history read at start-up follows the instances as
-// evaluation does, so the steps a rolling deploy holds (new instance names, cold caches
-// refilling) do not teach when read back either. Learned from, the warm-ups of a deploy every
-// second hour became the level.
-func TestHistoryOfDeploysDoesNotTeach(t *testing.T) {
-	r := NewRule(fleetRule(config.RelationBounded), global(time.Minute))
-	for ts := t0.Add(-7 * 24 * time.Hour); ts.Before(t0); ts = ts.Add(15 * time.Minute) {
-		since := ts.Sub(t0.Add(-7 * 24 * time.Hour))
-		step := fleetStep{instances: 4, inbound: 5, work: 0.001, generation: int(since / (2 * time.Hour))}
-		if since%(2*time.Hour) == 0 { // a deploy every two hours: each new pod's cache mints once
-			step.work = 0.02
-		}
-		r.AddHistory(step.input(ts))
-	}
-	grp := r.groups[key]
-	grp.relearn(r, t0)
-	if lvl := grp.signals[0].level.PerInstance; !grp.signals[0].levelOK || math.Abs(lvl-0.00025) > 0.0001 {
-		t.Errorf("learned a healthy level of %.5f/s per instance (ok %v); want the 0.00025 between deploys, not their warm-ups", lvl, grp.signals[0].levelOK)
-	}
-}

@@ -475,15 +475,13 @@ func (r *Rule) addHistory(g *group, in *GroupInput, t time.Time) {
 	carried := g.carry()
 	learnable := carried.Start.IsZero() || t.Before(carried.Start.Add(-time.Duration(r.cfg.For)))
 	learnable = learnable && (len(r.forgotten) == 0 || !r.forgets(g, t))
-	// Nor do the steps a deploy, a scaling event or a cache reset holds, as they do not live:
-	// the instances are followed through the history as through evaluation, at its step. A
-	// process that read them back learned a flush's refill as the level (fleetsim seed 58367,
-	// token-thrash-10: mints of 0.008/s after a FLUSHDB taught 0.0003/s per instance where the
-	// process that never stopped had 0, and a restart paged the thrash 8.5 minutes after it
-	// did), and a deploy's warm-up as a burst of the healthy group's, which the process that
-	// never stopped had cut short (seed 30465, replica-scaling-16: Redis commands' averaged
-	// bursts 516/s against 1.2/s, and a restart missed the incident it paged).
-	g.instances.observe(t, in.Replicas.Series, in.CacheResets.value() > 0, time.Duration(r.cfg.Settle))
+	// Nor do the steps a cache reset holds, as they do not live: a process that read them back
+	// learned a flush's refill as the level (fleetsim seed 58367, token-thrash-10: mints of
+	// 0.008/s after a FLUSHDB taught 0.0003/s per instance where the process that never stopped
+	// had 0, and a restart paged the thrash 8.5 minutes after it did).
+	if in.CacheResets.value() > 0 {
+		g.instances.observe(t, nil, true, time.Duration(r.cfg.Settle))
+	}
 	learnable = learnable && !g.instances.settling(t, r.settleAfter(g.instances.event))
 	g.hist.put(t.Unix(), r.historyRow(in), learnable)
 	if g.instances.born == 0 {
