@@ -119,8 +119,8 @@ func (it *instanceTracker) observe(t time.Time, live Values, restarted bool, set
 }
 
 // same reports whether live names the instances of the last step, and them only: most steps
-// of most groups, which then cost no sorted copy (a start-up follows every group through its
-// history, 672 steps of the shipped week).
+// of most groups, which then cost no sorted copy (a start-up replays the shipped six hours,
+// 720 steps of every group).
 func (it *instanceTracker) same(live Values) bool {
 	if it.names == nil {
 		return false
