@@ -196,6 +196,11 @@ type Signal struct {
 	// explains rather than pages. For work that many healthy events move and the detector may
 	// not see (cold caches after a deploy behind one aggregated endpoint, warm-ups, rebuilds).
 	ReplicaScalingOnly bool `toml:"replica_scaling_only" json:"replica_scaling_only,omitempty"`
+	// Optional says only some groups export the signal's metric (a per-pod local cache's
+	// counters): `check --query` notes a signal that returns no series instead of failing, as it
+	// must for one whose metric is misspelt. Evaluation is the same: a group that never reported
+	// the signal does none of its work.
+	Optional bool `toml:"optional" json:"optional,omitempty"`
 	// Unit names what the signal counts, for messages ("token mints").
 	Unit string `toml:"unit" json:"unit,omitempty"`
 	// EventQuantum is derived from Query, not configured: what one event adds to its value

@@ -41,7 +41,7 @@ func CheckQueries(ctx context.Context, cfg *config.Config, src InstantSource) []
 		}
 		fields := []field{{"inbound", r.Inbound, true}}
 		for i, s := range r.Signals {
-			fields = append(fields, field{fmt.Sprintf("signals[%d] (%s)", i, s.Name), s.Query, true})
+			fields = append(fields, field{fmt.Sprintf("signals[%d] (%s)", i, s.Name), s.Query, !s.Optional})
 		}
 		fields = append(fields, field{"flushes", r.Flushes, false}, field{"keys", r.Keys, false},
 			field{"commands", r.Commands, false}, field{"writes", r.Writes, false}, field{"cache_resets", r.CacheResets, false},
@@ -60,23 +60,32 @@ func CheckQueries(ctx context.Context, cfg *config.Config, src InstantSource) []
 				c.Series, c.Groups, c.Problem = describeAnswer(vec, r, f.name == "instances" || f.name == "replicas")
 				if len(vec) == 0 {
 					empty = append(empty, f.query)
-					if f.required {
+					switch {
+					case f.required:
 						c.Problem = "returns no series, so the rule watches nothing: is the metric scraped, and does it carry " +
 							labelList(r.GroupBy) + "?"
+					case strings.HasPrefix(f.name, "signals["):
+						c.Note = "no series: an optional signal, judged where a group exports it"
 					}
 				}
 			}
 			out = append(out, c)
 		}
 		// A storm rule needs flushes or a keyspace; a healthy Redis lists no flush counter yet.
+		// Optional signals are fine empty while another work signal has series.
 		for i := start; i < len(out); i++ {
 			c := &out[i]
-			if c.Err != nil || c.Series > 0 || (c.Field != "flushes" && c.Field != "keys") {
+			optional := c.Note != "" && strings.HasPrefix(c.Field, "signals[")
+			if c.Err != nil || c.Series > 0 || (c.Field != "flushes" && c.Field != "keys" && !optional) {
 				continue
 			}
-			if r.WatchesNothing(empty) {
+			switch {
+			case optional && r.WatchesNothing(empty):
+				c.Note, c.Problem = "", "returns no series, and neither does any other work signal: the rule watches nothing"
+			case optional:
+			case r.WatchesNothing(empty):
 				c.Problem = "returns no series, and neither does the other of flushes and keys: the rule watches nothing"
-			} else if c.Field == "flushes" {
+			case c.Field == "flushes":
 				c.Note = "no flush yet (Redis lists the counter after the first flush)"
 			}
 		}

@@ -62,12 +62,14 @@ func writePrometheusConfig(path, ruleFile string, interval time.Duration) error 
 const anchorGroup = "emergent-anchor"
 
 // anchorRules are static alerting rules equivalent to the shipped rules.toml: the bounded
-// token ceiling, the cache-miss ratio cap, the flush-storm count and the keyspace collapse.
+// token ceiling, the token and local cache-miss ratio caps, the flush-storm count and the
+// keyspace collapse.
 // They cannot tell a surge from self-generated work, but they watch the same signals at the
 // same interval, which is what an operator would run instead of emergentd.
 var anchorRules = []struct{ alert, expr, forDur string }{
 	{"TokenMintsAboveCeiling", `sum by (service) (rate(token_mint_count[2m])) > 0.033`, "5m"},
 	{"TokenCacheMissRatioHigh", `sum by (service) (rate(token_cache_misses[2m])) / sum by (service) (rate(http_requests_total[2m])) > 0.05`, "5m"},
+	{"LocalCacheMissRatioHigh", `sum by (service) (rate(cache_misses_total[2m])) / sum by (service) (rate(http_requests_total[2m])) > 0.5`, "5m"},
 	{"RedisFlushStorm", `sum by (service) (increase(redis_commands_total{cmd=~"flushdb|flushall"}[10m])) >= 3`, "0s"},
 	{"RedisKeyspaceCollapse", `sum by (service) (redis_db_keys) < 0.5 * sum by (service) (max_over_time(redis_db_keys[10m]))`, "0s"},
 }

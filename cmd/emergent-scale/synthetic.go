@@ -30,6 +30,7 @@ var signalMetrics = map[string]string{
 	"token_mints":        "token_mint_count",
 	"token_cache_misses": "token_cache_misses",
 	"redis_commands":     "redis_commands_total",
+	"cache_misses":       "cache_misses_total",
 }
 
 // fleetAnswers maps every query of cfg to the fleet's answer, by the role the query plays in

@@ -426,6 +426,18 @@ func TestCheckQuery(t *testing.T) {
 			t.Fatalf("rules.toml no longer contains %q; update the test", s)
 		}
 	}
+	// One rule whose only work signal is optional and returns nothing watches nothing.
+	onlyOptional := `[[rules]]
+name = "token-minting"
+kind = "self_generated_traffic"
+group_by = ["service"]
+` + inbound + `
+  [[rules.signals]]
+  name = "local_misses"
+  query = 'sum by (service) (rate(cache_misses_total[2m]))'
+  relation = "proportional"
+  optional = true
+`
 	tests := []struct {
 		name, config string
 		wantCode     int
@@ -434,6 +446,8 @@ func TestCheckQuery(t *testing.T) {
 		{"every query usable", fixed, 0, []string{
 			`OK: rule "token-minting" inbound: 4 series, 4 groups`,
 			`OK: rule "token-minting" replicas: 5 series, 2 groups`,
+			// The incidents have no local cache: the optional signal is noted, not failed.
+			`OK: rule "token-minting" signals[3] (cache_misses): 0 series, 0 groups; no series: an optional signal`,
 		}},
 		{"one endpoint for every replica", string(shipped), 1, []string{
 			`FAILED: rule "token-minting" replicas: returns series without the instance label "instance"`,
@@ -443,6 +457,9 @@ func TestCheckQuery(t *testing.T) {
 		}},
 		{"a metric that is not there", strings.Replace(fixed, mints, `query = 'sum by (service) (rate(token_mints_total[2m]))'`, 1), 1, []string{
 			`FAILED: rule "token-minting" signals[0] (token_mints): returns no series, so the rule watches nothing`,
+		}},
+		{"only optional signals, all empty", onlyOptional, 1, []string{
+			`FAILED: rule "token-minting" signals[0] (local_misses): returns no series, and neither does any other work signal: the rule watches nothing`,
 		}},
 	}
 	for _, tc := range tests {
