@@ -61,13 +61,16 @@ func (e *Engine) Chart(ctx context.Context, rule string, labels map[string]strin
 	r := sources.Range{Start: end.Add(-span), End: end, Step: step}
 
 	parts := []string{tagged(forGroup(c.Inbound, labels), "inbound")}
-	type work struct{ name, unit, query string }
+	type work struct {
+		name, unit, query string
+		optional          bool
+	}
 	var works []work
 	for _, s := range c.Signals {
-		works = append(works, work{s.Name, s.Unit, s.Query})
+		works = append(works, work{s.Name, s.Unit, s.Query, s.Optional})
 	}
 	if c.Keys != "" { // a storm's keyspace: what its collapses are
-		works = append(works, work{"keyspace", "keys", c.Keys})
+		works = append(works, work{"keyspace", "keys", c.Keys, false})
 	}
 	for i, w := range works {
 		parts = append(parts, tagged(forGroup(w.query, labels), strconv.Itoa(i)))
@@ -94,6 +97,9 @@ func (e *Engine) Chart(ctx context.Context, rule string, labels map[string]strin
 	defer e.mu.Unlock()
 	for i, w := range works {
 		sig := ChartSignal{Name: w.name, Unit: w.unit, Work: byName[strconv.Itoa(i)]}
+		if w.optional && len(sig.Work) == 0 {
+			continue // work this group does not export (no local cache): no empty panel
+		}
 		if rs.det.WorkRates() {
 			for _, p := range sig.Work {
 				n := 1
