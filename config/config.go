@@ -144,8 +144,10 @@ type Rule struct {
 	// RecurWithin caps the quiet a firing episode is held open through as a lull (its
 	// average_over average still unexplained, no change settled since its last breach; at most
 	// average_over), and is how long the quiet between two episodes of a group may be for the
-	// second to be the first coming back (a stampede at every token expiry): that episode stays
-	// open through quiet as long as the gap it showed. Unset: average_over; zero: never.
+	// second to be the first coming back (a stampede at every token expiry, a storm of sparse
+	// uploads): that episode stays open through quiet as long as the gap it showed. Unset:
+	// average_over for self-generated traffic, never for a flush storm (which has no lulls);
+	// zero: never.
 	RecurWithin model.Duration `toml:"recur_within" json:"recur_within,omitempty"`
 	// Limit is the most groups the rule may watch (0: no limit), like a Prometheus rule group's
 	// limit: a query that suddenly returns far more (a label gone wrong) makes the rule blind,

@@ -24,8 +24,38 @@ func TestShippedRulesLoad(t *testing.T) {
 	if cfg.Rules[1].MinFlushes != 3 || cfg.Rules[0].Hysteresis != 0.8 {
 		t.Errorf("defaults not applied: %+v", cfg.Rules[1])
 	}
-	if got := time.Duration(cfg.Rules[0].RecurWithin); got != 2*time.Hour {
-		t.Errorf("recur_within = %s, want the shipped 2h", got)
+	for _, r := range cfg.Rules {
+		if got := time.Duration(r.RecurWithin); got != 2*time.Hour {
+			t.Errorf("%s: recur_within = %s, want the shipped 2h", r.Name, got)
+		}
+	}
+}
+
+// A flush storm's recur_within left out is never (a storm has no lulls to cap), so storm rules
+// written before it keep paging as they did; written, it is what it says.
+func TestStormRecurWithinDefaultsToNever(t *testing.T) {
+	const storm = `
+[[rules]]
+name = "redis-flush-storm"
+kind = "flush_storm"
+group_by = ["service"]
+flushes = 'redis_commands_total{cmd=~"flushdb|flushall"}'
+%s
+`
+	for _, tc := range []struct {
+		line string
+		want time.Duration
+	}{
+		{"", 0},
+		{`recur_within = "2h"`, 2 * time.Hour},
+	} {
+		cfg, err := Load([]byte(fmt.Sprintf(storm, tc.line)), "rules.toml")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.line, err)
+		}
+		if got := time.Duration(cfg.Rules[0].RecurWithin); got != tc.want {
+			t.Errorf("%q: recur_within = %s, want %s", tc.line, got, tc.want)
+		}
 	}
 }
 

@@ -403,7 +403,7 @@ func (v *validator) flushStorm(path string, r *Rule) {
 }
 
 // selfGeneratedOnly are the rule keys only kind self_generated_traffic reads.
-var selfGeneratedOnly = []string{"settle", "deploy_settle", "average_over", "recur_within", "min_unexplained_share",
+var selfGeneratedOnly = []string{"settle", "deploy_settle", "average_over", "min_unexplained_share",
 	"min_unexplained_rate", "replicas", "cache_resets"}
 
 // promql checks q with Prometheus's own parser. required reports whether q may be empty.

@@ -132,6 +132,12 @@ func flushRule() config.Rule {
 	}
 }
 
+// recurring is r with recur_within set.
+func recurring(r config.Rule, within time.Duration) config.Rule {
+	r.RecurWithin = model.Duration(within)
+	return r
+}
+
 // keysOnly is rule reading the keyspace without flush commands.
 func keysOnly(r config.Rule) config.Rule {
 	r.Flushes = ""
@@ -231,6 +237,24 @@ func TestEpisodes(t *testing.T) {
 			rule: flushRule(),
 			in:   series{flushes: "_x1 1 2 3x62 4 5 6x20", keys: "1000x88"},
 			want: []wantEpisode{{fireStep: 3, resolveStep: 14}, {fireStep: 68, resolveStep: 79}},
+		},
+		{
+			// Flushes on the write path come as uploads do, which pause: a storm back within
+			// recur_within of its last flush is the same storm, and its episode stays open through
+			// quiet as long as the gap it showed (65 steps) past resolve_for, through the third
+			// burst, and resolves resolve_for plus that gap after the last flush (step 91).
+			name: "a storm back within recur_within is one episode",
+			rule: recurring(flushRule(), time.Hour),
+			in:   series{flushes: "_x1 1 2 3x62 4 5 6x20 7 8 9x100", keys: "1000x192"},
+			want: []wantEpisode{{fireStep: 3, resolveStep: 14}, {fireStep: 68, resolveStep: 92 + 10 + 65}},
+		},
+		{
+			// The second storm came 65 steps (32.5 min) after the first: a new page. The third came
+			// 23 steps after the second's last flush: the second back, open 23 steps longer.
+			name: "a storm back after recur_within pages again",
+			rule: recurring(flushRule(), 30*time.Minute),
+			in:   series{flushes: "_x1 1 2 3x62 4 5 6x20 7 8 9x100", keys: "1000x192"},
+			want: []wantEpisode{{fireStep: 3, resolveStep: 14}, {fireStep: 68, resolveStep: 79}, {fireStep: 91, resolveStep: 92 + 10 + 23}},
 		},
 		{
 			name: "keyspace collapses are a storm where flush commands are not watched",
@@ -376,6 +400,41 @@ func TestEachKindSaysWhatItsNumbersAre(t *testing.T) {
 				if !strings.Contains(ex.Description, p) {
 					t.Errorf("description %q lacks %q", ex.Description, p)
 				}
+			}
+		})
+	}
+}
+
+// A storm held open through quiet because it came back says so: paused, not stopped, and for
+// how long it stays open; a storm that did not come back says its flushes stopped.
+func TestStormHeldOpenSaysWhy(t *testing.T) {
+	const step = 30 * time.Second
+	// Storms at steps 3 and 68, the second back after 65 steps (32.5 min); 75 steps evaluated,
+	// the last quiet and under resolve_for after the last flush.
+	in := series{flushes: "_x1 1 2 3x62 4 5 6x6", keys: "1000x74"}
+	for _, tc := range []struct {
+		name       string
+		rule       config.Rule
+		want, lack string
+		held       bool
+	}{
+		{"came back", recurring(flushRule(), time.Hour), "flushes paused", "stopped", true},
+		{"did not", flushRule(), "flushes stopped", "paused", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRule(tc.rule, global(step))
+			run(t, r, in, t0, step)
+			active := r.Active()
+			if len(active) != 1 {
+				t.Fatalf("want the second storm open, got %d episodes", len(active))
+			}
+			ex := active[0].Explanation
+			if !strings.Contains(ex.Summary, tc.want) || strings.Contains(ex.Summary, tc.lack) {
+				t.Errorf("summary %q: want %q, not %q", ex.Summary, tc.want, tc.lack)
+			}
+			held := strings.Contains(ex.Diagnosis, "came back after 33m of quiet before, so it is held open until 38m without one")
+			if held != tc.held {
+				t.Errorf("diagnosis %q: held open said %v, want %v", ex.Diagnosis, held, tc.held)
 			}
 		})
 	}

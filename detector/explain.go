@@ -74,6 +74,9 @@ type Explanation struct {
 	// nothing the rule can see (a deploy, a scaling event, a cache reset) came since the last
 	// breach to end it: a firing episode's quiet that may be a lull between bursts.
 	lull bool
+	// keptFor, on a firing storm that came back within recur_within: the quiet it came back
+	// after, which it is held open through past resolve_for.
+	keptFor time.Duration
 }
 
 // Remedies the seeds' post-mortems learned.
@@ -235,6 +238,12 @@ func (r *Rule) explainFlush(ex *Explanation, labels map[string]string, over bool
 		ex.Diagnosis = "no FLUSHDB/FLUSHALL since " + last
 		if !r.flushCommandsWatched() {
 			ex.Diagnosis = "no FLUSHDB/FLUSHALL or keyspace collapse since " + last
+		}
+		if ex.keptFor > 0 {
+			// Still firing: the storm came back after this much quiet once, so quiet is no end yet.
+			ex.Summary = fmt.Sprintf("%s: flushes paused (%s)%s", GroupString(labels), last, since)
+			ex.Diagnosis += fmt.Sprintf("; the storm came back after %s of quiet before, so it is held open until %s without one",
+				model.Duration(ex.keptFor.Round(time.Minute)), model.Duration((time.Duration(r.cfg.ResolveFor) + ex.keptFor).Round(time.Minute)))
 		}
 		return
 	}

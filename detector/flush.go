@@ -233,5 +233,8 @@ func (r *Rule) evalFlush(g *group, in *GroupInput, t time.Time) (breach, known b
 		ex.StormStart, ex.StormEvents = f.stormStart, f.stormEvents
 	}
 	ex.LastFlush = f.lastEvent
+	if g.life.state == StateFiring {
+		ex.keptFor = g.life.keepFor
+	}
 	return breach, true, ex
 }

@@ -66,8 +66,8 @@ type lifeState struct {
 	InstantSince                                      time.Time // zero in a file from before it
 }
 
-// explanationState keeps Explanation's unexported instantBreach; its lull and warmUp are the
-// step's own, read by the lifecycle and the words in the same step, and are not kept.
+// explanationState keeps Explanation's unexported instantBreach; its lull, warmUp and keptFor
+// are the step's own, read by the lifecycle and the words in the same step, and are not kept.
 type explanationState struct {
 	Explanation
 	InstantBreach bool
