@@ -47,6 +47,7 @@ func CheckQueries(ctx context.Context, cfg *config.Config, src InstantSource) []
 			field{"commands", r.Commands, false}, field{"writes", r.Writes, false}, field{"cache_resets", r.CacheResets, false},
 			field{"instances", r.Instances, false}, field{"replicas", r.Replicas, false})
 		var empty []string
+		var optionalEmpty []int // indexes in out of optional signals that returned nothing
 		start := len(out)
 		for _, f := range fields {
 			if f.query == "" {
@@ -66,26 +67,27 @@ func CheckQueries(ctx context.Context, cfg *config.Config, src InstantSource) []
 							labelList(r.GroupBy) + "?"
 					case strings.HasPrefix(f.name, "signals["):
 						c.Note = "no series: an optional signal, judged where a group exports it"
+						optionalEmpty = append(optionalEmpty, len(out))
 					}
 				}
 			}
 			out = append(out, c)
 		}
-		// A storm rule needs flushes or a keyspace; a healthy Redis lists no flush counter yet.
 		// Optional signals are fine empty while another work signal has series.
+		if r.WatchesNothing(empty) {
+			for _, i := range optionalEmpty {
+				out[i].Note, out[i].Problem = "", "returns no series, and neither does any other work signal: the rule watches nothing"
+			}
+		}
+		// A storm rule needs flushes or a keyspace; a healthy Redis lists no flush counter yet.
 		for i := start; i < len(out); i++ {
 			c := &out[i]
-			optional := c.Note != "" && strings.HasPrefix(c.Field, "signals[")
-			if c.Err != nil || c.Series > 0 || (c.Field != "flushes" && c.Field != "keys" && !optional) {
+			if c.Err != nil || c.Series > 0 || (c.Field != "flushes" && c.Field != "keys") {
 				continue
 			}
-			switch {
-			case optional && r.WatchesNothing(empty):
-				c.Note, c.Problem = "", "returns no series, and neither does any other work signal: the rule watches nothing"
-			case optional:
-			case r.WatchesNothing(empty):
+			if r.WatchesNothing(empty) {
 				c.Problem = "returns no series, and neither does the other of flushes and keys: the rule watches nothing"
-			case c.Field == "flushes":
+			} else if c.Field == "flushes" {
 				c.Note = "no flush yet (Redis lists the counter after the first flush)"
 			}
 		}
