@@ -31,34 +31,6 @@ func TestShippedRulesLoad(t *testing.T) {
 	}
 }
 
-// A flush storm's recur_within left out is never (a storm has no lulls to cap), so storm rules
-// written before it keep paging as they did; written, it is what it says.
-func TestStormRecurWithinDefaultsToNever(t *testing.T) {
-	const storm = `
-[[rules]]
-name = "redis-flush-storm"
-kind = "flush_storm"
-group_by = ["service"]
-flushes = 'redis_commands_total{cmd=~"flushdb|flushall"}'
-%s
-`
-	for _, tc := range []struct {
-		line string
-		want time.Duration
-	}{
-		{"", 0},
-		{`recur_within = "2h"`, 2 * time.Hour},
-	} {
-		cfg, err := Load([]byte(fmt.Sprintf(storm, tc.line)), "rules.toml")
-		if err != nil {
-			t.Fatalf("%q: %v", tc.line, err)
-		}
-		if got := time.Duration(cfg.Rules[0].RecurWithin); got != tc.want {
-			t.Errorf("%q: recur_within = %s, want %s", tc.line, got, tc.want)
-		}
-	}
-}
-
 // sgtRule is a self_generated_traffic rule with one line of its own (%s) among its keys.
 const sgtRule = `
 [[rules]]
@@ -74,23 +46,36 @@ average_over = "1h"
   query = 'sum by (service) (rate(token_mint_count[2m]))'
 `
 
-// recur_within left out is average_over, so configurations written before it keep their
-// episodes; written, even as zero, it is what it says.
-func TestRecurWithinDefaultsToAverageOver(t *testing.T) {
+// stormRule is a flush_storm rule with one line of its own (%s) among its keys.
+const stormRule = `
+[[rules]]
+name = "redis-flush-storm"
+kind = "flush_storm"
+group_by = ["service"]
+flushes = 'redis_commands_total{cmd=~"flushdb|flushall"}'
+%s
+`
+
+// recur_within left out is average_over for self-generated traffic and never for a flush storm
+// (which has no lulls to cap), so configurations written before it keep their episodes;
+// written, even as zero, it is what it says.
+func TestRecurWithinDefaults(t *testing.T) {
 	for _, tc := range []struct {
-		line string
-		want time.Duration
+		rule, line string
+		want       time.Duration
 	}{
-		{"", time.Hour},
-		{`recur_within = "0s"`, 0},
-		{`recur_within = "3h"`, 3 * time.Hour},
+		{sgtRule, "", time.Hour},
+		{sgtRule, `recur_within = "0s"`, 0},
+		{sgtRule, `recur_within = "3h"`, 3 * time.Hour},
+		{stormRule, "", 0},
+		{stormRule, `recur_within = "2h"`, 2 * time.Hour},
 	} {
-		cfg, err := Load([]byte(fmt.Sprintf(sgtRule, tc.line)), "rules.toml")
+		cfg, err := Load([]byte(fmt.Sprintf(tc.rule, tc.line)), "rules.toml")
 		if err != nil {
 			t.Fatalf("%q: %v", tc.line, err)
 		}
 		if got := time.Duration(cfg.Rules[0].RecurWithin); got != tc.want {
-			t.Errorf("%q: recur_within = %s, want %s", tc.line, got, tc.want)
+			t.Errorf("%s %q: recur_within = %s, want %s", cfg.Rules[0].Kind, tc.line, got, tc.want)
 		}
 	}
 }
