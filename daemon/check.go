@@ -35,17 +35,20 @@ type InstantSource interface {
 func CheckQueries(ctx context.Context, cfg *config.Config, src InstantSource) []QueryCheck {
 	var out []QueryCheck
 	for _, r := range cfg.Rules {
+		// required: an empty answer fails the check; optional: a work signal only some groups
+		// export, whose empty answer is noted. Neither: context that may be empty.
 		type field struct {
-			name, query string
-			required    bool
+			name, query        string
+			required, optional bool
 		}
-		fields := []field{{"inbound", r.Inbound, true}}
+		fields := []field{{name: "inbound", query: r.Inbound, required: true}}
 		for i, s := range r.Signals {
-			fields = append(fields, field{fmt.Sprintf("signals[%d] (%s)", i, s.Name), s.Query, !s.Optional})
+			fields = append(fields, field{fmt.Sprintf("signals[%d] (%s)", i, s.Name), s.Query, !s.Optional, s.Optional})
 		}
-		fields = append(fields, field{"flushes", r.Flushes, false}, field{"keys", r.Keys, false},
-			field{"commands", r.Commands, false}, field{"writes", r.Writes, false}, field{"cache_resets", r.CacheResets, false},
-			field{"instances", r.Instances, false}, field{"replicas", r.Replicas, false})
+		for _, f := range []struct{ name, query string }{{"flushes", r.Flushes}, {"keys", r.Keys}, {"commands", r.Commands},
+			{"writes", r.Writes}, {"cache_resets", r.CacheResets}, {"instances", r.Instances}, {"replicas", r.Replicas}} {
+			fields = append(fields, field{name: f.name, query: f.query})
+		}
 		var empty []string
 		var optionalEmpty []int // indexes in out of optional signals that returned nothing
 		start := len(out)
@@ -65,7 +68,7 @@ func CheckQueries(ctx context.Context, cfg *config.Config, src InstantSource) []
 					case f.required:
 						c.Problem = "returns no series, so the rule watches nothing: is the metric scraped, and does it carry " +
 							labelList(r.GroupBy) + "?"
-					case strings.HasPrefix(f.name, "signals["):
+					case f.optional:
 						c.Note = "no series: an optional signal, judged where a group exports it"
 						optionalEmpty = append(optionalEmpty, len(out))
 					}
