@@ -5,6 +5,7 @@ package config
 
 import (
 	"encoding/json"
+	"time"
 
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
@@ -210,6 +211,9 @@ type Signal struct {
 	// uncertain by √N of them, and the detector widens its noise band by that. Zero when the
 	// query counts no events.
 	EventQuantum float64 `toml:"-" json:"-"`
+	// EventWindow is derived from Query too: the range EventQuantum is of (zero with it). The
+	// history, averaged over each baseline step, counts an event over the step instead.
+	EventWindow time.Duration `toml:"-" json:"-"`
 }
 
 // Receiver is somewhere alerts go.

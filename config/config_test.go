@@ -209,18 +209,19 @@ name = "b"
 
 func TestEventQuantum(t *testing.T) {
 	for _, tc := range []struct {
-		query string
-		want  float64
+		query  string
+		want   float64
+		window time.Duration
 	}{
-		{`sum by (service) (rate(token_cache_misses[2m]))`, 1.0 / 120},
-		{`sum by (service) (increase(token_cache_misses[5m]))`, 1},
-		{`rate(a[1m]) / rate(b[5m])`, 1.0 / 60},
-		{`sum by (service) (redis_db_keys)`, 0},
-		{`max_over_time(x[5m])`, 0},
-		{`rate(`, 0},
+		{`sum by (service) (rate(token_cache_misses[2m]))`, 1.0 / 120, 2 * time.Minute},
+		{`sum by (service) (increase(token_cache_misses[5m]))`, 1, 5 * time.Minute},
+		{`rate(a[1m]) / rate(b[5m])`, 1.0 / 60, time.Minute},
+		{`sum by (service) (redis_db_keys)`, 0, 0},
+		{`max_over_time(x[5m])`, 0, 0},
+		{`rate(`, 0, 0},
 	} {
-		if got := eventQuantum(tc.query); math.Abs(got-tc.want) > 1e-12 {
-			t.Errorf("eventQuantum(%q) = %g, want %g", tc.query, got, tc.want)
+		if got, window := eventQuantum(tc.query); math.Abs(got-tc.want) > 1e-12 || window != tc.window {
+			t.Errorf("eventQuantum(%q) = %g, %s, want %g, %s", tc.query, got, window, tc.want, tc.window)
 		}
 	}
 }

@@ -338,7 +338,7 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 		}
 		names[s.Name] = true
 		v.promql(sp+".query", s.Query, true)
-		s.EventQuantum = eventQuantum(s.Query)
+		s.EventQuantum, s.EventWindow = eventQuantum(s.Query)
 		if s.Unit == "" {
 			s.Unit = s.Name
 		}
@@ -420,15 +420,16 @@ func (v *validator) promql(path, q string, required bool) {
 }
 
 // eventQuantum is what one event adds to q's value: 1/range for rate(x[range]), 1 for
-// increase(x[range]); the largest when q reads several, 0 when it reads none or does not parse.
-func eventQuantum(q string) float64 {
-	if shortestRange(q, "increase") > 0 {
-		return 1
+// increase(x[range]), with that range; the largest when q reads several, 0 when it reads none or
+// does not parse.
+func eventQuantum(q string) (float64, time.Duration) {
+	if r := shortestRange(q, "increase"); r > 0 {
+		return 1, r
 	}
 	if r := shortestRange(q, "rate"); r > 0 {
-		return 1 / r.Seconds()
+		return 1 / r.Seconds(), r
 	}
-	return 0
+	return 0, 0
 }
 
 // shortestRange is the shortest range q passes to the function fn (rate, increase), 0 when q

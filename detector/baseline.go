@@ -89,8 +89,9 @@ func (s *historyStore) slotOf(k uint32) int { return int((k - 1) % uint32(len(s.
 // historyColumn is one column of a rule's history: the store column it reads, and whether the
 // rule masks it (learn: a signal's work, or Redis commands, at a step that does not teach).
 type historyColumn struct {
-	store  int
-	masked bool
+	store    int
+	masked   bool
+	averaged bool // each point is the mean over its baseline step (StepAveraged)
 }
 
 // historyClock says which baseline step each ring slot holds, for every group of a rule at

@@ -123,6 +123,8 @@ type Rule struct {
 	// key once the group is made: the history steps they cover do not teach (see Forget).
 	past      map[string][]Span
 	forgotten map[string][]Span
+	// averaging: a history column of the rule is a step average (StepAveraged).
+	averaging bool
 	// step numbers the steps evaluated (seen): a group's input is the one of this step.
 	step uint64
 	// generation numbers the sets of groups (ReadState makes a new one), so a GroupInput
@@ -142,7 +144,10 @@ type group struct {
 	// signals is what the group keeps of each work signal, in the rule's signal order: one
 	// slice of a struct rather than a slice per field (eight headers of 24 B in every group of
 	// every rule, and up to eight allocations, each rounded up to its size class).
-	signals       []signalState
+	signals []signalState
+	// stepSums are the averaged history columns' values so far in the baseline step under way
+	// (addStep), nil until the rule averages one.
+	stepSums      []stepSum
 	cmdPer        float64 // usual Redis commands per inbound request; NaN if unknown
 	usualReplicas float64 // the median number of live instances in the history; NaN if unknown
 	instances     instanceTracker
@@ -253,7 +258,9 @@ func newRule(cfg config.Rule, g config.Global, store *historyStore) *Rule {
 	}
 	cols := make([]historyColumn, 0, r.historyColumns())
 	add := func(read, query string, masked bool) {
-		cols = append(cols, historyColumn{store: store.column(read, query), masked: masked})
+		// The masked columns are the work: StepAveraged's queries.
+		cols = append(cols, historyColumn{store: store.column(read, query), masked: masked, averaged: masked})
+		r.averaging = r.averaging || masked
 	}
 	add("sum", cfg.Inbound, false)
 	for _, s := range cfg.Signals {
@@ -522,13 +529,17 @@ func (r *Rule) Eval(in Input) []Event {
 		if known && !breach && !ex.instantBreach && g.life.state != StateFiring && t.After(r.carriedBy) {
 			g.quietSinceCarry = true
 		}
-		if t.Unix()%int64(r.baselineStep/time.Second) == 0 {
+		aligned := t.Unix()%int64(r.baselineStep/time.Second) == 0
+		if r.averaging {
+			g.addStep(r, gi)
+		}
+		if aligned {
 			// Only settled, quiet steps teach: not an episode, not a transient still settling, not
 			// instances grown past their usual number, whose work is under observation. A lull's
 			// quiet steps do: the work between stampedes is the service's own (a process started
 			// later masks them with the episode, Forget; a few steps of history).
 			learnable := known && (g.life.state == StateInactive || ex.lull && !ex.instantBreach) && !breach && !hold && !ex.replicasGrew()
-			g.hist.put(t.Unix(), r.historyRow(gi), learnable)
+			g.hist.put(t.Unix(), g.stepRow(r, gi), learnable)
 		}
 		if !known {
 			continue
@@ -637,7 +648,7 @@ func (g *group) relearn(r *Rule, t time.Time) {
 			blocks = append(blocks, int32(last-g.hist.unixAt(i)/excessBlockSec))
 		})
 		sc.in, sc.work, sc.blocks = in, work, blocks
-		fit, ok := sc.fit(in, work, r.cfg.Signals[s].EventQuantum)
+		fit, ok := sc.fit(in, work, r.historyQuantum(s))
 		g.signals[s].fit, g.signals[s].fitOK, g.signals[s].excessMean = fit, ok, 0
 		if ok {
 			g.signals[s].excessMean = sc.excessMean(fit, in, work, blocks, r.historyLen, r.baselineStep)
@@ -674,7 +685,7 @@ func (r *Rule) learnBounded(g *group, s int) (lvl boundedLevel, med float64, ok 
 		}
 	})
 	sc.work = per
-	return sc.learnLevel(per, r.cfg.Signals[s].EventQuantum)
+	return sc.learnLevel(per, r.historyQuantum(s))
 }
 
 // excessMean is how far work ran over fit on average in the history gathered for it (in and

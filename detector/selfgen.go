@@ -571,7 +571,7 @@ func (r *Rule) outlasts(g *group, s int, sig config.Signal, t time.Time, work, e
 // grown instances and raised work (rawStep). It is read from the history, not followed step by
 // step, so that a process restored from its state in Prometheus, which replays less than an
 // excursion may last, finds the same start. ok is false where the instances had grown with the
-// work unraised (work per request that wanders from its fit hours after a scale-out is not the
+// work unraised past their first grown step (work per request that wanders from its fit hours after a scale-out is not the
 // instances': fleetsim tuning seed 50603, Redis commands flat while inbound swung, 18 hours
 // after one) or a step is missing.
 func (r *Rule) excursionFrom(g *group, s int, sig config.Signal, t time.Time, scale float64) (time.Time, bool) {
@@ -585,6 +585,11 @@ func (r *Rule) excursionFrom(g *group, s int, sig config.Signal, t time.Time, sc
 		case !grown:
 			return at.Add(r.baselineStep), true
 		case !raised:
+			// The first step with grown instances averages its work over the moment they grew
+			// (StepAveraged): what came before dilutes it, so it begins the excursion unraised.
+			if grown, _, ok := r.rawStep(g, s, sig, at.Add(-r.baselineStep), scale); ok && !grown {
+				return at, true
+			}
 			return time.Time{}, false
 		}
 	}

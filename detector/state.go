@@ -30,6 +30,7 @@ type groupState struct {
 	AveragePeaks      []float64
 	LongestExcursions []time.Duration // nil in a file from before them
 	ExcessMeans       []float64       // nil in a file from before them
+	StepSums          []stepSum       // the averaged columns' baseline step under way; nil before them
 	CmdPer            float64
 	UsualReplicas     float64
 	InstancesApart    bool
@@ -169,7 +170,7 @@ func (g *group) saved(cols [][]sample16, held []average) groupState {
 			ReburstSince: fromUnixNano(g.life.reburstSince), InstantSince: fromUnixNano(g.life.instantSince)},
 		Unknown: g.unknown, SignalSeen: make([]time.Time, len(g.signals)),
 		Last:    explanationState{Explanation: g.last, InstantBreach: g.last.instantBreach},
-		Carried: g.carry(), QuietSinceCarry: g.quietSinceCarry,
+		Carried: g.carry(), QuietSinceCarry: g.quietSinceCarry, StepSums: g.stepSums,
 	}
 	// The file keeps a slice per field, as the group did: a slice absent until relearn or a
 	// firing episode filled it is absent in the file too.
@@ -235,6 +236,9 @@ func (r *Rule) fromState(gs groupState) *group {
 	}
 	g.hist.init(r.clock, gs.Key)
 	g.hist.load(gs.Cols)
+	if len(gs.StepSums) == r.historyColumns() {
+		g.stepSums = gs.StepSums
+	}
 	// Held averages of another length were started afresh by stillOver, as none are.
 	if len(gs.Held) > 0 && len(gs.Held) == len(g.signals) {
 		held := r.heldOf(g)

@@ -20,7 +20,7 @@ func TestStateCoversEveryField(t *testing.T) {
 		v      any
 		fields int
 	}{
-		{group{}, 23}, {signalState{}, 9}, {lifecycle{}, 8}, {instanceTracker{}, 4}, {average{}, 3}, {flushState{}, 12},
+		{group{}, 24}, {signalState{}, 9}, {lifecycle{}, 8}, {instanceTracker{}, 4}, {average{}, 3}, {flushState{}, 12},
 		{counterSeen{}, 3}, {countAt{}, 2}, {Episode{}, 13}, {Explanation{}, 42}, {historyClock{}, 5},
 	} {
 		if n := reflect.TypeOf(tc.v).NumField(); n != tc.fields {

@@ -211,7 +211,7 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 	defer func() { e.inFlight = 0 }()
 	for start := histStart; !start.After(histEnd); {
 		end := minTime(start.Add(time.Duration(e.stepsPerQuery()-1)*baseStep), histEnd)
-		b, err := e.fetch(ctx, sources.Range{Start: start, End: end, Step: baseStep}, e.historyQueries())
+		b, err := e.fetch(ctx, sources.Range{Start: start, End: end, Step: baseStep}, e.historyQueries(), e.stepAveraged())
 		if err != nil {
 			return nil, err
 		}
@@ -365,7 +365,7 @@ func (e *Engine) advance(ctx context.Context, now time.Time, strict bool) ([]det
 		start := last.Add(e.interval)
 		chunkEnd := minTime(start.Add(time.Duration(e.stepsPerQuery()-1)*e.interval), end)
 		began := time.Now()
-		b, err := e.fetch(ctx, sources.Range{Start: start, End: chunkEnd, Step: e.interval}, e.cfg.Queries())
+		b, err := e.fetch(ctx, sources.Range{Start: start, End: chunkEnd, Step: e.interval}, e.cfg.Queries(), nil)
 		if err != nil {
 			return events, err
 		}
@@ -473,10 +473,28 @@ func (e *Engine) historyQueries() []string {
 	return out
 }
 
-// fetch runs each of queries once over r, concurrently (the source bounds concurrency). The
+// stepAverager is a source that answers a query averaged over each step (sources.Prometheus
+// widens its ranges to the step).
+type stepAverager interface {
+	QueryRangeStepAveraged(ctx context.Context, query string, r sources.Range) (model.Matrix, sources.Warnings, error)
+}
+
+// stepAveraged are the history queries the rules store as means over the baseline step.
+func (e *Engine) stepAveraged() map[string]bool {
+	out := map[string]bool{}
+	for _, r := range e.cfg.Rules {
+		for _, q := range detector.StepAveraged(r) {
+			out[q] = true
+		}
+	}
+	return out
+}
+
+// fetch runs each of queries once over r, concurrently (the source bounds concurrency), those
+// in averaged as means over each step where the source can answer so (the history's work). The
 // answers become per-step inputs one step at a time (batch.each), so a long range costs the
 // compact answers, not a map per group, query and step.
-func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (*batch, error) {
+func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string, averaged map[string]bool) (*batch, error) {
 	results := make([]model.Matrix, len(queries))
 	failed := make([]error, len(queries))
 	var wg sync.WaitGroup
@@ -492,7 +510,14 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string) (
 				slots <- struct{}{}
 				defer func() { <-slots }()
 			}
-			m, warnings, err := e.src.QueryRange(ctx, q, r)
+			var m model.Matrix
+			var warnings sources.Warnings
+			var err error
+			if sa, ok := e.src.(stepAverager); ok && averaged[q] {
+				m, warnings, err = sa.QueryRangeStepAveraged(ctx, q, r)
+			} else {
+				m, warnings, err = e.src.QueryRange(ctx, q, r)
+			}
 			if err == nil {
 				if w := partial(warnings); w != "" {
 					err = fmt.Errorf("query %q: partial result: %s", q, w)

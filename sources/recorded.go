@@ -193,28 +193,9 @@ func (rec *Recorded) Queries() []string {
 // always a replay of the wrong file or window. An unknown query is an error, never an empty
 // result, so a changed rule cannot silently replay as "no data".
 func (rec *Recorded) QueryRange(ctx context.Context, query string, r Range) (model.Matrix, Warnings, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, nil, fmt.Errorf("query %q: %w", query, err)
-	}
-	if err := r.validate(); err != nil {
-		return nil, nil, fmt.Errorf("query %q: %w", query, err)
-	}
-	m, ok := rec.queries[query]
-	if !ok {
-		return nil, nil, fmt.Errorf("query %q is not in the recording (it holds %d queries)", query, len(rec.queries))
-	}
-	recorded := rec.Range()
-	start, end := r.Start.UnixMilli(), r.End.UnixMilli()
-	step := r.Step.Milliseconds()
-	switch {
-	case step%rec.step != 0:
-		return nil, nil, fmt.Errorf("query %q: step %s is not a multiple of the recorded step %s", query, r.Step, recorded.Step)
-	case (start-rec.start)%rec.step != 0:
-		return nil, nil, fmt.Errorf("query %q: start %s is not on the recording's grid (%s + k·%s)",
-			query, fmtTime(r.Start), fmtTime(recorded.Start), recorded.Step)
-	case end < rec.start || start > rec.end:
-		return nil, nil, fmt.Errorf("query %q: range [%s, %s] is outside the recording [%s, %s]",
-			query, fmtTime(r.Start), fmtTime(r.End), fmtTime(recorded.Start), fmtTime(recorded.End))
+	m, start, end, step, err := rec.series(ctx, query, r)
+	if err != nil {
+		return nil, nil, err
 	}
 	keep := func(ts model.Time) bool {
 		t := int64(ts)
@@ -241,6 +222,63 @@ func (rec *Recorded) QueryRange(ctx context.Context, query string, r Range) (mod
 		out = append(out, &model.SampleStream{Metric: maps.Clone(s.Metric), Values: values, Histograms: histograms})
 	}
 	return out, nil, nil
+}
+
+// QueryRangeStepAveraged answers from the recording with each point the mean of the recorded
+// samples in the step it ends, (t - r.Step, t]: what the engine averages while evaluating, and
+// what Prometheus answers with the query's ranges widened to the step. Histograms are left out.
+func (rec *Recorded) QueryRangeStepAveraged(ctx context.Context, query string, r Range) (model.Matrix, Warnings, error) {
+	m, start, end, step, err := rec.series(ctx, query, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out model.Matrix
+	for _, s := range m {
+		var values []model.SamplePair
+		i := sort.Search(len(s.Values), func(i int) bool { return int64(s.Values[i].Timestamp) > start-step })
+		for t := start; t <= end; t += step {
+			var sum float64
+			var n int
+			for ; i < len(s.Values) && int64(s.Values[i].Timestamp) <= t; i++ {
+				sum += float64(s.Values[i].Value)
+				n++
+			}
+			if n > 0 {
+				values = append(values, model.SamplePair{Timestamp: model.Time(t), Value: model.SampleValue(sum / float64(n))})
+			}
+		}
+		if len(values) > 0 {
+			out = append(out, &model.SampleStream{Metric: maps.Clone(s.Metric), Values: values})
+		}
+	}
+	return out, nil, nil
+}
+
+// series returns query's recorded series and r in milliseconds, checked against the recording.
+func (rec *Recorded) series(ctx context.Context, query string, r Range) (m model.Matrix, start, end, step int64, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, 0, 0, fmt.Errorf("query %q: %w", query, err)
+	}
+	if err := r.validate(); err != nil {
+		return nil, 0, 0, 0, fmt.Errorf("query %q: %w", query, err)
+	}
+	m, ok := rec.queries[query]
+	if !ok {
+		return nil, 0, 0, 0, fmt.Errorf("query %q is not in the recording (it holds %d queries)", query, len(rec.queries))
+	}
+	recorded := rec.Range()
+	start, end, step = r.Start.UnixMilli(), r.End.UnixMilli(), r.Step.Milliseconds()
+	switch {
+	case step%rec.step != 0:
+		return nil, 0, 0, 0, fmt.Errorf("query %q: step %s is not a multiple of the recorded step %s", query, r.Step, recorded.Step)
+	case (start-rec.start)%rec.step != 0:
+		return nil, 0, 0, 0, fmt.Errorf("query %q: start %s is not on the recording's grid (%s + k·%s)",
+			query, fmtTime(r.Start), fmtTime(recorded.Start), recorded.Step)
+	case end < rec.start || start > rec.end:
+		return nil, 0, 0, 0, fmt.Errorf("query %q: range [%s, %s] is outside the recording [%s, %s]",
+			query, fmtTime(r.Start), fmtTime(r.End), fmtTime(recorded.Start), fmtTime(recorded.End))
+	}
+	return m, start, end, step, nil
 }
 
 // RecordOptions say how Record writes a recording.

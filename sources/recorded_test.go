@@ -403,3 +403,49 @@ func FuzzReadRecording(f *testing.F) {
 		}
 	})
 }
+
+// TestRecordedStepAveraged: a step-averaged answer's point at t is the mean of the recorded
+// samples in (t - step, t], gaps left out, as the engine averages while evaluating.
+func TestRecordedStepAveraged(t *testing.T) {
+	query := `sum by (service) (rate(token_mint_count[2m]))`
+	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	rec := Range{Start: start, End: start.Add(2 * time.Hour), Step: 15 * time.Second}
+	var buf bytes.Buffer
+	if err := Record(context.Background(), &synthetic{}, []string{query}, rec, &buf, RecordOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ReadRecording(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := Range{Start: start.Add(time.Hour), End: start.Add(2 * time.Hour), Step: 5 * time.Minute}
+	got, _, err := r.QueryRangeStepAveraged(context.Background(), query, ask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d series, want 2", len(got))
+	}
+	for _, s := range got {
+		name := string(s.Metric["series"])
+		if len(s.Values) != 13 {
+			t.Errorf("series %s: %d points, want 13", name, len(s.Values))
+		}
+		for _, p := range s.Values {
+			var sum float64
+			var n int
+			for ts := p.Timestamp.Add(-5*time.Minute + 15*time.Second); ts <= p.Timestamp; ts = ts.Add(15 * time.Second) {
+				if v, ok := syntheticValue(query, name, ts); ok {
+					sum += float64(v)
+					n++
+				}
+			}
+			if want := sum / float64(n); math.Abs(float64(p.Value)-want) > 1e-9 {
+				t.Errorf("series %s at %s: %g, want the step's mean %g", name, p.Timestamp.Time().UTC(), p.Value, want)
+			}
+		}
+	}
+	if _, _, err := r.QueryRangeStepAveraged(context.Background(), "up", ask); err == nil {
+		t.Error("a query not recorded: no error")
+	}
+}

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/emergent-sh/emergent/config"
+	"github.com/emergent-sh/emergent/detector"
 	"github.com/emergent-sh/emergent/internal/promsynth"
+	"github.com/emergent-sh/emergent/sources"
 	"github.com/prometheus/common/model"
 )
 
@@ -79,6 +81,17 @@ func fleetAnswers(cfg *config.Config, f *fleet) (map[string]promsynth.Answer, er
 		}
 		for _, x := range roles {
 			if err := add(r.Name, x.role, x.query, x.answer); err != nil {
+				return nil, err
+			}
+		}
+		// The start-up asks the work's history averaged over each baseline step, its ranges
+		// widened: the same answer (the fleet's rates are steady within a step).
+		for _, q := range detector.StepAveraged(r) {
+			wide, err := sources.StepAveragedQuery(q, time.Duration(cfg.Global.BaselineStep))
+			if err != nil {
+				return nil, fmt.Errorf("rule %s: %w", r.Name, err)
+			}
+			if err := add(r.Name, "step-averaged history of "+q, wide, roleOf[q]); err != nil {
 				return nil, err
 			}
 		}

@@ -133,7 +133,28 @@ type recordingSource struct {
 }
 
 func (s *recordingSource) QueryRange(ctx context.Context, q string, r sources.Range) (model.Matrix, sources.Warnings, error) {
-	m, w, err := s.next.QueryRange(ctx, q, r)
+	return s.count(q, r, func() (model.Matrix, sources.Warnings, error) { return s.next.QueryRange(ctx, q, r) })
+}
+
+// QueryRangeStepAveraged passes the history's step-averaged queries on as the engine asks them
+// of emergentd's own source, counted under the query sent.
+func (s *recordingSource) QueryRangeStepAveraged(ctx context.Context, q string, r sources.Range) (model.Matrix, sources.Warnings, error) {
+	sa, ok := s.next.(interface {
+		QueryRangeStepAveraged(context.Context, string, sources.Range) (model.Matrix, sources.Warnings, error)
+	})
+	if !ok {
+		return s.QueryRange(ctx, q, r)
+	}
+	sent, err := sources.StepAveragedQuery(q, r.Step)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.count(sent, r, func() (model.Matrix, sources.Warnings, error) { return sa.QueryRangeStepAveraged(ctx, q, r) })
+}
+
+// count runs query and counts it, its series and samples.
+func (s *recordingSource) count(q string, r sources.Range, query func() (model.Matrix, sources.Warnings, error)) (model.Matrix, sources.Warnings, error) {
+	m, w, err := query()
 	n := int64(0)
 	for _, ss := range m {
 		n += int64(len(ss.Values))

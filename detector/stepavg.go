@@ -1,0 +1,69 @@
+package detector
+
+import (
+	"math"
+
+	"github.com/emergent-sh/emergent/config"
+)
+
+// StepAveraged lists the rule's queries whose history points are means over their baseline
+// step: the work it learns from (its signals and Redis commands, the history's masked
+// columns). One evaluation's value at each step reads a rate window a fraction of the step
+// long, and work that comes in bursts at a fixed phase (caches that refresh together once a
+// token lifetime) is then seen always or never: fleetsim seed 39101, replica-scaling-14, two
+// pods each minting 13 tokens in the same two minutes of every hour, learned a fifth of its
+// level and paged ten times. Inbound stays one evaluation's value: requests are dense, and its
+// seasonal spread is the live value's.
+func StepAveraged(cfg config.Rule) []string {
+	out := make([]string, 0, len(cfg.Signals)+1)
+	for _, s := range cfg.Signals {
+		out = append(out, s.Query)
+	}
+	if cfg.Commands != "" {
+		out = append(out, cfg.Commands)
+	}
+	return out
+}
+
+// stepSum is an averaged history column's sum and count over the baseline step under way.
+type stepSum struct {
+	Sum float64
+	N   int32 // exported, as the state file keeps them
+}
+
+// addStep adds the group's input at an evaluation step to its averaged columns' sums.
+func (g *group) addStep(r *Rule, gi *GroupInput) {
+	row := r.historyRow(gi)
+	if g.stepSums == nil {
+		g.stepSums = make([]stepSum, len(row))
+	}
+	for c, v := range row {
+		if r.clock.cols[c].averaged && !math.IsNaN(v) {
+			g.stepSums[c].Sum += v
+			g.stepSums[c].N++
+		}
+	}
+}
+
+// stepRow is the row the group stores at a baseline step: its input there, with each averaged
+// column the mean of the step's evaluations (addStep), which it then starts afresh.
+func (g *group) stepRow(r *Rule, gi *GroupInput) []float64 {
+	row := r.historyRow(gi)
+	for c := range g.stepSums {
+		if ss := &g.stepSums[c]; ss.N > 0 {
+			row[c] = ss.Sum / float64(ss.N)
+			*ss = stepSum{}
+		}
+	}
+	return row
+}
+
+// historyQuantum is what one event adds to a history point of signal s: averaged over the
+// baseline step, an event counts over the step rather than over its query's window.
+func (r *Rule) historyQuantum(s int) float64 {
+	sig := r.cfg.Signals[s]
+	if sig.EventWindow <= 0 || sig.EventWindow >= r.baselineStep {
+		return sig.EventQuantum
+	}
+	return sig.EventQuantum * sig.EventWindow.Seconds() / r.baselineStep.Seconds()
+}

@@ -1,0 +1,41 @@
+package detector
+
+import (
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/config"
+)
+
+// Caches that refresh together do their work in a burst at the same moment of each cycle. A
+// history point read at the baseline step alone sees that moment always or never; the mean of
+// the step's evaluations sees the work as it is, and the group's level is learned from it
+// (fleetsim seed 39101, replica-scaling-14: a fifth of its level learned, ten false pages).
+func TestHistoryPointsAverageTheirStep(t *testing.T) {
+	const step = 30 * time.Second
+	base := time.Duration(global(step).BaselineStep)
+	perStep := int(base / step)
+	quiet := fleetStep{instances: 2, inbound: 5}
+	burst := with(quiet, func(s *fleetStep) { s.work = 0.6 }) // two minutes of each step: never at its end
+	steps := make([]fleetStep, 12*perStep*6)                  // six hours
+	for i := range steps {
+		steps[i] = quiet
+		if i%perStep >= 2 && i%perStep < 6 {
+			steps[i] = burst
+		}
+	}
+	cfg := fleetRule(config.RelationBounded)
+	r := NewRule(cfg, global(step))
+	evalFleet(r, steps, step)
+	g := r.groups[key]
+	want := 0.6 * 4 / float64(perStep)
+	for i := 1; i <= 3; i++ { // whole steps: the first point holds only its own evaluation
+		at := t0.Add(time.Duration(i) * base)
+		if got, ok := g.hist.raw(at.Unix(), 1); !ok || got < want*0.99 || got > want*1.01 {
+			t.Errorf("history at %s: %g (%v), want the step's mean %g", at.Sub(t0), got, ok, want)
+		}
+	}
+	if lvl := g.signals[0].level.PerInstance * 2; lvl < want*0.99 {
+		t.Errorf("learned level %g for the group, under its mean %g", lvl, want)
+	}
+}

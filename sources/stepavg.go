@@ -1,0 +1,73 @@
+package sources
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// QueryRangeStepAveraged runs query over r with its rates read over whole steps
+// (StepAveragedQuery): each point is then the mean, over its step, of the values the query
+// takes at finer steps. Read at the step alone, a rate window a fraction of the step long
+// samples that fraction and misses the work that comes in bursts between.
+func (p *Prometheus) QueryRangeStepAveraged(ctx context.Context, query string, r Range) (model.Matrix, Warnings, error) {
+	q, err := StepAveragedQuery(query, r.Step)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.QueryRange(ctx, q, r)
+}
+
+// StepAveragedQuery is query with the range of every rate() and increase() shorter than step
+// widened to step, and each such increase() scaled back to its own range: rate(x[2m]) at a 15m
+// step becomes rate(x[15m]), increase(x[2m]) (increase(x[15m]) * 2/15). Other range functions
+// are left as they are: a wider max_over_time or resets is not a mean.
+func StepAveragedQuery(query string, step time.Duration) (string, error) {
+	expr, err := parser.NewParser(parser.Options{}).ParseExpr(query)
+	if err != nil {
+		return "", fmt.Errorf("query %q: %w", query, err)
+	}
+	return widenRates(expr, step).String(), nil
+}
+
+// widenRates rewrites e as StepAveragedQuery says, in place where it can; it returns the node
+// that takes e's place.
+func widenRates(e parser.Expr, step time.Duration) parser.Expr {
+	switch n := e.(type) {
+	case *parser.Call:
+		if m, ok := rangeArg(n); ok && m.Range < step && (n.Func.Name == "rate" || n.Func.Name == "increase") {
+			own := m.Range
+			m.Range = step
+			if n.Func.Name == "increase" {
+				return &parser.ParenExpr{Expr: &parser.BinaryExpr{Op: parser.MUL, LHS: n, RHS: &parser.NumberLiteral{Val: own.Seconds() / step.Seconds()}}}
+			}
+			return n
+		}
+		for i, a := range n.Args {
+			n.Args[i] = widenRates(a, step)
+		}
+	case *parser.AggregateExpr:
+		n.Expr = widenRates(n.Expr, step)
+	case *parser.BinaryExpr:
+		n.LHS, n.RHS = widenRates(n.LHS, step), widenRates(n.RHS, step)
+	case *parser.ParenExpr:
+		n.Expr = widenRates(n.Expr, step)
+	case *parser.UnaryExpr:
+		n.Expr = widenRates(n.Expr, step)
+	case *parser.StepInvariantExpr:
+		n.Expr = widenRates(n.Expr, step)
+	}
+	return e // a subquery reads its range at its own step: left alone
+}
+
+// rangeArg is the range selector a call's first argument is, if it is one.
+func rangeArg(c *parser.Call) (*parser.MatrixSelector, bool) {
+	if len(c.Args) == 0 {
+		return nil, false
+	}
+	m, ok := c.Args[0].(*parser.MatrixSelector)
+	return m, ok
+}

@@ -1,0 +1,30 @@
+package sources
+
+import (
+	"testing"
+	"time"
+)
+
+func TestStepAveragedQuery(t *testing.T) {
+	for _, tc := range []struct{ query, want string }{
+		{`sum by (service) (rate(token_mint_count[2m]))`, `sum by (service) (rate(token_mint_count[15m]))`},
+		{`sum by (service) (increase(token_mint_count[3m]))`, `sum by (service) ((increase(token_mint_count[15m]) * 0.2))`},
+		// An increase's scaling keeps its place in what reads it.
+		{`a / increase(b[5m])`, `a / (increase(b[15m]) * 0.3333333333333333)`},
+		{`rate(a[1m]) / rate(b[1h])`, `rate(a[15m]) / rate(b[1h])`},
+		{`sum by (service) (rate(x[2m])) > 0`, `sum by (service) (rate(x[15m])) > 0`},
+		// Not a mean when widened: left alone.
+		{`sum by (service) (resets(redis_uptime_in_seconds[10m])) > 0`, `sum by (service) (resets(redis_uptime_in_seconds[10m])) > 0`},
+		{`max_over_time(x[5m])`, `max_over_time(x[5m])`},
+		{`max_over_time(rate(x[1m])[10m:30s])`, `max_over_time(rate(x[1m])[10m:30s])`},
+		{`sum by (service) (redis_db_keys)`, `sum by (service) (redis_db_keys)`},
+	} {
+		got, err := StepAveragedQuery(tc.query, 15*time.Minute)
+		if err != nil || got != tc.want {
+			t.Errorf("StepAveragedQuery(%q) = %q, %v; want %q", tc.query, got, err, tc.want)
+		}
+	}
+	if _, err := StepAveragedQuery(`rate(`, 15*time.Minute); err == nil {
+		t.Error("a query that does not parse: no error")
+	}
+}
