@@ -571,9 +571,9 @@ func (r *Rule) outlasts(g *group, s int, sig config.Signal, t time.Time, work, e
 // grown instances and raised work (rawStep). It is read from the history, not followed step by
 // step, so that a process restored from its state in Prometheus, which replays less than an
 // excursion may last, finds the same start. ok is false where the instances had grown with the
-// work unraised past their first grown step (work per request that wanders from its fit hours after a scale-out is not the
-// instances': fleetsim tuning seed 50603, Redis commands flat while inbound swung, 18 hours
-// after one) or a step is missing.
+// work unraised past their first grown step (work per request that wanders from its fit hours
+// after a scale-out is not the instances': fleetsim tuning seed 50603, Redis commands flat
+// while inbound swung, 18 hours after one) or a step is missing.
 func (r *Rule) excursionFrom(g *group, s int, sig config.Signal, t time.Time, scale float64) (time.Time, bool) {
 	oldest := t.Add(-r.historyLen)
 	// The step at t itself may not be stored yet: the walk starts before it.

@@ -25,10 +25,11 @@ func StepAveraged(cfg config.Rule) []string {
 	return out
 }
 
-// stepSum is an averaged history column's sum and count over the baseline step under way.
+// stepSum is an averaged history column's sum and count over the baseline step under way, in
+// 8 bytes (a history sample keeps three digits; a step holds at most 65 535 evaluations).
 type stepSum struct {
-	Sum float64
-	N   int32 // exported, as the state file keeps them
+	Sum float32
+	N   uint16 // exported, as the state file keeps them
 }
 
 // addStep adds the group's input at an evaluation step to its averaged columns' sums.
@@ -38,8 +39,8 @@ func (g *group) addStep(r *Rule, gi *GroupInput) {
 		g.stepSums = make([]stepSum, len(row))
 	}
 	for c, v := range row {
-		if r.clock.cols[c].averaged && !math.IsNaN(v) {
-			g.stepSums[c].Sum += v
+		if r.clock.cols[c].averaged && !math.IsNaN(v) && g.stepSums[c].N < math.MaxUint16 {
+			g.stepSums[c].Sum += float32(v)
 			g.stepSums[c].N++
 		}
 	}
@@ -51,7 +52,7 @@ func (g *group) stepRow(r *Rule, gi *GroupInput) []float64 {
 	row := r.historyRow(gi)
 	for c := range g.stepSums {
 		if ss := &g.stepSums[c]; ss.N > 0 {
-			row[c] = ss.Sum / float64(ss.N)
+			row[c] = float64(ss.Sum) / float64(ss.N)
 			*ss = stepSum{}
 		}
 	}
