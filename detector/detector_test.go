@@ -439,3 +439,38 @@ func TestStormHeldOpenSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+// An episode's resolve names the work it paged on, back, even where another signal's share is
+// larger at that step: the e2e suite's words check caught "Redis commands back to 20.9/s" after
+// "token mints 3.89/s".
+func TestResolveNamesTheSignalItPagedOn(t *testing.T) {
+	const step = 30 * time.Second
+	cfg := tokenRule(config.RelationBounded)
+	cfg.Signals = append(cfg.Signals, config.Signal{Name: "redis_commands", Unit: "Redis commands", Relation: config.RelationProportional, MaxRatio: 2})
+	r := NewRule(cfg, global(step))
+	var fired, resolved []Event
+	for i := range 60 {
+		mints, commands := 0.005, 10.0
+		switch {
+		case i >= 10 && i < 30:
+			mints = 1
+		case i >= 30:
+			mints, commands = 0.001, 12 // its share (1/6) is past the mints' (0), under the thresholds
+		}
+		in := Input{Time: t0.Add(time.Duration(i) * step), Groups: map[string]map[string]string{key: service},
+			Inbound: Values{key: 5}, Signals: []Values{{key: mints}, {key: commands}}}
+		for _, ev := range r.Eval(in) {
+			if ev.Resolved {
+				resolved = append(resolved, ev)
+			} else if !ev.Updated {
+				fired = append(fired, ev)
+			}
+		}
+	}
+	if len(fired) != 1 || len(resolved) != 1 {
+		t.Fatalf("fired %d, resolved %d; want one of each", len(fired), len(resolved))
+	}
+	if got := resolved[0].Episode.Summary; !strings.Contains(got, "token mints back to") {
+		t.Errorf("resolve %q, want the token mints back (it fired as %q)", got, fired[0].Episode.Summary)
+	}
+}

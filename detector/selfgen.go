@@ -280,8 +280,13 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 			}
 		}
 		// Headline the breaching signal with the largest unexplained share; near-ties go to the
-		// signal listed first, which the rule's author put first for a reason.
-		if best < 0 || (b && !breach) || (b == breach && share > ex.UnexplainedShare+shareTie) {
+		// signal listed first, which the rule's author put first for a reason. While nothing
+		// breaches, an open episode's words stay on the signal it paged on: its resolve says that
+		// work is back, not that another signal is (a resolve read "Redis commands back to
+		// 20.9/s" after "token mints 3.89/s").
+		paged := g.episode != nil && !b && !breach && sig.Name == g.episode.notifiedSignal
+		onPaged := g.episode != nil && !breach && ex.Signal == g.episode.notifiedSignal
+		if best < 0 || (b && !breach) || paged || (b == breach && !onPaged && share > ex.UnexplainedShare+shareTie) {
 			best, breach = s, b
 			ex.Signal, ex.Unit = sig.Name, sig.Unit
 			ex.Observed, ex.Expected = work, expected
