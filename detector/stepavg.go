@@ -7,12 +7,13 @@ import (
 )
 
 // StepAveraged lists the rule's queries whose history points are means over their baseline
-// step: the work it learns from (its signals and Redis commands, the history's masked
-// columns). One evaluation's value at each step reads a rate window a fraction of the step
+// step, for the engine to ask so: the work it learns from (its signals and Redis commands), the
+// columns a rule masks and averages (newRule; TestStepAveragedAreTheAveragedColumns keeps the
+// two alike). One evaluation's value at each step reads a rate window a fraction of the step
 // long, and work that comes in bursts at a fixed phase (caches that refresh together once a
 // token lifetime) is then seen always or never: fleetsim seed 39101, replica-scaling-14, two
-// pods each minting 13 tokens in the same two minutes of every hour, learned a fifth of its
-// level and paged ten times. Inbound stays one evaluation's value: requests are dense, and its
+// pods each minting 13 tokens in the same two minutes of every hour, learned a sixth to two
+// fifths of its level and paged ten times. Inbound stays one evaluation's value: requests are dense, and its
 // seasonal spread is the live value's.
 func StepAveraged(cfg config.Rule) []string {
 	out := make([]string, 0, len(cfg.Signals)+1)

@@ -1,6 +1,9 @@
 package detector
 
 import (
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,7 +13,7 @@ import (
 // Caches that refresh together do their work in a burst at the same moment of each cycle. A
 // history point read at the baseline step alone sees that moment always or never; the mean of
 // the step's evaluations sees the work as it is, and the group's level is learned from it
-// (fleetsim seed 39101, replica-scaling-14: a fifth of its level learned, ten false pages).
+// (fleetsim seed 39101, replica-scaling-14: a sixth to two fifths of its level learned, ten false pages).
 func TestHistoryPointsAverageTheirStep(t *testing.T) {
 	const step = 30 * time.Second
 	base := time.Duration(global(step).BaselineStep)
@@ -37,5 +40,29 @@ func TestHistoryPointsAverageTheirStep(t *testing.T) {
 	}
 	if lvl := g.signals[0].level.PerInstance * 2; lvl < want*0.99 {
 		t.Errorf("learned level %g for the group, under its mean %g", lvl, want)
+	}
+}
+
+// TestStepAveragedAreTheAveragedColumns: the queries the engine asks averaged over the step are
+// exactly those of the columns the shipped rules average while evaluating, or a restart would
+// read back other values than a process that never stopped stored.
+func TestStepAveragedAreTheAveragedColumns(t *testing.T) {
+	cfg, err := config.LoadFile(filepath.Join("..", "rules.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range NewRules(cfg.Rules, cfg.Global) {
+		var got []string
+		for _, c := range r.clock.cols {
+			if c.averaged {
+				got = append(got, strings.TrimPrefix(r.clock.store.columns[c.store], "sum\x00"))
+			}
+		}
+		want := StepAveraged(r.cfg)
+		slices.Sort(got)
+		slices.Sort(want)
+		if len(want) == 0 || !slices.Equal(got, want) {
+			t.Errorf("rule %s: averages %q, the engine asks averaged %q", r.cfg.Name, got, want)
+		}
 	}
 }

@@ -209,9 +209,10 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 	e.mu.Unlock()
 	e.inFlight = bootstrapQueries
 	defer func() { e.inFlight = 0 }()
+	queries, averaged := e.historyQueries(), e.stepAveraged()
 	for start := histStart; !start.After(histEnd); {
 		end := minTime(start.Add(time.Duration(e.stepsPerQuery()-1)*baseStep), histEnd)
-		b, err := e.fetch(ctx, sources.Range{Start: start, End: end, Step: baseStep}, e.historyQueries(), e.stepAveraged())
+		b, err := e.fetch(ctx, sources.Range{Start: start, End: end, Step: baseStep}, queries, averaged)
 		if err != nil {
 			return nil, err
 		}
