@@ -166,6 +166,7 @@ func (d *Daemon) build(cfg *config.Config, prev *generation) (*generation, error
 		}
 		g.engine = engine.New(cfg, src, d.logger, engine.NewMetrics(g.engReg))
 		g.engine.ReadStartsBack()
+		g.engine.CheapReplay()
 	}
 	if prev != nil && reflect.DeepEqual(prev.cfg.Receivers, cfg.Receivers) && reflect.DeepEqual(prev.cfg.Routes, cfg.Routes) &&
 		reflect.DeepEqual(prev.cfg.Global, cfg.Global) {

@@ -25,6 +25,9 @@ type kind interface {
 	rates() bool
 	// resolved is told that the group's episode resolved: what the episode spent is spent.
 	resolved(g *group)
+	// stirred says whether the group did something from from to to that a replay from from
+	// would judge, beyond what every kind checks (Rule.Stirred).
+	stirred(r *Rule, g *group, from, to time.Time) bool
 }
 
 // WorkRates reports whether the rule's numbers are work rates against expected rates (exported
@@ -64,6 +67,10 @@ func (selfGenerated) explain(r *Rule, ex *Explanation, labels map[string]string,
 
 func (selfGenerated) rates() bool { return true }
 
+func (selfGenerated) stirred(r *Rule, g *group, from, to time.Time) bool {
+	return r.stirredSelfGenerated(g, from, to)
+}
+
 // resolved forgets the episode's work: averaged in, it kept the average_over gate open for
 // hours after a fix, and the healthy echoes that follow one (caches refilled together refresh
 // together) paged.
@@ -97,4 +104,10 @@ func (flushStorm) rates() bool { return false }
 func (flushStorm) resolved(g *group) {
 	g.flush.flushes.clear()
 	g.flush.collapses.clear()
+}
+
+// stirred says whether the group flushed or collapsed since from: the history holds no flushes,
+// so the replay of what the rules remember saw every storm a start-up could page.
+func (flushStorm) stirred(_ *Rule, g *group, from, _ time.Time) bool {
+	return g.flush != nil && !g.flush.lastEvent.Before(from)
 }

@@ -29,18 +29,20 @@ func TestStateCoversEveryField(t *testing.T) {
 	}
 }
 
-// TestStateRoundTrip: a rule written out and read back mid-way evaluates the rest exactly as
-// the rule that never stopped: the same events, the same group states and words.
-func TestStateRoundTrip(t *testing.T) {
+// stateCase is a rule and its input at each minute step i of a test that stops a process
+// at step 340 of 500: the cases every test of a handed-over state runs.
+type stateCase struct {
+	name  string
+	rule  config.Rule
+	input func(i int) Input
+}
+
+func stateCases() []stateCase {
 	withReplicas := tokenRule(config.RelationBounded)
 	withReplicas.Replicas, withReplicas.AverageOver, withReplicas.RecurWithin = "r", model.Duration(10*time.Minute), model.Duration(10*time.Minute)
 	recurring := tokenRule(config.RelationBounded)
 	recurring.RecurWithin = model.Duration(time.Hour)
-	for _, tc := range []struct {
-		name  string
-		rule  config.Rule
-		input func(i int) Input
-	}{
+	return []stateCase{
 		{"self-generated traffic, replicas scaling and bursts", withReplicas, func(i int) Input {
 			pods := 2
 			if i > 300 {
@@ -91,7 +93,13 @@ func TestStateRoundTrip(t *testing.T) {
 			}
 			return Input{Keys: Values{key: 1000 + float64(i%7)}, Flushes: map[string]Values{key: series}}
 		}},
-	} {
+	}
+}
+
+// TestStateRoundTrip: a rule written out and read back mid-way evaluates the rest exactly as
+// the rule that never stopped: the same events, the same group states and words.
+func TestStateRoundTrip(t *testing.T) {
+	for _, tc := range stateCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			const steps, stop = 500, 340
 			at := func(i int) Input {

@@ -60,6 +60,9 @@ type Engine struct {
 	// Below evalMu, used by the evaluating goroutine only:
 	// readStartsBack makes Bootstrap read exported episode starts back from the source.
 	readStartsBack bool
+	// cheapReplay makes a cold start replay global.replay only for the groups that did
+	// something in it (bootstrapCheap).
+	cheapReplay bool
 	// widest is the most series one query answered at the latest fetch: the next range is
 	// sized by it (stepsPerQuery).
 	widest int
@@ -133,6 +136,11 @@ func Align(t time.Time, step time.Duration) time.Time {
 // (EpisodeStartMetric) from the source, which must then be the Prometheus that scrapes it.
 func (e *Engine) ReadStartsBack() { e.readStartsBack = true }
 
+// CheapReplay makes a start-up without an earlier process's state replay all of global.replay
+// only for the groups that may have done something in it, and what the rules remember for the
+// rest (bootstrapCheap). The source must answer any PromQL (a Prometheus, not a recording).
+func (e *Engine) CheapReplay() { e.cheapReplay = true }
+
 // Bootstrapped reports whether history has been loaded.
 func (e *Engine) Bootstrapped() bool {
 	e.mu.Lock()
@@ -179,8 +187,6 @@ func (e *Engine) Bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 }
 
 func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event, error) {
-	g := e.cfg.Global
-	baseStep := time.Duration(g.BaselineStep)
 	if e.readStartsBack {
 		n, err := e.carryFromSource(ctx, now)
 		if err != nil {
@@ -193,15 +199,42 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 		e.logger.Info("past episodes read back from Prometheus, not learned from", "episodes", n)
 	}
 	replayStart, restored := e.replayStart(now)
+	if !restored && e.cheapReplay {
+		if events, ok, err := e.bootstrapCheap(ctx, now, replayStart); err != nil || ok {
+			return events, err
+		}
+	}
+	how := replayAll
+	if restored {
+		how = replayRestored
+	}
+	return e.learnAndReplay(ctx, now, replayStart, how)
+}
+
+// How learnAndReplay begins its replay.
+const (
+	replayAll      = iota // from global.replay before now: episodes the source told of are carried (Carry)
+	replayRestored        // from what the rules remember: the episodes an earlier process had open are its (Restore)
+	replayWarm            // from what the rules remember, nothing carried: averages start from the history (bootstrapCheap)
+)
+
+// learnAndReplay makes the rules afresh, learns the history before replayStart and evaluates
+// every step from there to now.
+func (e *Engine) learnAndReplay(ctx context.Context, now, replayStart time.Time, how int) ([]detector.Event, error) {
+	g := e.cfg.Global
+	baseStep := time.Duration(g.BaselineStep)
 	histStart := replayStart.Add(-time.Duration(g.History))
 	histEnd := replayStart.Add(-baseStep)
 	e.mu.Lock()
 	e.rules, e.bootstrapped = e.freshRules(), false
 	for _, r := range e.rules {
 		episodes := maps.Clone(e.carried[r.cfg.Name])
-		if restored {
+		switch how {
+		case replayRestored:
 			r.det.Restore(episodes, replayStart)
-		} else {
+		case replayWarm:
+			r.det.Restore(nil, replayStart)
+		default:
 			r.det.Carry(episodes, replayStart.Add(carrySlack(r.cfg, e.interval)))
 		}
 		r.det.Forget(e.past[r.cfg.Name])
@@ -236,7 +269,7 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 	if err != nil {
 		return nil, fmt.Errorf("replay from %s: %w", replayStart.UTC().Format(time.RFC3339), err)
 	}
-	if restored {
+	if how == replayRestored {
 		events = e.forgetHandled(events)
 	}
 	return events, nil

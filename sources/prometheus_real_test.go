@@ -13,6 +13,7 @@ import (
 	"github.com/emergent-sh/emergent/internal/promtest"
 	"github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 )
 
 // TestPrometheusRealServer runs the source against a real Prometheus with two backfilled
@@ -61,6 +62,25 @@ func TestPrometheusRealServer(t *testing.T) {
 				break
 			}
 		}
+	}
+
+	// A query filtered to a group answers for that group alone, exactly as unfiltered.
+	filtered, err := FilteredQuery(rateQuery, map[string][]string{"service": {"web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, _, err := p.QueryRange(ctx, filtered, window)
+	if err != nil {
+		t.Fatalf("QueryRange(%q): %v", filtered, err)
+	}
+	var web model.Matrix
+	for _, s := range m {
+		if s.Metric["service"] == "web" {
+			web = append(web, s)
+		}
+	}
+	if !matrixEqual(one, web) {
+		t.Errorf("%q: got %v, want web's series of the unfiltered answer %v", filtered, one, web)
 	}
 
 	if _, err := p.Check(ctx, rateQuery); err != nil {

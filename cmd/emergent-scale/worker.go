@@ -214,6 +214,7 @@ func runWorker(jobJSON string) int {
 	}
 	src := &recordingSource{next: prom}
 	eng := engine.New(cfg, src, logger, engine.NewMetrics(reg))
+	eng.CheapReplay() // as emergentd's engine
 	if job.Restore != nil {
 		eng.Restore(job.Restore.episodes(), job.Restore.Until)
 	}

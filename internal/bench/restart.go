@@ -24,6 +24,11 @@ type RestartCheck struct {
 	Episodes int          `json:"episodes"`
 	Restored RestartScore `json:"restored"`
 	Carried  RestartScore `json:"carried"`
+	// ColdEpisodes are those a cold start (nothing restored or carried) that replays all of
+	// replay for every group has in the windows, and Cold how one that replays it only for the
+	// groups stirred in it (engine.CheapReplay) compares with it.
+	ColdEpisodes int          `json:"cold_episodes"`
+	Cold         RestartScore `json:"cold"`
 }
 
 // RestartScore is how one way of restarting compares with the uninterrupted run.
@@ -70,7 +75,17 @@ func WriteRestarts(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d |\n", run.Seed, c.Restarts, c.Episodes,
 			r.Same, r.Near, r.Extra, r.Paged, r.NewPages, k.Same, k.Near, k.Extra, k.Paged, k.NewPages)
 	}
+	fmt.Fprintf(w, "\n#### Cold starts at the same points: the replay of the stirred groups alone against every group's (compared over the next %s)\n\n", restartWindow)
+	fmt.Fprintf(w, "| seed | starts | episodes of the full replay | cheap: same start and end | cheap: within %s | cheap: extra | cheap: paged alike | cheap: new pages |\n", restartTolerance)
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, run := range rows {
+		c, k := run.Restarts, run.Restarts.Cold
+		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %d | %d | %d |\n", run.Seed, c.Restarts, c.ColdEpisodes, k.Same, k.Near, k.Extra, k.Paged, k.NewPages)
+	}
+	for _, run := range rows {
+		for _, d := range run.Restarts.Cold.Diffs {
+			fmt.Fprintf(w, "- seed %d, cheap cold start: %s\n", run.Seed, d)
+		}
 		for _, d := range run.Restarts.Restored.Diffs {
 			fmt.Fprintf(w, "- seed %d, restored: %s\n", run.Seed, d)
 		}
@@ -138,8 +153,34 @@ func checkRestarts(ctx context.Context, cfg *config.Config, src engine.Source, f
 				check.Carried.add(compareEpisodes(want, have, p.at))
 			}
 		}
+		var cold [2][]windowEpisode
+		for i, cheap := range []bool{false, true} {
+			if cold[i], err = coldStart(ctx, cfg, src, logger, p.at, until, cheap); err != nil {
+				return nil, err
+			}
+		}
+		check.ColdEpisodes += len(cold[0])
+		check.Cold.add(compareEpisodes(cold[0], cold[1], p.at))
 	}
 	return check, nil
+}
+
+// coldStart is the episodes over (at, until] of a process started at at with nothing handed
+// over, replaying for every group, or (cheap) only for those stirred in the replay window.
+func coldStart(ctx context.Context, cfg *config.Config, src engine.Source, logger *slog.Logger, at, until time.Time, cheap bool) ([]windowEpisode, error) {
+	e := engine.New(cfg, src, logger, nil)
+	if cheap {
+		e.CheapReplay()
+	}
+	got, err := e.Bootstrap(ctx, at.Add(restartGap))
+	if err != nil {
+		return nil, fmt.Errorf("cold start at %s: %w", at.Format(time.RFC3339), err)
+	}
+	more, err := e.Advance(ctx, until)
+	if err != nil {
+		return nil, fmt.Errorf("cold start at %s: %w", at.Format(time.RFC3339), err)
+	}
+	return episodesIn(append(got, more...), e.Active(), at, until), nil
 }
 
 // episodesBefore are the episodes that began before at, as a process that stopped there

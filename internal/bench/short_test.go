@@ -113,7 +113,9 @@ var fleetsimShortEnd = time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 // restarts emergentd from its own state every 6 hours along the seed: each restored restart
 // must page the episodes of the run that never stopped, each starting within the rules' for of
 // its start (restartTolerance; an end may differ, as the history a restart reads back holds
-// steps a live process did not learn from), and page nothing else.
+// steps a live process did not learn from), and page nothing else. At the same points a cold
+// start that replays only the groups stirred in its replay window (engine.CheapReplay) must
+// find exactly the episodes, starts and ends, of one that replays every group.
 func TestBenchShortFleetsim(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Prometheus and backfills two days of data")
@@ -130,6 +132,10 @@ func TestBenchShortFleetsim(t *testing.T) {
 	} else if r := c.Restored; r.Paged != c.Episodes || r.NewPages > 0 || r.Paged < c.Carried.Paged {
 		t.Errorf("restored restarts paged %d of %d episodes as the run that never stopped, and %d it did not (%d identical; the whole replay paged %d): %q",
 			r.Paged, c.Episodes, r.NewPages, r.Same, c.Carried.Paged, r.Diffs)
+	}
+	if c := res.Runs[0].Restarts; c != nil && (c.ColdEpisodes == 0 || c.Cold.Same != c.ColdEpisodes || c.Cold.Extra > 0) {
+		t.Errorf("cold starts replaying the stirred groups alone: %d of the full replay's %d episodes the same, %d more: %q",
+			c.Cold.Same, c.ColdEpisodes, c.Cold.Extra, c.Cold.Diffs)
 	}
 	ours, static := scores[DetectorEmergent], scores[FamilyStatic]
 	for _, k := range Kinds {

@@ -1,0 +1,106 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/emergent-sh/emergent/sources"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// filteringSource answers a query narrowed to some services (sources.FilteredQuery) with the
+// series of those services in fakeSource's answer to the query as configured, and keeps which
+// services each filtered query asked for.
+type filteringSource struct {
+	*fakeSource
+	filtered [][]string // the services of each filtered query, in order
+}
+
+func (f *filteringSource) QueryRange(ctx context.Context, q string, r sources.Range) (model.Matrix, sources.Warnings, error) {
+	expr, err := parser.NewParser(parser.Options{}).ParseExpr(q)
+	if err != nil {
+		return nil, nil, err
+	}
+	var only *regexp.Regexp
+	parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok {
+			vs.LabelMatchers = slices.DeleteFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
+				if m.Name == "service" && m.Type == labels.MatchRegexp {
+					only = regexp.MustCompile("^(?:" + m.Value + ")$")
+					return true
+				}
+				return false
+			})
+		}
+		return nil
+	})
+	m, w, err := f.fakeSource.QueryRange(ctx, expr.String(), r)
+	if only == nil || err != nil {
+		return m, w, err
+	}
+	f.mu.Lock()
+	f.filtered = append(f.filtered, []string{only.String()})
+	f.mu.Unlock()
+	return slices.DeleteFunc(m, func(s *model.SampleStream) bool { return !only.MatchString(string(s.Metric["service"])) }), w, nil
+}
+
+// TestCheapReplayFindsWhatTheFullOneDoes: a cold start that replays what the rules remember for
+// every group and all of replay only for the groups stirred in it reports exactly the episodes,
+// starts and ends, of one that replays everything, then and over the next hour and a half; and
+// it asked the whole window for the stirred groups alone.
+func TestCheapReplayFindsWhatTheFullOneDoes(t *testing.T) {
+	lastStep := now.Add(-2 * time.Minute)
+	fleet := func() *filteringSource {
+		src := restoreFleet(lastStep)
+		for i := range 20 {
+			svc := fmt.Sprintf("still-%02d", i)
+			src.series[inboundQ][svc] = constant(3)
+			src.series[mintsQ][svc] = constant(0.001)
+		}
+		return &filteringSource{fakeSource: src}
+	}
+	run := func(cheap bool) ([]string, *filteringSource) {
+		src := fleet()
+		e := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+		if cheap {
+			e.CheapReplay()
+		}
+		events, err := e.Bootstrap(context.Background(), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		more, err := e.Advance(context.Background(), now.Add(90*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return episodesAfter(now.Add(-7*time.Hour), append(events, more...), e.Active()), src
+	}
+	want, _ := run(false)
+	got, src := run(true)
+	if len(want) < 4 {
+		t.Fatalf("the full replay found %v: the fleet no longer tests anything", want)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("episodes:\n got  %v\n want %v", got, want)
+	}
+	if len(src.filtered) == 0 {
+		t.Fatal("no query filtered to the stirred groups: everything was replayed for everyone")
+	}
+	for _, f := range src.filtered {
+		for _, svc := range []string{"quiet", "still-00", "still-19"} {
+			if regexp.MustCompile(f[0]).MatchString(svc) {
+				t.Errorf("the whole window asked for %s, which did nothing in it (filter %s)", svc, f[0])
+			}
+		}
+	}
+	if first := src.firstReplayed(); !first.Equal(Align(now.Add(-6*time.Hour), 5*time.Minute)) {
+		t.Errorf("the stirred groups' replay began at %v, want replay's start", first)
+	}
+}
