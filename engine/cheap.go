@@ -68,8 +68,11 @@ func (e *Engine) bootstrapCheap(ctx context.Context, now, fullStart time.Time) (
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// From the first step both built from the same evaluations: the step at short holds the mean
+	// of its evaluations from short on, a single one in the first pass.
+	common := short.Add(time.Duration(e.cfg.Global.BaselineStep))
 	for i, r := range e.rules {
-		if k, differs := r.det.HistoryDiffers(full.rules[i].det, stirred, short, now); differs {
+		if k, differs := r.det.HistoryDiffers(full.rules[i].det, stirred, common, now); differs {
 			e.logger.Warn("start-up: the stirred groups' own queries read other series; replaying every group",
 				"rule", r.cfg.Name, "group", k)
 			return nil, false, nil

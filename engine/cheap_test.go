@@ -20,7 +20,8 @@ import (
 // services each filtered query asked for.
 type filteringSource struct {
 	*fakeSource
-	filtered [][]string // the services of each filtered query, in order
+	filtered  [][]string  // the services of each filtered query, in order
+	wholeFrom []time.Time // the start of each unfiltered query at the evaluation step
 }
 
 func (f *filteringSource) QueryRange(ctx context.Context, q string, r sources.Range) (model.Matrix, sources.Warnings, error) {
@@ -43,6 +44,11 @@ func (f *filteringSource) QueryRange(ctx context.Context, q string, r sources.Ra
 	})
 	m, w, err := f.fakeSource.QueryRange(ctx, expr.String(), r)
 	if only == nil || err != nil {
+		if r.Step == 30*time.Second {
+			f.mu.Lock()
+			f.wholeFrom = append(f.wholeFrom, r.Start)
+			f.mu.Unlock()
+		}
 		return m, w, err
 	}
 	f.mu.Lock()
@@ -100,7 +106,11 @@ func TestCheapReplayFindsWhatTheFullOneDoes(t *testing.T) {
 			}
 		}
 	}
-	if first := src.firstReplayed(); !first.Equal(Align(now.Add(-6*time.Hour), 5*time.Minute)) {
+	full := Align(now.Add(-6*time.Hour), 5*time.Minute)
+	if first := src.firstReplayed(); !first.Equal(full) {
 		t.Errorf("the stirred groups' replay began at %v, want replay's start", first)
+	}
+	if slices.ContainsFunc(src.wholeFrom, func(t time.Time) bool { return t.Before(now.Add(-time.Hour)) }) {
+		t.Errorf("every group was replayed from before what the rules remember (%v): the cheap start-up fell back", src.wholeFrom)
 	}
 }
