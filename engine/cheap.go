@@ -24,13 +24,7 @@ import (
 // stirred, or the second engine failed or read other series than the first for the same
 // groups); the caller then replays everything. A failed query of the first pass is err.
 func (e *Engine) bootstrapCheap(ctx context.Context, now, fullStart time.Time) (events []detector.Event, ok bool, err error) {
-	var memory time.Duration
-	e.mu.Lock()
-	for _, r := range e.freshRules() {
-		memory = max(memory, r.det.Memory())
-	}
-	e.mu.Unlock()
-	short := Align(now.Add(-memory), time.Duration(e.cfg.Global.BaselineStep))
+	short := Align(now.Add(-e.memory()), time.Duration(e.cfg.Global.BaselineStep))
 	if !short.After(fullStart) {
 		return nil, false, nil
 	}

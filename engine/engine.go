@@ -310,17 +310,23 @@ func (e *Engine) replayStart(now time.Time) (start time.Time, restored bool) {
 	if until.IsZero() {
 		return start, false
 	}
-	var memory time.Duration
-	for _, r := range e.rules {
-		memory = max(memory, r.det.Memory())
-	}
-	short := Align(minTime(until, now).Add(-memory), baseStep)
+	short := Align(minTime(until, now).Add(-e.memory()), baseStep)
 	if !short.After(start) {
 		return start, false
 	}
 	e.logger.Info("state restored from an earlier process: the replay covers what the rules remember",
 		"evaluated_until", until.UTC().Format(time.RFC3339), "replay_from", short.UTC().Format(time.RFC3339), "instead_of", start.UTC().Format(time.RFC3339))
 	return short, true
+}
+
+// memory is how far back the rules remember (detector.Rule.Memory): what a replay that
+// continues what was learned before it must cover.
+func (e *Engine) memory() time.Duration {
+	var memory time.Duration
+	for _, r := range e.rules {
+		memory = max(memory, r.det.Memory())
+	}
+	return memory
 }
 
 // observeFetch keeps each rule's latest query error and empty queries, and logs when a rule
