@@ -22,6 +22,9 @@ type filteringSource struct {
 	*fakeSource
 	filtered  [][]string  // the services of each filtered query, in order
 	wholeFrom []time.Time // the start of each unfiltered query at the evaluation step
+	// unlabelled are queries whose series lack the service label, as a query's whose groups
+	// come from label_replace: narrowed, they match nothing.
+	unlabelled map[string]bool
 }
 
 func (f *filteringSource) QueryRange(ctx context.Context, q string, r sources.Range) (model.Matrix, sources.Warnings, error) {
@@ -54,6 +57,9 @@ func (f *filteringSource) QueryRange(ctx context.Context, q string, r sources.Ra
 	f.mu.Lock()
 	f.filtered = append(f.filtered, []string{only.String()})
 	f.mu.Unlock()
+	if f.unlabelled[expr.String()] {
+		return nil, w, nil
+	}
 	return slices.DeleteFunc(m, func(s *model.SampleStream) bool { return !only.MatchString(string(s.Metric["service"])) }), w, nil
 }
 
@@ -62,6 +68,18 @@ func (f *filteringSource) QueryRange(ctx context.Context, q string, r sources.Ra
 // starts and ends, of one that replays everything, then and over the next hour and a half; and
 // it asked the whole window for the stirred groups alone.
 func TestCheapReplayFindsWhatTheFullOneDoes(t *testing.T) {
+	testCheapReplay(t, false)
+}
+
+// TestCheapReplayFallsBackWhenNarrowingLoses: where a query narrowed to the stirred groups
+// reads nothing for them (its series lack the group label), the start-up replays every group
+// instead, and finds what the full replay finds.
+func TestCheapReplayFallsBackWhenNarrowingLoses(t *testing.T) {
+	testCheapReplay(t, true)
+}
+
+func testCheapReplay(t *testing.T, unlabelled bool) {
+	t.Helper()
 	lastStep := now.Add(-2 * time.Minute)
 	fleet := func() *filteringSource {
 		src := restoreFleet(lastStep)
@@ -70,7 +88,7 @@ func TestCheapReplayFindsWhatTheFullOneDoes(t *testing.T) {
 			src.series[inboundQ][svc] = constant(3)
 			src.series[mintsQ][svc] = constant(0.001)
 		}
-		return &filteringSource{fakeSource: src}
+		return &filteringSource{fakeSource: src, unlabelled: map[string]bool{mintsQ: unlabelled}}
 	}
 	run := func(cheap bool) ([]string, *filteringSource) {
 		src := fleet()
@@ -96,6 +114,13 @@ func TestCheapReplayFindsWhatTheFullOneDoes(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("episodes:\n got  %v\n want %v", got, want)
 	}
+	fellBack := slices.ContainsFunc(src.wholeFrom, func(t time.Time) bool { return t.Before(now.Add(-time.Hour)) })
+	if unlabelled {
+		if !fellBack {
+			t.Error("the narrowed queries read nothing for the stirred groups, and the start-up kept what they read")
+		}
+		return
+	}
 	if len(src.filtered) == 0 {
 		t.Fatal("no query filtered to the stirred groups: everything was replayed for everyone")
 	}
@@ -110,7 +135,7 @@ func TestCheapReplayFindsWhatTheFullOneDoes(t *testing.T) {
 	if first := src.firstReplayed(); !first.Equal(full) {
 		t.Errorf("the stirred groups' replay began at %v, want replay's start", first)
 	}
-	if slices.ContainsFunc(src.wholeFrom, func(t time.Time) bool { return t.Before(now.Add(-time.Hour)) }) {
+	if fellBack {
 		t.Errorf("every group was replayed from before what the rules remember (%v): the cheap start-up fell back", src.wholeFrom)
 	}
 }
