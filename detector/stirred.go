@@ -2,6 +2,7 @@ package detector
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -83,12 +84,16 @@ func (r *Rule) stirredSelfGenerated(g *group, from, to time.Time) bool {
 
 // Adopt takes from from, a rule of the same configuration evaluated up to the same step, the
 // groups whose GroupString is in keys: their state as from has it replaces this rule's, history
-// included. Both rules' histories must hold the same steps (the same clock), or nothing is
-// taken and the error says so.
+// included. The rule also takes from's carried episodes and how it carried them (Carry,
+// Restore): a taken group's carried start is judged as from judged it (a restore fires one at
+// its first known step, a carry only if it breaches), and this rule's other groups must carry
+// nothing, as the start-up's first pass does. Both rules' histories must hold the same steps
+// (the same clock), or nothing is taken and the error says so.
 func (r *Rule) Adopt(from *Rule, keys map[string]map[string]string) error {
 	if !slices.Equal(r.clock.stamp, from.clock.stamp) || !slices.Equal(r.clock.store.stamp, from.clock.store.stamp) {
 		return fmt.Errorf("rule %s: the histories hold different steps", r.cfg.Name)
 	}
+	r.carried, r.carriedBy, r.restoring = from.carried, from.carriedBy, from.restoring
 	for _, fg := range from.sorted {
 		if _, ok := keys[GroupString(fg.labels)]; !ok {
 			continue
@@ -120,10 +125,12 @@ func (r *Rule) drop(g *group) {
 	r.clock.members = slices.DeleteFunc(r.clock.members, func(h *history) bool { return h == &g.hist })
 }
 
-// HistoryDiffers returns a group of keys whose raw history at some baseline step from from to
-// to differs between r and other (one of them missing it included), and false where none does:
-// two processes that read the same series agree.
-func (r *Rule) HistoryDiffers(other *Rule, keys map[string]map[string]string, from, to time.Time) (string, bool) {
+// ReadsDiffer returns a group of keys for which r and other read different values: in the
+// raw history at some baseline step from from to to (one of them missing it included), or in
+// any query's input at the step each evaluated last; false where none does. Two processes that
+// read the same series agree, and a query that reads other series for a group, narrowed to it,
+// shows here.
+func (r *Rule) ReadsDiffer(other *Rule, keys map[string]map[string]string, from, to time.Time) (string, bool) {
 	in := func(rr *Rule) map[string]*group {
 		out := make(map[string]*group, len(keys))
 		for _, g := range rr.sorted {
@@ -142,6 +149,9 @@ func (r *Rule) HistoryDiffers(other *Rule, keys map[string]map[string]string, fr
 			}
 			continue
 		}
+		if !sameInput(a.inputAt(r.step), b.inputAt(other.step)) {
+			return k, true
+		}
 		for at := from.Truncate(r.baselineStep); !at.After(to); at = at.Add(r.baselineStep) {
 			for c := range r.historyColumns() {
 				va, okA := a.hist.raw(at.Unix(), c)
@@ -153,4 +163,15 @@ func (r *Rule) HistoryDiffers(other *Rule, keys map[string]map[string]string, fr
 		}
 	}
 	return "", false
+}
+
+// sameInput reports whether two inputs hold the same readings and breakdowns (NaN equal to NaN).
+func sameInput(a, b *GroupInput) bool {
+	same := func(x, y float64) bool { return x == y || math.IsNaN(x) && math.IsNaN(y) }
+	reading := func(x, y Reading) bool { return x.OK == y.OK && same(x.Value, y.Value) }
+	breakdown := func(x, y Breakdown) bool { return x.OK == y.OK && maps.EqualFunc(x.Series, y.Series, same) }
+	return reading(a.Inbound, b.Inbound) && reading(a.Keys, b.Keys) && reading(a.Commands, b.Commands) &&
+		reading(a.Writes, b.Writes) && reading(a.CacheResets, b.CacheResets) &&
+		slices.EqualFunc(a.Signals, b.Signals, reading) &&
+		breakdown(a.Instances, b.Instances) && breakdown(a.Replicas, b.Replicas) && breakdown(a.Flushes, b.Flushes)
 }

@@ -21,8 +21,8 @@ import (
 // from it (detector.Rule.Adopt): their episodes are the full replay's, starts included.
 //
 // ok is false when it did not apply (the two replays would cover the same steps, too many groups
-// stirred, or the second engine failed or read other series than the first for the same
-// groups); the caller then replays everything. A failed query of the first pass is err.
+// stirred, or the second engine failed or read other values than the first for the same groups
+// over the steps both evaluated alike); the caller then replays everything. A failed query of the first pass is err.
 func (e *Engine) bootstrapCheap(ctx context.Context, now, fullStart time.Time) (events []detector.Event, ok bool, err error) {
 	short := Align(now.Add(-e.memory()), time.Duration(e.cfg.Global.BaselineStep))
 	if !short.After(fullStart) {
@@ -62,31 +62,41 @@ func (e *Engine) bootstrapCheap(ctx context.Context, now, fullStart time.Time) (
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	// From the first step both built from the same evaluations: the step at short holds the mean
-	// of its evaluations from short on, a single one in the first pass.
+	// The history from the first step both built from the same evaluations (the step at short
+	// holds the mean of its evaluations from short on, a single one in the first pass), and every
+	// query's input at the last step.
 	common := short.Add(time.Duration(e.cfg.Global.BaselineStep))
 	for i, r := range e.rules {
-		if k, differs := r.det.HistoryDiffers(full.rules[i].det, stirred, common, now); differs {
+		if k, differs := r.det.ReadsDiffer(full.rules[i].det, stirred, common, now); differs {
 			e.logger.Warn("start-up: the stirred groups' own queries read other series; replaying every group",
 				"rule", r.cfg.Name, "group", k)
 			return nil, false, nil
 		}
 	}
+	// The narrowed queries may also read groups that were not stirred (a filter by two labels
+	// matches their every combination): only the stirred groups' episodes are the second pass's.
+	taken := func(ep detector.Episode) bool { return stirred[detector.GroupString(ep.Labels)] != nil }
 	for i, r := range e.rules {
 		if err := r.det.Adopt(full.rules[i].det, stirred); err != nil {
 			e.logger.Warn("start-up: could not take the stirred groups' replay; replaying every group", "err", err)
 			return nil, false, nil
 		}
-		r.resolved = append(slices.DeleteFunc(r.resolved, func(ep detector.Episode) bool {
-			return stirred[detector.GroupString(ep.Labels)] != nil
-		}), full.rules[i].resolved...)
+		r.resolved = slices.DeleteFunc(r.resolved, taken)
+		for _, ep := range full.rules[i].resolved {
+			if taken(ep) {
+				r.resolved = append(r.resolved, ep)
+			}
+		}
 	}
-	events = append(slices.DeleteFunc(events, func(ev detector.Event) bool {
-		return stirred[detector.GroupString(ev.Episode.Labels)] != nil
-	}), fullEvents...)
+	events = slices.DeleteFunc(events, func(ev detector.Event) bool { return taken(ev.Episode) })
+	for _, ev := range fullEvents {
+		if taken(ev.Episode) {
+			events = append(events, ev)
+		}
+	}
 	slices.SortStableFunc(events, func(a, b detector.Event) int { return a.At.Compare(b.At) })
 	e.logger.Info("start-up: the stirred groups replayed from the replay's start", "from", fullStart.UTC().Format(time.RFC3339),
-		"groups", len(stirred), "took", time.Since(began).Round(time.Millisecond))
+		"groups", len(stirred), "start_up_took", time.Since(began).Round(time.Millisecond))
 	return events, true, nil
 }
 

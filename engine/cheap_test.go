@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/emergent-sh/emergent/detector"
 	"github.com/emergent-sh/emergent/sources"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -63,12 +65,61 @@ func (f *filteringSource) QueryRange(ctx context.Context, q string, r sources.Ra
 	return slices.DeleteFunc(m, func(s *model.SampleStream) bool { return !only.MatchString(string(s.Metric["service"])) }), w, nil
 }
 
+// cheapFleet is restoreFleet and twenty groups that do nothing, so that the incidents' are few
+// enough to replay alone; unlabelled makes the mints query lose every series once narrowed.
+func cheapFleet(lastStep time.Time, unlabelled bool) *filteringSource {
+	src := restoreFleet(lastStep)
+	for i := range 20 {
+		svc := fmt.Sprintf("still-%02d", i)
+		src.series[inboundQ][svc] = constant(3)
+		src.series[mintsQ][svc] = constant(0.001)
+	}
+	return &filteringSource{fakeSource: src, unlabelled: map[string]bool{mintsQ: unlabelled}}
+}
+
 // TestCheapReplayFindsWhatTheFullOneDoes: a cold start that replays what the rules remember for
 // every group and all of replay only for the groups stirred in it reports exactly the episodes,
 // starts and ends, of one that replays everything, then and over the next hour and a half; and
 // it asked the whole window for the stirred groups alone.
 func TestCheapReplayFindsWhatTheFullOneDoes(t *testing.T) {
 	testCheapReplay(t, false)
+}
+
+// TestCheapReplayCarriesAsTheFullOne: an episode start read back for a group that did nothing
+// since (it ended unseen) pages in neither start-up, and one for a group still breaching keeps
+// its start in both.
+func TestCheapReplayCarriesAsTheFullOne(t *testing.T) {
+	lastStep := now.Add(-2 * time.Minute)
+	run := func(cheap bool) []string {
+		src := cheapFleet(lastStep, false)
+		e := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+		if cheap {
+			e.CheapReplay()
+		}
+		e.Carry([]detector.Episode{
+			{Rule: "token-minting", Labels: map[string]string{"service": "quiet"}, Start: now.Add(-3 * time.Hour)},
+			{Rule: "token-minting", Labels: map[string]string{"service": "checkout"}, Start: now.Add(-9 * time.Hour)},
+		})
+		events, err := e.Bootstrap(context.Background(), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		more, err := e.Advance(context.Background(), now.Add(30*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cheap && slices.ContainsFunc(src.wholeFrom, func(t time.Time) bool { return t.Before(now.Add(-time.Hour)) }) {
+			t.Error("every group was replayed from the replay's start: the cheap start-up fell back")
+		}
+		return episodesAfter(now.Add(-10*time.Hour), append(events, more...), e.Active())
+	}
+	want, got := run(false), run(true)
+	if !slices.ContainsFunc(want, func(s string) bool { return strings.HasPrefix(s, "checkout "+now.Add(-9*time.Hour).Format("15:04:05")) }) {
+		t.Fatalf("the full replay found %v: the carried start no longer tests anything", want)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("episodes:\n got  %v\n want %v", got, want)
+	}
 }
 
 // TestCheapReplayFallsBackWhenNarrowingLoses: where a query narrowed to the stirred groups
@@ -81,17 +132,8 @@ func TestCheapReplayFallsBackWhenNarrowingLoses(t *testing.T) {
 func testCheapReplay(t *testing.T, unlabelled bool) {
 	t.Helper()
 	lastStep := now.Add(-2 * time.Minute)
-	fleet := func() *filteringSource {
-		src := restoreFleet(lastStep)
-		for i := range 20 {
-			svc := fmt.Sprintf("still-%02d", i)
-			src.series[inboundQ][svc] = constant(3)
-			src.series[mintsQ][svc] = constant(0.001)
-		}
-		return &filteringSource{fakeSource: src, unlabelled: map[string]bool{mintsQ: unlabelled}}
-	}
 	run := func(cheap bool) ([]string, *filteringSource) {
-		src := fleet()
+		src := cheapFleet(lastStep, unlabelled)
 		e := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
 		if cheap {
 			e.CheapReplay()

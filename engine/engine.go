@@ -211,16 +211,18 @@ func (e *Engine) bootstrap(ctx context.Context, now time.Time) ([]detector.Event
 	return e.learnAndReplay(ctx, now, replayStart, how)
 }
 
-// How learnAndReplay begins its replay.
+// replayMode is how learnAndReplay begins its replay.
+type replayMode int
+
 const (
-	replayAll      = iota // from global.replay before now: episodes the source told of are carried (Carry)
-	replayRestored        // from what the rules remember: the episodes an earlier process had open are its (Restore)
-	replayWarm            // from what the rules remember, nothing carried: averages start from the history (bootstrapCheap)
+	replayAll      replayMode = iota // from global.replay before now: episodes the source told of are carried (Carry)
+	replayRestored                   // from what the rules remember: the episodes an earlier process had open are its (Restore)
+	replayWarm                       // from what the rules remember, nothing carried: averages start from the history (bootstrapCheap)
 )
 
 // learnAndReplay makes the rules afresh, learns the history before replayStart and evaluates
 // every step from there to now.
-func (e *Engine) learnAndReplay(ctx context.Context, now, replayStart time.Time, how int) ([]detector.Event, error) {
+func (e *Engine) learnAndReplay(ctx context.Context, now, replayStart time.Time, how replayMode) ([]detector.Event, error) {
 	g := e.cfg.Global
 	baseStep := time.Duration(g.BaselineStep)
 	histStart := replayStart.Add(-time.Duration(g.History))

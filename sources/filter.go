@@ -12,9 +12,9 @@ import (
 
 // FilteredQuery is query with every series selector also matching name=~"v1|v2|…" for each
 // name of filter (its values quoted, so they match as written): Prometheus then reads the series
-// of those values only, as a query of a few groups of a large fleet should. A selector without
-// such a label matches nothing under it, so a caller that needs the same answer for those groups
-// checks it got it.
+// of those values only, as a query of a few groups of a large fleet should. A selector whose
+// series lack such a label matches nothing under it (every such series where "" is among the
+// values), so a caller that needs the same answer for those groups checks it got it.
 func FilteredQuery(query string, filter map[string][]string) (string, error) {
 	expr, err := parser.NewParser(parser.Options{}).ParseExpr(query)
 	if err != nil {
