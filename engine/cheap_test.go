@@ -65,6 +65,31 @@ func (f *filteringSource) QueryRange(ctx context.Context, q string, r sources.Ra
 	return slices.DeleteFunc(m, func(s *model.SampleStream) bool { return !only.MatchString(string(s.Metric["service"])) }), w, nil
 }
 
+// fellBack reports whether every group was replayed from before what the rules remember.
+func (f *filteringSource) fellBack() bool {
+	return slices.ContainsFunc(f.wholeFrom, func(t time.Time) bool { return t.Before(now.Add(-time.Hour)) })
+}
+
+// startAndRun starts an engine on src at now, with carried handed over and cheap or not, runs
+// it until until, and lists the episodes open at or after since.
+func startAndRun(t *testing.T, src *filteringSource, cheap bool, carried []detector.Episode, until, since time.Time) []string {
+	t.Helper()
+	e := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
+	if cheap {
+		e.CheapReplay()
+	}
+	e.Carry(carried)
+	events, err := e.Bootstrap(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, err := e.Advance(context.Background(), until)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return episodesAfter(since, append(events, more...), e.Active())
+}
+
 // cheapFleet is restoreFleet and twenty groups that do nothing, so that the incidents' are few
 // enough to replay alone; unlabelled makes the mints query lose every series once narrowed.
 func cheapFleet(lastStep time.Time, unlabelled bool) *filteringSource {
@@ -90,28 +115,17 @@ func TestCheapReplayFindsWhatTheFullOneDoes(t *testing.T) {
 // its start in both.
 func TestCheapReplayCarriesAsTheFullOne(t *testing.T) {
 	lastStep := now.Add(-2 * time.Minute)
+	carried := []detector.Episode{
+		{Rule: "token-minting", Labels: map[string]string{"service": "quiet"}, Start: now.Add(-3 * time.Hour)},
+		{Rule: "token-minting", Labels: map[string]string{"service": "checkout"}, Start: now.Add(-9 * time.Hour)},
+	}
 	run := func(cheap bool) []string {
 		src := cheapFleet(lastStep, false)
-		e := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
-		if cheap {
-			e.CheapReplay()
-		}
-		e.Carry([]detector.Episode{
-			{Rule: "token-minting", Labels: map[string]string{"service": "quiet"}, Start: now.Add(-3 * time.Hour)},
-			{Rule: "token-minting", Labels: map[string]string{"service": "checkout"}, Start: now.Add(-9 * time.Hour)},
-		})
-		events, err := e.Bootstrap(context.Background(), now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		more, err := e.Advance(context.Background(), now.Add(30*time.Minute))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cheap && slices.ContainsFunc(src.wholeFrom, func(t time.Time) bool { return t.Before(now.Add(-time.Hour)) }) {
+		eps := startAndRun(t, src, cheap, carried, now.Add(30*time.Minute), now.Add(-10*time.Hour))
+		if cheap && src.fellBack() {
 			t.Error("every group was replayed from the replay's start: the cheap start-up fell back")
 		}
-		return episodesAfter(now.Add(-10*time.Hour), append(events, more...), e.Active())
+		return eps
 	}
 	want, got := run(false), run(true)
 	if !slices.ContainsFunc(want, func(s string) bool { return strings.HasPrefix(s, "checkout "+now.Add(-9*time.Hour).Format("15:04:05")) }) {
@@ -134,19 +148,7 @@ func testCheapReplay(t *testing.T, unlabelled bool) {
 	lastStep := now.Add(-2 * time.Minute)
 	run := func(cheap bool) ([]string, *filteringSource) {
 		src := cheapFleet(lastStep, unlabelled)
-		e := New(restoreConfig(), src, slog.New(slog.DiscardHandler), nil)
-		if cheap {
-			e.CheapReplay()
-		}
-		events, err := e.Bootstrap(context.Background(), now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		more, err := e.Advance(context.Background(), now.Add(90*time.Minute))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return episodesAfter(now.Add(-7*time.Hour), append(events, more...), e.Active()), src
+		return startAndRun(t, src, cheap, nil, now.Add(90*time.Minute), now.Add(-7*time.Hour)), src
 	}
 	want, _ := run(false)
 	got, src := run(true)
@@ -156,9 +158,8 @@ func testCheapReplay(t *testing.T, unlabelled bool) {
 	if !slices.Equal(got, want) {
 		t.Errorf("episodes:\n got  %v\n want %v", got, want)
 	}
-	fellBack := slices.ContainsFunc(src.wholeFrom, func(t time.Time) bool { return t.Before(now.Add(-time.Hour)) })
 	if unlabelled {
-		if !fellBack {
+		if !src.fellBack() {
 			t.Error("the narrowed queries read nothing for the stirred groups, and the start-up kept what they read")
 		}
 		return
@@ -177,7 +178,7 @@ func testCheapReplay(t *testing.T, unlabelled bool) {
 	if first := src.firstReplayed(); !first.Equal(full) {
 		t.Errorf("the stirred groups' replay began at %v, want replay's start", first)
 	}
-	if fellBack {
+	if src.fellBack() {
 		t.Errorf("every group was replayed from before what the rules remember (%v): the cheap start-up fell back", src.wholeFrom)
 	}
 }
