@@ -48,7 +48,8 @@ func (g *group) stirred(r *Rule, from, to time.Time) bool {
 // at the lower ones of a firing episode (hysteresis, replicaShare): what could have opened or
 // held an episode, or held a scale-out the replay would remember. A step's value is its mean, so
 // a breach of a few minutes in a quiet step may not show: such an episode, over before the
-// replay of what the rules remember, pages nobody at a start either.
+// replay of what the rules remember, pages nobody at a start either. Unlike group.raised it
+// leaves the noise test out: a lower bar stirs more groups, never fewer.
 func (r *Rule) stirredSelfGenerated(g *group, from, to time.Time) bool {
 	share := math.Min(r.cfg.MinUnexplainedShare, replicaShare) * r.cfg.Hysteresis
 	rate := r.cfg.MinUnexplainedRate * r.cfg.Hysteresis

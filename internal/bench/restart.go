@@ -131,54 +131,50 @@ func checkRestarts(ctx context.Context, cfg *config.Config, src engine.Source, f
 		check.Restarts++
 		check.Episodes += len(want)
 		for _, restored := range []bool{true, false} {
-			e := engine.New(cfg, src, logger, nil)
-			e.Forget(episodesBefore(events, p.open, p.at), p.at)
+			score := &check.Carried
 			if restored {
-				e.Restore(p.open, p.at)
-			} else {
-				e.Carry(p.open)
+				score = &check.Restored
 			}
-			got, err := e.Bootstrap(ctx, p.at.Add(restartGap))
+			have, err := startAt(ctx, cfg, src, logger, p.at, until, func(e *engine.Engine) {
+				e.Forget(episodesBefore(events, p.open, p.at), p.at)
+				if restored {
+					e.Restore(p.open, p.at)
+				} else {
+					e.Carry(p.open)
+				}
+			})
 			if err != nil {
-				return nil, fmt.Errorf("restart at %s: %w", p.at.Format(time.RFC3339), err)
-			}
-			more, err := e.Advance(ctx, until)
-			if err != nil {
-				return nil, fmt.Errorf("restart at %s: %w", p.at.Format(time.RFC3339), err)
-			}
-			have := episodesIn(append(got, more...), e.Active(), p.at, until)
-			if restored {
-				check.Restored.add(compareEpisodes(want, have, p.at))
-			} else {
-				check.Carried.add(compareEpisodes(want, have, p.at))
-			}
-		}
-		var cold [2][]windowEpisode
-		for i, cheap := range []bool{false, true} {
-			if cold[i], err = coldStart(ctx, cfg, src, logger, p.at, until, cheap); err != nil {
 				return nil, err
 			}
+			score.add(compareEpisodes(want, have, p.at))
 		}
-		check.ColdEpisodes += len(cold[0])
-		check.Cold.add(compareEpisodes(cold[0], cold[1], p.at))
+		full, err := startAt(ctx, cfg, src, logger, p.at, until, func(*engine.Engine) {})
+		if err != nil {
+			return nil, err
+		}
+		cheap, err := startAt(ctx, cfg, src, logger, p.at, until, (*engine.Engine).CheapReplay)
+		if err != nil {
+			return nil, err
+		}
+		check.ColdEpisodes += len(full)
+		check.Cold.add(compareEpisodes(full, cheap, p.at))
 	}
 	return check, nil
 }
 
-// coldStart is the episodes over (at, until] of a process started at at with nothing handed
-// over, replaying for every group, or (cheap) only for those stirred in the replay window.
-func coldStart(ctx context.Context, cfg *config.Config, src engine.Source, logger *slog.Logger, at, until time.Time, cheap bool) ([]windowEpisode, error) {
+// startAt is the episodes over (at, until] of a process started a restartGap after at, set up by
+// prepare first: handed what the run had at at (Restore, Carry), or nothing (a cold start,
+// replaying every group or, CheapReplay, the stirred ones).
+func startAt(ctx context.Context, cfg *config.Config, src engine.Source, logger *slog.Logger, at, until time.Time, prepare func(*engine.Engine)) ([]windowEpisode, error) {
 	e := engine.New(cfg, src, logger, nil)
-	if cheap {
-		e.CheapReplay()
-	}
+	prepare(e)
 	got, err := e.Bootstrap(ctx, at.Add(restartGap))
 	if err != nil {
-		return nil, fmt.Errorf("cold start at %s: %w", at.Format(time.RFC3339), err)
+		return nil, fmt.Errorf("start at %s: %w", at.Format(time.RFC3339), err)
 	}
 	more, err := e.Advance(ctx, until)
 	if err != nil {
-		return nil, fmt.Errorf("cold start at %s: %w", at.Format(time.RFC3339), err)
+		return nil, fmt.Errorf("start at %s: %w", at.Format(time.RFC3339), err)
 	}
 	return episodesIn(append(got, more...), e.Active(), at, until), nil
 }
