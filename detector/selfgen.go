@@ -486,7 +486,7 @@ func (r *Rule) followScaleOut(g *group, t time.Time, inbound float64) {
 	if ev := it.event; ev != nil && ev.Kind == TransientScaleOut && ev.From > 0 {
 		switch {
 		case !ev.Start.Equal(s.Start):
-			*s = ScaleOut{Start: ev.Start, Last: ev.Last, From: ev.From, InboundBefore: r.inboundBefore(g, ev.Start)}
+			*s = ScaleOut{Start: ev.Start, Last: ev.Last, From: ev.From, InboundBefore: r.inboundBefore(g, ev.Start), InboundPerInstance: r.inboundPerInstance(g)}
 		case !ev.Last.Equal(s.Last): // the event went on: its inbound after starts again
 			s.Last, s.InboundSum, s.InboundSteps, s.Decided = ev.Last, 0, 0, false
 		}
@@ -533,6 +533,43 @@ func (r *Rule) inboundBefore(g *group, start time.Time) float64 {
 	}
 	return inHour
 }
+
+// inboundPerInstance is the inbound each live instance brings whatever its users do (the
+// health probes every pod answers): the quietest tenth of the history's inbound per instance,
+// its nights, past the steps a scrape gap or a restart leaves short. Only where that is under
+// probeShare of the usual inbound per instance: a service whose users never go quiet has
+// them in its quietest tenth too (fleetsim tuning seed 51888, healthy-09: 10 requests/s per pod
+// at its quietest and 11 usually, a surge's scale-out then read as instances added with
+// nothing to drive them). 0 where unknown or not told apart from users.
+func (r *Rule) inboundPerInstance(g *group) float64 {
+	if r.replicasCol < 0 {
+		return 0
+	}
+	per := r.inboundScratch[:0]
+	g.hist.each(func(i int) {
+		if n, in := g.hist.at(i, r.replicasCol), g.hist.at(i, 0); isNum(n) && n > 0 && isNum(in) {
+			per = append(per, math.Max(0, in)/n)
+		}
+	})
+	r.inboundScratch = per
+	if len(per) < minLearnPoints {
+		return 0
+	}
+	quietest := nth(per, len(per)/probeQuantile)
+	if quietest > probeShare*median(per) {
+		return 0
+	}
+	return quietest
+}
+
+// probeQuantile: inboundPerInstance reads the history's 1/probeQuantile quantile. probeShare:
+// the most of the usual inbound per instance that it takes for probes. Users at a twentieth of
+// their usual at the quietest hours are a strongly diurnal service's nights (a daily swing of
+// 0.8 on a weekend at 0.3 of weekdays goes to 0.09 of the median), where the two mix.
+const (
+	probeQuantile = 10
+	probeShare    = 0.05
+)
 
 // scaleOutLookback is how far back inbound before a scale-out is read: long enough to average
 // out its noise over a few baseline steps, short enough to stay the same time of day.

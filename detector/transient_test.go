@@ -608,3 +608,46 @@ func TestDeploySettle(t *testing.T) {
 		})
 	}
 }
+
+// Health probes come with the pods: a scale-out at night, when every request is a probe, grows
+// inbound with the instances while no user came (fleetsim tuning seed 51888, healthy-18: 5 → 15
+// pods, inbound 0.3 → 0.9/s, all probes). Work per request that rose with it is the third
+// incident, not load. Where users never go quiet, the quietest inbound per pod is users, and a
+// scale-out that came with them is load as before.
+func TestProbesAreNotLoad(t *testing.T) {
+	const step = 30 * time.Second
+	const probes = 0.1 // per pod and second
+	diurnal := func(at time.Time) fleetStep {
+		in := 2 * probes
+		if h := at.Hour(); h >= 7 && h < 21 { // users by day, more than half of it
+			in += 100
+		}
+		return fleetStep{instances: 2, inbound: in, work: 0.5 * in}
+	}
+	flat := func(time.Time) fleetStep { return fleetStep{instances: 2, inbound: 30, work: 15} }
+	tests := []struct {
+		name    string
+		history func(time.Time) fleetStep
+		before  fleetStep
+		after   fleetStep
+		pages   bool
+	}{
+		{"probes alone tripled with the pods at night: work per request up 3x pages", diurnal,
+			fleetStep{instances: 2, inbound: 2 * probes, work: probes}, fleetStep{instances: 6, inbound: 6 * probes, work: 9 * probes}, true},
+		{"users that never go quiet rose with the pods: load", flat,
+			fleetStep{instances: 2, inbound: 30, work: 15}, fleetStep{instances: 6, inbound: 66, work: 0.5 * 66 * 1.5}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationProportional)
+			cfg.Signals[0].ReplicaScalingOnly = true
+			r := NewRule(cfg, global(step))
+			addDay(r, step, tc.history)
+			fired := firings(evalFleet(r, append(fleet(10, tc.before), fleet(60, tc.after)...), step))
+			if got := len(fired) > 0; got != tc.pages {
+				logFirings(t, fired)
+				t.Fatalf("paged %v, want %v", got, tc.pages)
+			}
+		})
+	}
+}
