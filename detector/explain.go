@@ -38,6 +38,9 @@ type Explanation struct {
 	// the hour before it and the settle after it, once known; ScaledFrom is 0 otherwise.
 	ScaledFrom                                int
 	InboundBeforeScaling, InboundAfterScaling float64
+	// ProbesPerInstance is the inbound each instance brings by itself, taken out of both
+	// (ScaleOut.InboundPerInstance); 0 if none was.
+	ProbesPerInstance float64
 
 	// Flush storm.
 	Flushes                 float64 // flush commands within the window
@@ -143,6 +146,9 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 		if ex.ScaledFrom > 0 {
 			from = strconv.Itoa(ex.ScaledFrom)
 			inbound = fmt.Sprintf("went %s/s → %s/s around it (now %s/s)", num(ex.InboundBeforeScaling), num(ex.InboundAfterScaling), num(ex.Inbound))
+			if ex.ProbesPerInstance > 0 {
+				inbound += fmt.Sprintf(", %s/s of it per instance what each answers by itself (health probes)", num(ex.ProbesPerInstance))
+			}
 		}
 		rose := "rose from none"
 		if ex.Expected > 0 {

@@ -111,7 +111,7 @@ type Rule struct {
 	row            []float64     // scratch for historyRow
 	liveDecay      decay         // average_over at the evaluation interval (averageDecay)
 	fit            fitScratch
-	inboundScratch []float64 // inboundBefore's
+	inboundScratch []float64 // inboundBefore's and inboundPerInstance's, one after the other
 	// carried are the starts of episodes an earlier process had open, by GroupString; an
 	// episode whose breach was under way by carriedBy is that episode (see Carry).
 	carried   map[string]Carried

@@ -164,6 +164,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	replicaScaling := grew && !g.loadDriven(ex.Replicas, ex.InboundState)
 	if s := g.instances.scale; replicaScaling && s != nil && s.known() {
 		ex.ScaledFrom, ex.InboundBeforeScaling, ex.InboundAfterScaling = s.From, s.InboundBefore, s.inboundAfter()
+		ex.ProbesPerInstance = s.InboundPerInstance
 	}
 	g.learning = false
 	best := -1

@@ -648,6 +648,9 @@ func TestProbesAreNotLoad(t *testing.T) {
 				logFirings(t, fired)
 				t.Fatalf("paged %v, want %v", got, tc.pages)
 			}
+			if tc.pages && !strings.Contains(fired[0].Episode.Explanation.Diagnosis, "health probes") {
+				t.Errorf("diagnosis %q does not say the probes were taken out", fired[0].Episode.Explanation.Diagnosis)
+			}
 		})
 	}
 }
