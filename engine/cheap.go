@@ -22,7 +22,8 @@ import (
 //
 // ok is false when it did not apply (the two replays would cover the same steps, too many groups
 // stirred, or the second engine failed or read other values than the first for the same groups
-// over the steps both evaluated alike); the caller then replays everything. A failed query of the first pass is err.
+// over the steps both evaluated alike); the caller then replays everything. A failed query of
+// the first pass is err.
 func (e *Engine) bootstrapCheap(ctx context.Context, now, fullStart time.Time) (events []detector.Event, ok bool, err error) {
 	short := Align(now.Add(-e.memory()), time.Duration(e.cfg.Global.BaselineStep))
 	if !short.After(fullStart) {
