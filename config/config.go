@@ -131,6 +131,11 @@ type Rule struct {
 	// (resets of redis_uptime_in_seconds) or a flush: the rebuild after it is a transient, and a
 	// storm of them is the flush-storm rule's to report.
 	CacheResets string `toml:"cache_resets" json:"cache_resets,omitempty"`
+	// CacheRefill is how long after the last step CacheResets saw a reset the rebuild stays a
+	// transient (its keys' TTL): the detector holds the reset, so the query need only see the
+	// evaluation interval and not read an hour of counters at every cycle. Zero: only while the
+	// query says so.
+	CacheRefill model.Duration `toml:"cache_refill" json:"cache_refill,omitempty"`
 	// Settle is how long after a deploy, a scaling event or a restart work may stay above its
 	// learned level without paging: cold caches warm up within it; work still up after it pages.
 	Settle model.Duration `toml:"settle" json:"settle,omitempty"`

@@ -80,6 +80,35 @@ func TestRecurWithinDefaults(t *testing.T) {
 	}
 }
 
+// cache_refill left out is the hour the shipped queries' ranges held a reset for; written, even
+// as zero, it is what it says; a flush-storm rule does not read it.
+func TestCacheRefillDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		rule, line string
+		want       time.Duration
+		err        string
+	}{
+		{sgtRule, "", time.Hour, ""},
+		{sgtRule, `cache_refill = "0s"`, 0, ""},
+		{sgtRule, `cache_refill = "30m"`, 30 * time.Minute, ""},
+		{stormRule, `cache_refill = "30m"`, 0, "cache_refill: is read by kind self_generated_traffic only"},
+	} {
+		cfg, err := Load([]byte(fmt.Sprintf(tc.rule, tc.line)), "rules.toml")
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.line, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.line, err)
+		}
+		if got := time.Duration(cfg.Rules[0].CacheRefill); got != tc.want {
+			t.Errorf("%q: cache_refill = %s, want %s", tc.line, got, tc.want)
+		}
+	}
+}
+
 // deploy_settle left out is twice settle, whatever settle is; written, it is what it says.
 func TestDeploySettleDefaultsToTwiceSettle(t *testing.T) {
 	for _, tc := range []struct {

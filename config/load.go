@@ -320,6 +320,11 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 	// is only told from a warm-up once it settles: twice as long covers the warm-ups of every
 	// cache at once at low traffic (fleetsim tuning seeds: 10 to 15 minutes).
 	v.positive(path+".deploy_settle", &r.DeploySettle, 2*r.Settle)
+	// A flushed or restarted cache refills over its keys' TTL; an hour is what the shipped
+	// queries held a reset for when they read it over [1h] windows at every cycle.
+	if !v.written(path + ".cache_refill") { // a negative duration does not parse
+		r.CacheRefill = model.Duration(time.Hour)
+	}
 	if r.AverageOver < 0 {
 		v.errf(path+".average_over", "must not be negative, got %q", r.AverageOver.String())
 	}
@@ -404,7 +409,7 @@ func (v *validator) flushStorm(path string, r *Rule) {
 
 // selfGeneratedOnly are the rule keys only kind self_generated_traffic reads.
 var selfGeneratedOnly = []string{"settle", "deploy_settle", "average_over", "min_unexplained_share",
-	"min_unexplained_rate", "replicas", "cache_resets"}
+	"min_unexplained_rate", "replicas", "cache_resets", "cache_refill"}
 
 // promql checks q with Prometheus's own parser. required reports whether q may be empty.
 func (v *validator) promql(path, q string, required bool) {

@@ -284,13 +284,14 @@ func (r *Rule) Config() config.Rule { return r.cfg }
 
 // Memory is how far back the rule's evaluation state reaches when a replay restores an earlier
 // process's (Restore): average_over, the flush window or a transient's settling, then for and
-// resolve_for of the episode they feed. Not recur_within: a burst back after more quiet than
+// resolve_for of the episode they feed; a cache reset's settling ends cache_refill after the
+// reset, which the replay must see. Not recur_within: a burst back after more quiet than
 // that pages as a new episode, as a recurrence would page too, where replaying two hours more
 // would double a restart's work. The work
 // averages reach further back (averageSettled time constants); a restored replay starts them
 // from the history's steps instead (warmAverage).
 func (r *Rule) Memory() time.Duration {
-	return max(time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.Window), r.transientMemory()) +
+	return max(time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.Window), time.Duration(r.cfg.CacheRefill)+r.transientMemory()) +
 		time.Duration(r.cfg.For) + time.Duration(r.cfg.ResolveFor)
 }
 
@@ -486,9 +487,7 @@ func (r *Rule) addHistory(g *group, in *GroupInput, t time.Time) {
 	// learned a flush's refill as the level (fleetsim seed 58367, token-thrash-10: mints of
 	// 0.008/s after a FLUSHDB taught 0.0003/s per instance where the process that never stopped
 	// had 0, and a restart paged the thrash 8.5 minutes after it did).
-	if in.CacheResets.value() > 0 {
-		g.instances.observe(t, nil, true, time.Duration(r.cfg.Settle))
-	}
+	g.instances.observe(t, nil, in.CacheResets.value() > 0, time.Duration(r.cfg.Settle), time.Duration(r.cfg.CacheRefill))
 	learnable = learnable && !g.instances.settling(t, r.settleAfter(g.instances.event))
 	g.hist.put(t.Unix(), r.historyRow(in), learnable)
 	if g.instances.born == 0 {

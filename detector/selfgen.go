@@ -147,7 +147,7 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	ex.Instances = countInstances(in.Instances.Series)
 	g.instancesApart = g.instancesApart || ex.Instances >= 2
 	// A group missing from the replicas answer is a gap in that query, not zero instances.
-	g.instances.observe(t, in.Replicas.Series, in.CacheResets.value() > 0, time.Duration(r.cfg.Settle))
+	g.instances.observe(t, in.Replicas.Series, in.CacheResets.value() > 0, time.Duration(r.cfg.Settle), time.Duration(r.cfg.CacheRefill))
 	ex.Replicas, ex.UsualReplicas = g.instances.count(), g.usualReplicas
 	r.followScaleOut(g, t, inbound)
 	if ev, ok := g.instances.recent(t, r.transientMemory()); ok {

@@ -26,6 +26,18 @@ func StepAveraged(cfg config.Rule) []string {
 	return out
 }
 
+// HistoryStepAveraged lists the queries the start-up asks averaged over each baseline step:
+// StepAveraged's, and the cache resets, which are not a column but read over a range about an
+// evaluation interval long: read at the history's step alone it would miss the resets between
+// two steps, while its mean over the step is above zero if one happened in it.
+func HistoryStepAveraged(cfg config.Rule) []string {
+	out := StepAveraged(cfg)
+	if cfg.CacheResets != "" {
+		out = append(out, cfg.CacheResets)
+	}
+	return out
+}
+
 // stepSum is an averaged history column's sum and count over the baseline step under way, in
 // 8 bytes (a history sample keeps three digits; a step holds at most 65 535 evaluations).
 type stepSum struct {

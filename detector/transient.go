@@ -19,6 +19,9 @@ type Transient struct {
 	From, To     int       // instances before it and now
 	NewInstances int       // instance names that appeared during it
 	CacheReset   bool      // the cache was reset during it
+	// Reset is the latest step the rule's cache_resets query saw a reset at; the refill is a
+	// transient until cache_refill after it. Zero without a reset.
+	Reset time.Time
 	// Excess is, per signal, the events a bounded signal counted beyond its expected level since
 	// Last (warmUpSpent); nil before the first such step.
 	Excess []float64
@@ -86,9 +89,18 @@ func (s *ScaleOut) loadDriven(instances int) bool {
 }
 
 // observe records the live instances at t (nil when the rule reads no replicas or the group has
-// none this step) and whether its cache was reset recently. settle joins changes closer
-// than it into one event.
-func (it *instanceTracker) observe(t time.Time, live Values, restarted bool, settle time.Duration) {
+// none this step) and whether the cache resets query sees a reset at t. settle joins changes
+// closer than it into one event; a reset holds the event open for refill after the last step
+// that saw it, as its cache refills that long.
+func (it *instanceTracker) observe(t time.Time, live Values, reset bool, settle, refill time.Duration) {
+	var lastReset time.Time // read before a new event replaces the one that holds it
+	if it.event != nil {
+		lastReset = it.event.Reset
+	}
+	if reset {
+		lastReset = t
+	}
+	refilling := !lastReset.IsZero() && t.Sub(lastReset) <= refill
 	if live != nil && !it.same(live) {
 		names := make([]string, 0, len(live))
 		for n, v := range live {
@@ -118,10 +130,10 @@ func (it *instanceTracker) observe(t time.Time, live Values, restarted bool, set
 		}
 		it.names = names
 	}
-	if restarted {
+	if refilling {
 		n := len(it.names)
 		fresh := it.change(t, settle, n)
-		it.event.CacheReset = true
+		it.event.CacheReset, it.event.Reset = true, lastReset
 		if fresh || it.event.Kind == "" {
 			it.event.Kind, it.event.To = TransientCacheReset, n
 		}

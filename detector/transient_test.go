@@ -654,3 +654,55 @@ func TestProbesAreNotLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheRefillHoldsAReset: a reset the cache_resets query sees at one step (its ranges an
+// evaluation interval long) holds the rebuild as a transient for cache_refill after it, as the
+// [1h] ranges it replaced did at every step; work still up once the refill and a settle are
+// over pages and names the reset.
+func TestCacheRefillHoldsAReset(t *testing.T) {
+	const step = 30 * time.Second
+	healthy := fleetStep{instances: 2, inbound: 10, work: 50}
+	rebuild := with(healthy, func(s *fleetStep) { s.work = 400 })
+	var steps []fleetStep
+	steps = append(steps, fleet(10, healthy)...)
+	steps = append(steps, with(rebuild, func(s *fleetStep) { s.cacheReset = true }))
+	steps = append(steps, fleet(89, rebuild)...) // 45 minutes of refill
+	steps = append(steps, fleet(40, healthy)...)
+	for _, tc := range []struct {
+		refill   time.Duration
+		fireStep int // -1: nothing fires
+	}{
+		{0, 30},                // only the step that saw it, then settle (10m)
+		{20 * time.Minute, 70}, // held 20 minutes after it, then settle
+		{time.Hour, -1},        // the rebuild ends within the refill
+	} {
+		t.Run(tc.refill.String(), func(t *testing.T) {
+			cfg := fleetRule(config.RelationProportional)
+			cfg.CacheRefill = model.Duration(tc.refill)
+			r := NewRule(cfg, global(step))
+			events := runFleet(t, r, healthy, steps, step)
+			fired := firings(events)
+			if tc.fireStep < 0 {
+				if len(fired) > 0 {
+					t.Fatalf("fired at step %d: %s", int(fired[0].Episode.Start.Sub(t0)/step), fired[0].Episode.Explanation.Diagnosis)
+				}
+				return
+			}
+			if len(fired) != 1 {
+				t.Fatalf("want one episode, got %d", len(fired))
+			}
+			logFirings(t, fired)
+			ep := fired[0].Episode
+			if got := int(ep.Start.Sub(t0) / step); got != tc.fireStep {
+				t.Errorf("started at step %d, want %d", got, tc.fireStep)
+			}
+			// Fired once the reset's hold and the settle after it were over, not before.
+			if held := t0.Add(10*step + tc.refill + time.Duration(cfg.Settle)); fired[0].At.Before(held) {
+				t.Errorf("fired at %s, inside the reset's refill and settle (until %s)", fired[0].At.Sub(t0), held.Sub(t0))
+			}
+			if !strings.Contains(ep.Explanation.Diagnosis, TransientCacheReset) {
+				t.Errorf("diagnosis does not name the cache reset: %s", ep.Explanation.Diagnosis)
+			}
+		})
+	}
+}

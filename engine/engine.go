@@ -521,11 +521,11 @@ type stepAverager interface {
 	QueryRangeStepAveraged(ctx context.Context, query string, r sources.Range) (model.Matrix, sources.Warnings, error)
 }
 
-// stepAveraged are the history queries the rules store as means over the baseline step.
+// stepAveraged are the history queries asked as means over the baseline step.
 func (e *Engine) stepAveraged() map[string]bool {
 	out := map[string]bool{}
 	for _, r := range e.cfg.Rules {
-		for _, q := range detector.StepAveraged(r) {
+		for _, q := range detector.HistoryStepAveraged(r) {
 			out[q] = true
 		}
 	}

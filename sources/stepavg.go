@@ -21,10 +21,12 @@ func (p *Prometheus) QueryRangeStepAveraged(ctx context.Context, query string, r
 	return p.QueryRange(ctx, q, r)
 }
 
-// StepAveragedQuery is query with the range of every rate() and increase() shorter than step
-// widened to step, and each such increase() scaled back to its own range: rate(x[2m]) at a 15m
-// step becomes rate(x[15m]), increase(x[2m]) (increase(x[15m]) * 2/15). Other range functions
-// are left as they are: a wider max_over_time or resets is not a mean.
+// StepAveragedQuery is query with the range of every rate(), increase(), resets() and
+// changes() shorter than step widened to step, and each of those that count (all but rate)
+// scaled back to its own range: rate(x[2m]) at a 15m step becomes rate(x[15m]),
+// increase(x[2m]) (increase(x[15m]) * 2/15), as does resets(x[2m]): what a count over its own
+// range is on average over the step. Other range functions are left as they are: a wider
+// max_over_time is not a mean.
 func StepAveragedQuery(query string, step time.Duration) (string, error) {
 	expr, err := parser.NewParser(parser.Options{}).ParseExpr(query)
 	if err != nil {
@@ -38,10 +40,10 @@ func StepAveragedQuery(query string, step time.Duration) (string, error) {
 func widenRates(e parser.Expr, step time.Duration) parser.Expr {
 	switch n := e.(type) {
 	case *parser.Call:
-		if m, ok := rangeArg(n); ok && m.Range < step && (n.Func.Name == "rate" || n.Func.Name == "increase") {
+		if m, ok := rangeArg(n); ok && m.Range < step && widened[n.Func.Name] {
 			own := m.Range
 			m.Range = step
-			if n.Func.Name == "increase" {
+			if n.Func.Name != "rate" {
 				return &parser.ParenExpr{Expr: &parser.BinaryExpr{Op: parser.MUL, LHS: n, RHS: &parser.NumberLiteral{Val: own.Seconds() / step.Seconds()}}}
 			}
 			return n
@@ -62,6 +64,10 @@ func widenRates(e parser.Expr, step time.Duration) parser.Expr {
 	}
 	return e // a subquery reads its range at its own step: left alone
 }
+
+// widened are the range functions StepAveragedQuery widens: a rate, and counts of what
+// happened in the range.
+var widened = map[string]bool{"rate": true, "increase": true, "resets": true, "changes": true}
 
 // rangeArg is the range selector a call's first argument is, if it is one.
 func rangeArg(c *parser.Call) (*parser.MatrixSelector, bool) {

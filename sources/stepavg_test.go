@@ -13,8 +13,11 @@ func TestStepAveragedQuery(t *testing.T) {
 		{`a / increase(b[5m])`, `a / (increase(b[15m]) * 0.3333333333333333)`},
 		{`rate(a[1m]) / rate(b[1h])`, `rate(a[15m]) / rate(b[1h])`},
 		{`sum by (service) (rate(x[2m])) > 0`, `sum by (service) (rate(x[15m])) > 0`},
+		// Counts of what happened, like increase: a reset between two history steps is seen.
+		{`sum by (service) (resets(redis_uptime_in_seconds[3m])) > 0`, `sum by (service) ((resets(redis_uptime_in_seconds[15m]) * 0.2)) > 0`},
+		{`changes(x[5m])`, `(changes(x[15m]) * 0.3333333333333333)`},
+		{`resets(x[1h])`, `resets(x[1h])`},
 		// Not a mean when widened: left alone.
-		{`sum by (service) (resets(redis_uptime_in_seconds[10m])) > 0`, `sum by (service) (resets(redis_uptime_in_seconds[10m])) > 0`},
 		{`max_over_time(x[5m])`, `max_over_time(x[5m])`},
 		{`max_over_time(rate(x[1m])[10m:30s])`, `max_over_time(rate(x[1m])[10m:30s])`},
 		{`sum by (service) (redis_db_keys)`, `sum by (service) (redis_db_keys)`},

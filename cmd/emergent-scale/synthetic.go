@@ -86,7 +86,7 @@ func fleetAnswers(cfg *config.Config, f *fleet) (map[string]promsynth.Answer, er
 		}
 		// The start-up asks the work's history averaged over each baseline step, its ranges
 		// widened: the same answer (the fleet's rates are steady within a step).
-		for _, q := range detector.StepAveraged(r) {
+		for _, q := range detector.HistoryStepAveraged(r) {
 			wide, err := sources.StepAveragedQuery(q, time.Duration(cfg.Global.BaselineStep))
 			if err != nil {
 				return nil, fmt.Errorf("rule %s: %w", r.Name, err)
