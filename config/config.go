@@ -127,9 +127,9 @@ type Rule struct {
 	// InstanceLabel), whatever work it does: their number scales bounded signals' learned
 	// per-instance level, and new names or a changed number mark a deploy or a scaling event.
 	Replicas string `toml:"replicas" json:"replicas,omitempty"`
-	// CacheResets is above zero per group while its cache was reset recently — a Redis restart
-	// (resets of redis_uptime_in_seconds) or a flush: the rebuild after it is a transient, and a
-	// storm of them is the flush-storm rule's to report.
+	// CacheResets is above zero per group at a step whose ranges saw its cache reset — a Redis
+	// restart (resets of redis_uptime_in_seconds) or a flush: the rebuild after it is a
+	// transient for CacheRefill, and a storm of them is the flush-storm rule's to report.
 	CacheResets string `toml:"cache_resets" json:"cache_resets,omitempty"`
 	// CacheRefill is how long after the last step CacheResets saw a reset the rebuild stays a
 	// transient (its keys' TTL): the detector holds the reset, so the query need only see the

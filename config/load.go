@@ -189,6 +189,7 @@ func (v *validator) config(c *Config) {
 		}
 		ruleNames[r.Name] = true
 		v.rule(path, r)
+		v.resetRanges(path, r, time.Duration(c.Global.EvaluationInterval))
 	}
 
 	receivers := map[string]bool{}
@@ -404,6 +405,18 @@ func (v *validator) flushStorm(path string, r *Rule) {
 		r.MinKeys = 100
 	} else if r.MinKeys < 0 {
 		v.errf(path+".min_keys", "must not be negative, got %g", r.MinKeys)
+	}
+}
+
+// resetRanges checks that cache_resets reads each step's reset over at least the evaluation
+// interval: the rule holds what the query saw at its steps, and a reset between two steps that
+// no range covered would not be held at all.
+func (v *validator) resetRanges(path string, r *Rule, interval time.Duration) {
+	for _, fn := range []string{"resets", "changes", "increase"} {
+		if d := shortestRange(r.CacheResets, fn); d > 0 && d < interval {
+			v.errf(path+".cache_resets", "%s() reads [%s], shorter than evaluation_interval %s: a reset between two steps would not be seen",
+				fn, model.Duration(d), model.Duration(interval))
+		}
 	}
 }
 

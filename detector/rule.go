@@ -35,7 +35,8 @@ type Input struct {
 	Instances map[string]Values
 	// Replicas holds, per group, one value per live instance (the replicas query).
 	Replicas map[string]Values
-	// CacheResets is above zero for groups whose cache was reset (restarted, flushed) recently.
+	// CacheResets is above zero for groups whose cache was reset (restarted, flushed) within its
+	// ranges; the rule holds a reset for cache_refill.
 	CacheResets Values
 	// Flushes holds, per group, raw flush-command counters per series.
 	Flushes  map[string]Values
@@ -284,14 +285,19 @@ func (r *Rule) Config() config.Rule { return r.cfg }
 
 // Memory is how far back the rule's evaluation state reaches when a replay restores an earlier
 // process's (Restore): average_over, the flush window or a transient's settling, then for and
-// resolve_for of the episode they feed; a cache reset's settling ends cache_refill after the
-// reset, which the replay must see. Not recur_within: a burst back after more quiet than
+// resolve_for of the episode they feed. A cache reset holds its event cache_refill longer, and
+// the replay must see the reset to hold it (a history step stamps it up to a baseline step
+// late). Not recur_within: a burst back after more quiet than
 // that pages as a new episode, as a recurrence would page too, where replaying two hours more
 // would double a restart's work. The work
 // averages reach further back (averageSettled time constants); a restored replay starts them
 // from the history's steps instead (warmAverage).
 func (r *Rule) Memory() time.Duration {
-	return max(time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.Window), time.Duration(r.cfg.CacheRefill)+r.transientMemory()) +
+	transient := r.transientMemory()
+	if r.cfg.CacheResets != "" {
+		transient += time.Duration(r.cfg.CacheRefill)
+	}
+	return max(time.Duration(r.cfg.AverageOver), time.Duration(r.cfg.Window), transient) +
 		time.Duration(r.cfg.For) + time.Duration(r.cfg.ResolveFor)
 }
 
@@ -473,6 +479,32 @@ func (r *Rule) AddHistory(in Input) {
 		g, _ := r.group(key, labels)
 		gi := fromMaps(in, key, labels)
 		r.addHistory(g, &gi, in.Time)
+	}
+}
+
+// AddResets holds the cache resets in reads at in.Time, as AddHistory does, without a history
+// row: the engine reads them over the gap between the history's last step and the replay's
+// first, which neither reads (the history ends a baseline step before the replay, whose ranges
+// reach back minutes), while a reset in it would still hold the replay's first hour.
+func (r *Rule) AddResets(in Input) {
+	if in.Failed {
+		return
+	}
+	at := func(g *group, gi *GroupInput) {
+		if gi.CacheResets.value() > 0 {
+			g.instances.observe(in.Time, nil, true, time.Duration(r.cfg.Settle), time.Duration(r.cfg.CacheRefill))
+		}
+	}
+	if in.Seen != nil {
+		for _, gi := range in.Seen {
+			at(r.bind(gi), gi)
+		}
+		return
+	}
+	for key, labels := range in.Groups {
+		g, _ := r.group(key, labels)
+		gi := fromMaps(in, key, labels)
+		at(g, &gi)
 	}
 }
 

@@ -137,6 +137,10 @@ func countingNoise(expected, quantum float64) float64 {
 func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach, known bool, ex Explanation) {
 	inbound := in.Inbound.value()
 	if !isNum(inbound) {
+		// A reset is read over minutes of range: a step that cannot judge must not lose it.
+		if in.CacheResets.value() > 0 {
+			g.instances.observe(t, nil, true, time.Duration(r.cfg.Settle), time.Duration(r.cfg.CacheRefill))
+		}
 		return false, false, ex
 	}
 	inbound = math.Max(0, inbound)

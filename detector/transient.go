@@ -100,7 +100,7 @@ func (it *instanceTracker) observe(t time.Time, live Values, reset bool, settle,
 	if reset {
 		lastReset = t
 	}
-	refilling := !lastReset.IsZero() && t.Sub(lastReset) <= refill
+	refilling := !lastReset.IsZero() && t.Sub(lastReset) < max(refill, time.Nanosecond)
 	if live != nil && !it.same(live) {
 		names := make([]string, 0, len(live))
 		for n, v := range live {

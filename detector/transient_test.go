@@ -673,7 +673,7 @@ func TestCacheRefillHoldsAReset(t *testing.T) {
 		fireStep int // -1: nothing fires
 	}{
 		{0, 30},                // only the step that saw it, then settle (10m)
-		{20 * time.Minute, 70}, // held 20 minutes after it, then settle
+		{20 * time.Minute, 69}, // held at the steps less than 20 minutes after it, then settle
 		{time.Hour, -1},        // the rebuild ends within the refill
 	} {
 		t.Run(tc.refill.String(), func(t *testing.T) {
@@ -696,8 +696,8 @@ func TestCacheRefillHoldsAReset(t *testing.T) {
 			if got := int(ep.Start.Sub(t0) / step); got != tc.fireStep {
 				t.Errorf("started at step %d, want %d", got, tc.fireStep)
 			}
-			// Fired once the reset's hold and the settle after it were over, not before.
-			if held := t0.Add(10*step + tc.refill + time.Duration(cfg.Settle)); fired[0].At.Before(held) {
+			// Fired once the reset's hold and the settle after its last step were over, not before.
+			if held := t0.Add(10*step + max(tc.refill-step, 0) + time.Duration(cfg.Settle)); fired[0].At.Before(held) {
 				t.Errorf("fired at %s, inside the reset's refill and settle (until %s)", fired[0].At.Sub(t0), held.Sub(t0))
 			}
 			if !strings.Contains(ep.Explanation.Diagnosis, TransientCacheReset) {

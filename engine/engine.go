@@ -264,6 +264,9 @@ func (e *Engine) learnAndReplay(ctx context.Context, now, replayStart time.Time,
 		e.recycle(b)
 		start = end.Add(baseStep)
 	}
+	if err := e.resetsBefore(ctx, replayStart.Add(-e.interval), replayStart.Sub(histEnd)); err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
 	e.last = replayStart.Add(-e.interval)
 	e.mu.Unlock()
@@ -275,6 +278,42 @@ func (e *Engine) learnAndReplay(ctx context.Context, now, replayStart time.Time,
 		events = e.forgetHandled(events)
 	}
 	return events, nil
+}
+
+// resetsBefore reads the cache resets once at the step before the replay's first, over the gap
+// since the history's last step (their ranges widened to gap, as the history's are to its
+// step), and hands them to the rules (detector.Rule.AddResets): the rules hold a reset for
+// cache_refill, and one in that gap, which the replay's ranges do not reach back to, would
+// otherwise go unheld into the replay, its refill judged as work.
+func (e *Engine) resetsBefore(ctx context.Context, at time.Time, gap time.Duration) error {
+	var queries []string
+	averaged := map[string]bool{}
+	for _, r := range e.cfg.Rules {
+		if q := r.CacheResets; q != "" && !averaged[q] {
+			queries, averaged[q] = append(queries, q), true
+		}
+	}
+	if len(queries) == 0 {
+		return nil
+	}
+	widest := e.widest // the size of the fleet's answers, which this small one is not
+	defer func() { e.widest = widest }()
+	b, err := e.fetch(ctx, sources.Range{Start: at, End: at, Step: gap}, queries, averaged)
+	if err != nil {
+		return err
+	}
+	if err := b.failure(); err != nil {
+		return fmt.Errorf("cache resets before the replay, at %s: %w", at.UTC().Format(time.RFC3339), err)
+	}
+	b.each(func(_ time.Time, inputs []detector.Input) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for i, r := range e.rules {
+			r.det.AddResets(inputs[i])
+		}
+	})
+	e.recycle(b)
+	return nil
 }
 
 // forgetHandled drops what a restored replay found ended by the earlier process's last step:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/emergent-sh/emergent/config"
 	"github.com/emergent-sh/emergent/detector"
+	"github.com/emergent-sh/emergent/sources"
 	"github.com/prometheus/common/model"
 )
 
@@ -462,5 +463,63 @@ func TestRestoredEpisodeKeepsItsLull(t *testing.T) {
 	}
 	if got := episodesAfter(now, append(events, evs...), restarted.Active()); !slices.Equal(got, want) {
 		t.Errorf("episodes from the restart on:\n got  %q\n want %q (the process that never stopped)", got, want)
+	}
+}
+
+// windowedResets answers a cache_resets query as Prometheus would over a range of own: above
+// zero at a step whose range holds the reset, and the range widened to the step plus own when
+// asked averaged over the step (sources.StepAveragedQuery). Other queries are the fake's.
+type windowedResets struct {
+	*fakeSource
+	query string
+	own   time.Duration
+	reset time.Time
+}
+
+func (w *windowedResets) answer(ctx context.Context, q string, r sources.Range, window time.Duration) (model.Matrix, sources.Warnings, error) {
+	if q != w.query {
+		return w.fakeSource.QueryRange(ctx, q, r)
+	}
+	ss := &model.SampleStream{Metric: model.Metric{"service": "checkout"}}
+	for t := r.Start; !t.After(r.End); t = t.Add(r.Step) {
+		if w.reset.After(t.Add(-window)) && !w.reset.After(t) {
+			ss.Values = append(ss.Values, model.SamplePair{Timestamp: model.TimeFromUnixNano(t.UnixNano()), Value: 1})
+		}
+	}
+	return model.Matrix{ss}, nil, nil
+}
+
+func (w *windowedResets) QueryRange(ctx context.Context, q string, r sources.Range) (model.Matrix, sources.Warnings, error) {
+	return w.answer(ctx, q, r, w.own)
+}
+
+func (w *windowedResets) QueryRangeStepAveraged(ctx context.Context, q string, r sources.Range) (model.Matrix, sources.Warnings, error) {
+	return w.answer(ctx, q, r, r.Step+w.own)
+}
+
+// TestResetBeforeTheReplayIsHeld: a cache reset between the history's last step and the
+// replay's first, which neither's ranges reach, is read once more at start-up and held for
+// cache_refill, as the process that saw it live held it: its refill, running on into the
+// replay, does not page. Without that read, the refill paged as work above the ceiling.
+func TestResetBeforeTheReplayIsHeld(t *testing.T) {
+	const resetsQ = `sum by (service) (resets(redis_uptime_in_seconds[2m])) > 0`
+	cfg := testConfig()
+	replayStart := Align(now.Add(-time.Duration(cfg.Global.Replay)), time.Duration(cfg.Global.BaselineStep))
+	reset := replayStart.Add(-3 * time.Minute) // after the history's last step, before the replay's ranges
+	cfg.Rules[0].CacheResets, cfg.Rules[0].CacheRefill = resetsQ, model.Duration(time.Hour)
+	cfg.Rules[0].Settle = model.Duration(5 * time.Minute)
+	src := &windowedResets{fakeSource: newFake(func(at time.Time) float64 {
+		if !at.Before(reset) && at.Before(reset.Add(40*time.Minute)) {
+			return 0.1 // the caches refill, twice the ceiling, for 40 minutes
+		}
+		return 0.001
+	}), query: resetsQ, own: 2 * time.Minute, reset: reset}
+	e := New(cfg, src, slog.New(slog.DiscardHandler), nil)
+	events, err := e.Bootstrap(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fired := slices.DeleteFunc(events, func(ev detector.Event) bool { return ev.Resolved }); len(fired) > 0 {
+		t.Errorf("the refill after the reset at %s paged: %s", reset.Sub(replayStart), fired[0].Episode.Summary)
 	}
 }

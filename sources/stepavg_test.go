@@ -13,9 +13,9 @@ func TestStepAveragedQuery(t *testing.T) {
 		{`a / increase(b[5m])`, `a / (increase(b[15m]) * 0.3333333333333333)`},
 		{`rate(a[1m]) / rate(b[1h])`, `rate(a[15m]) / rate(b[1h])`},
 		{`sum by (service) (rate(x[2m])) > 0`, `sum by (service) (rate(x[15m])) > 0`},
-		// Counts of what happened, like increase: a reset between two history steps is seen.
-		{`sum by (service) (resets(redis_uptime_in_seconds[3m])) > 0`, `sum by (service) ((resets(redis_uptime_in_seconds[15m]) * 0.2)) > 0`},
-		{`changes(x[5m])`, `(changes(x[15m]) * 0.3333333333333333)`},
+		// Counts of what happened between two samples: windows that overlap, as the finer ones did.
+		{`sum by (service) (resets(redis_uptime_in_seconds[5m])) > 0`, `sum by (service) ((resets(redis_uptime_in_seconds[20m]) * 0.25)) > 0`},
+		{`changes(x[3m])`, `(changes(x[18m]) * 0.16666666666666666)`},
 		{`resets(x[1h])`, `resets(x[1h])`},
 		// Not a mean when widened: left alone.
 		{`max_over_time(x[5m])`, `max_over_time(x[5m])`},

@@ -27,6 +27,9 @@ import (
 // extrapolation and the counters' integer steps are left out, which changes values by a few
 // per cent and no verdict (the same services fire).
 
+// resetsRange is the range of the shipped rules.toml's cache_resets query.
+const resetsRange = 5 * time.Minute
+
 // Signal names of the shipped rules.toml, each answered by a metric's per-service rate.
 var signalMetrics = map[string]string{
 	"token_mints":        "token_mint_count",
@@ -122,7 +125,7 @@ func newFleetAnswerer(f *fleet) *fleetAnswerer {
 //   - sum:M — sum by (service) (M), a gauge;
 //   - instances:M — sum by (service, instance) (rate(M[...])) > 0;
 //   - flushes — the raw flushdb counters (redis_commands_total{cmd="flushdb"});
-//   - cache_resets — the services whose flush counter rose within the hour.
+//   - cache_resets — the services whose flush counter rose within the shipped query's range.
 func (fa *fleetAnswerer) answer(name string) (promsynth.Answer, bool) {
 	f := fa.f
 	switch name {
@@ -137,7 +140,7 @@ func (fa *fleetAnswerer) answer(name string) (promsynth.Answer, bool) {
 	case "cache_resets":
 		return promsynth.Answer{Series: f.groups, Labels: fa.byService,
 			Value: func(g int, t time.Time) (float64, bool) {
-				increase := f.flushCount(g, t) - f.flushCount(g, t.Add(-time.Hour))
+				increase := f.flushCount(g, t) - f.flushCount(g, t.Add(-resetsRange))
 				return increase, increase > 0
 			},
 		}, true
