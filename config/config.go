@@ -132,9 +132,9 @@ type Rule struct {
 	// transient for CacheRefill, and a storm of them is the flush-storm rule's to report.
 	CacheResets string `toml:"cache_resets" json:"cache_resets,omitempty"`
 	// CacheRefill is how long after the last step CacheResets saw a reset the rebuild stays a
-	// transient (its keys' TTL): the detector holds the reset, so the query need only see the
-	// evaluation interval and not read an hour of counters at every cycle. Zero: only while the
-	// query says so.
+	// transient (its keys' TTL): the detector holds the reset, so the query's ranges need only
+	// span a restart's downtime and two scrapes, not an hour of counters read at every cycle.
+	// Zero: only while the query says so.
 	CacheRefill model.Duration `toml:"cache_refill" json:"cache_refill,omitempty"`
 	// Settle is how long after a deploy, a scaling event or a restart work may stay above its
 	// learned level without paging: cold caches warm up within it; work still up after it pages.

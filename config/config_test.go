@@ -93,7 +93,9 @@ func TestCacheRefillDefaults(t *testing.T) {
 		{sgtRule, `cache_refill = "30m"`, 30 * time.Minute, ""},
 		{stormRule, `cache_refill = "30m"`, 0, "cache_refill: is read by kind self_generated_traffic only"},
 		{sgtRule, `cache_resets = 'sum by (service) (resets(redis_uptime_in_seconds[10s])) > 0'`, 0,
-			"cache_resets: resets() reads [10s], shorter than evaluation_interval 30s"},
+			"cache_resets: resets() reads [10s], not longer than evaluation_interval 30s"},
+		{sgtRule, `cache_resets = 'sum by (service) (increase(redis_commands_total[30s])) > 0'`, 0,
+			"cache_resets: increase() reads [30s], not longer than evaluation_interval 30s"},
 	} {
 		cfg, err := Load([]byte(fmt.Sprintf(tc.rule, tc.line)), "rules.toml")
 		if tc.err != "" {

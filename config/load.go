@@ -408,13 +408,13 @@ func (v *validator) flushStorm(path string, r *Rule) {
 	}
 }
 
-// resetRanges checks that cache_resets reads each step's reset over at least the evaluation
-// interval: the rule holds what the query saw at its steps, and a reset between two steps that
-// no range covered would not be held at all.
+// resetRanges checks that cache_resets reads each step's reset over more than the evaluation
+// interval: the rule holds what the query saw at its steps, and a reset between two samples
+// that no one range holds both of (ranges that only meet) would not be held at all.
 func (v *validator) resetRanges(path string, r *Rule, interval time.Duration) {
 	for _, fn := range []string{"resets", "changes", "increase"} {
-		if d := shortestRange(r.CacheResets, fn); d > 0 && d < interval {
-			v.errf(path+".cache_resets", "%s() reads [%s], shorter than evaluation_interval %s: a reset between two steps would not be seen",
+		if d := shortestRange(r.CacheResets, fn); d > 0 && d <= interval {
+			v.errf(path+".cache_resets", "%s() reads [%s], not longer than evaluation_interval %s: a reset between two steps would not be seen",
 				fn, model.Duration(d), model.Duration(interval))
 		}
 	}

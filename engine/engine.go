@@ -264,7 +264,7 @@ func (e *Engine) learnAndReplay(ctx context.Context, now, replayStart time.Time,
 		e.recycle(b)
 		start = end.Add(baseStep)
 	}
-	if err := e.resetsBefore(ctx, replayStart.Add(-e.interval), replayStart.Sub(histEnd)); err != nil {
+	if err := e.resetsBefore(ctx, sources.Range{Start: histEnd.Add(e.interval), End: replayStart.Add(-e.interval), Step: e.interval}); err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
@@ -280,30 +280,29 @@ func (e *Engine) learnAndReplay(ctx context.Context, now, replayStart time.Time,
 	return events, nil
 }
 
-// resetsBefore reads the cache resets once at the step before the replay's first, over the gap
-// since the history's last step (their ranges widened to gap, as the history's are to its
-// step), and hands them to the rules (detector.Rule.AddResets): the rules hold a reset for
-// cache_refill, and one in that gap, which the replay's ranges do not reach back to, would
-// otherwise go unheld into the replay, its refill judged as work.
-func (e *Engine) resetsBefore(ctx context.Context, at time.Time, gap time.Duration) error {
+// resetsBefore reads the cache resets at the evaluation steps of r, those between the history's
+// last step and the replay's first, and hands them to the rules (detector.Rule.AddResets): the
+// rules hold a reset for cache_refill, and one in that gap, which neither the history's ranges
+// nor the replay's reach, would otherwise go unheld into the replay, its refill judged as work.
+// Read at the steps a live process evaluated, it is held from the step that process held it from.
+func (e *Engine) resetsBefore(ctx context.Context, r sources.Range) error {
 	var queries []string
-	averaged := map[string]bool{}
-	for _, r := range e.cfg.Rules {
-		if q := r.CacheResets; q != "" && !averaged[q] {
-			queries, averaged[q] = append(queries, q), true
+	for _, rule := range e.cfg.Rules {
+		if q := rule.CacheResets; q != "" && !slices.Contains(queries, q) {
+			queries = append(queries, q)
 		}
 	}
-	if len(queries) == 0 {
+	if len(queries) == 0 || r.End.Before(r.Start) {
 		return nil
 	}
 	widest := e.widest // the size of the fleet's answers, which this small one is not
 	defer func() { e.widest = widest }()
-	b, err := e.fetch(ctx, sources.Range{Start: at, End: at, Step: gap}, queries, averaged)
+	b, err := e.fetch(ctx, r, queries, nil)
 	if err != nil {
 		return err
 	}
 	if err := b.failure(); err != nil {
-		return fmt.Errorf("cache resets before the replay, at %s: %w", at.UTC().Format(time.RFC3339), err)
+		return fmt.Errorf("cache resets before the replay, %s to %s: %w", r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), err)
 	}
 	b.each(func(_ time.Time, inputs []detector.Input) {
 		e.mu.Lock()

@@ -21,14 +21,13 @@ func (p *Prometheus) QueryRangeStepAveraged(ctx context.Context, query string, r
 	return p.QueryRange(ctx, q, r)
 }
 
-// StepAveragedQuery is query with the range of every rate() and increase() shorter than step
-// widened to step, and each such increase() scaled back to its own range: rate(x[2m]) at a 15m
-// step becomes rate(x[15m]), increase(x[2m]) (increase(x[15m]) * 2/15). resets() and
-// changes() count what happened between two samples, and windows that only meet at the steps
-// miss what falls between two of them: theirs are widened to the step plus their own range,
-// overlapping as the finer ones do, and scaled back likewise (resets(x[5m]) becomes
-// resets(x[20m]) * 5/20), so a cache reset between two history steps is seen. Other range
-// functions are left as they are: a wider max_over_time is not a mean.
+// StepAveragedQuery is query with the range of every rate() shorter than step widened to step:
+// rate(x[2m]) at a 15m step becomes rate(x[15m]). increase(), resets() and changes() count what
+// happened between two samples, and windows that only meet at the steps miss what falls between
+// two of them: theirs, up to the step, are widened to the step plus their own range,
+// overlapping as the finer ones do, and scaled back to their own range (increase(x[5m]) becomes
+// increase(x[20m]) * 5/20), so a flush or a restart between two history steps is seen. Other
+// range functions are left as they are: a wider max_over_time is not a mean.
 func StepAveragedQuery(query string, step time.Duration) (string, error) {
 	expr, err := parser.NewParser(parser.Options{}).ParseExpr(query)
 	if err != nil {
@@ -42,13 +41,11 @@ func StepAveragedQuery(query string, step time.Duration) (string, error) {
 func widenRates(e parser.Expr, step time.Duration) parser.Expr {
 	switch n := e.(type) {
 	case *parser.Call:
-		if m, ok := rangeArg(n); ok && m.Range < step && widened[n.Func.Name] {
+		if m, ok := rangeArg(n); ok && (m.Range < step && n.Func.Name == "rate" || m.Range <= step && counts[n.Func.Name]) {
 			own := m.Range
 			m.Range = step
-			if overlapped[n.Func.Name] {
+			if counts[n.Func.Name] {
 				m.Range += own
-			}
-			if n.Func.Name != "rate" {
 				return &parser.ParenExpr{Expr: &parser.BinaryExpr{Op: parser.MUL, LHS: n, RHS: &parser.NumberLiteral{Val: own.Seconds() / m.Range.Seconds()}}}
 			}
 			return n
@@ -70,13 +67,9 @@ func widenRates(e parser.Expr, step time.Duration) parser.Expr {
 	return e // a subquery reads its range at its own step: left alone
 }
 
-// widened are the range functions StepAveragedQuery widens: a rate, and counts of what
-// happened in the range; overlapped, those whose windows must overlap to see what happens
-// between two samples.
-var (
-	widened    = map[string]bool{"rate": true, "increase": true, "resets": true, "changes": true}
-	overlapped = map[string]bool{"resets": true, "changes": true}
-)
+// counts are the range functions StepAveragedQuery widens to overlap: counts of what happened
+// between two samples in the range.
+var counts = map[string]bool{"increase": true, "resets": true, "changes": true}
 
 // rangeArg is the range selector a call's first argument is, if it is one.
 func rangeArg(c *parser.Call) (*parser.MatrixSelector, bool) {

@@ -88,7 +88,8 @@ func fleetAnswers(cfg *config.Config, f *fleet) (map[string]promsynth.Answer, er
 			}
 		}
 		// The start-up asks the work's history averaged over each baseline step, its ranges
-		// widened: the same answer (the fleet's rates are steady within a step).
+		// widened: the same answer (the fleet's rates are steady within a step; the cache
+		// resets' widened ranges would see a few more flushes, which costs nothing here).
 		for _, q := range detector.HistoryStepAveraged(r) {
 			wide, err := sources.StepAveragedQuery(q, time.Duration(cfg.Global.BaselineStep))
 			if err != nil {
