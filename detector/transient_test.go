@@ -94,6 +94,27 @@ func evalFleet(r *Rule, steps []fleetStep, interval time.Duration) (events []Eve
 	return events
 }
 
+// firedOnceAt checks that nothing fired (fireStep < 0) or that one episode started at step
+// fireStep, and returns it; false when there is none to look at further.
+func firedOnceAt(t *testing.T, fired []Event, step time.Duration, fireStep int) (Episode, bool) {
+	t.Helper()
+	if fireStep < 0 {
+		if len(fired) > 0 {
+			t.Fatalf("fired at step %d: %s", int(fired[0].Episode.Start.Sub(t0)/step), fired[0].Episode.Explanation.Diagnosis)
+		}
+		return Episode{}, false
+	}
+	if len(fired) != 1 {
+		logFirings(t, fired)
+		t.Fatalf("want one episode, got %d", len(fired))
+	}
+	ep := fired[0].Episode
+	if got := int(ep.Start.Sub(t0) / step); got != fireStep {
+		t.Errorf("started at step %d, want %d", got, fireStep)
+	}
+	return ep, true
+}
+
 // logFirings logs when each episode fired and its summary, for a test about to fail on them.
 func logFirings(t *testing.T, fired []Event) {
 	t.Helper()
@@ -252,18 +273,9 @@ func TestTransients(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := NewRule(fleetRule(tc.relation), global(step))
 			fired := firings(runFleet(t, r, tc.healthy, tc.steps, step))
-			if tc.fireStep < 0 {
-				if len(fired) > 0 {
-					t.Fatalf("fired at step %d: %s", int(fired[0].Episode.Start.Sub(t0)/step), fired[0].Episode.Explanation.Diagnosis)
-				}
+			ep, ok := firedOnceAt(t, fired, step, tc.fireStep)
+			if !ok {
 				return
-			}
-			if len(fired) != 1 {
-				t.Fatalf("want one episode, got %d", len(fired))
-			}
-			ep := fired[0].Episode
-			if got := int(ep.Start.Sub(t0) / step); got != tc.fireStep {
-				t.Errorf("fired at step %d, want %d", got, tc.fireStep)
 			}
 			if text := ep.Summary + " | " + ep.Explanation.Diagnosis; !strings.Contains(text, tc.words) {
 				t.Errorf("words %q do not say %q", text, tc.words)
@@ -680,21 +692,10 @@ func TestCacheRefillHoldsAReset(t *testing.T) {
 			cfg := fleetRule(config.RelationProportional)
 			cfg.CacheRefill = model.Duration(tc.refill)
 			r := NewRule(cfg, global(step))
-			events := runFleet(t, r, healthy, steps, step)
-			fired := firings(events)
-			if tc.fireStep < 0 {
-				if len(fired) > 0 {
-					t.Fatalf("fired at step %d: %s", int(fired[0].Episode.Start.Sub(t0)/step), fired[0].Episode.Explanation.Diagnosis)
-				}
+			fired := firings(runFleet(t, r, healthy, steps, step))
+			ep, ok := firedOnceAt(t, fired, step, tc.fireStep)
+			if !ok {
 				return
-			}
-			if len(fired) != 1 {
-				t.Fatalf("want one episode, got %d", len(fired))
-			}
-			logFirings(t, fired)
-			ep := fired[0].Episode
-			if got := int(ep.Start.Sub(t0) / step); got != tc.fireStep {
-				t.Errorf("started at step %d, want %d", got, tc.fireStep)
 			}
 			// Fired once the reset's hold and the settle after its last step were over, not before.
 			if held := t0.Add(10*step + max(tc.refill-step, 0) + time.Duration(cfg.Settle)); fired[0].At.Before(held) {

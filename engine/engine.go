@@ -247,21 +247,10 @@ func (e *Engine) learnAndReplay(ctx context.Context, now, replayStart time.Time,
 	queries, averaged := e.historyQueries(), e.stepAveraged()
 	for start := histStart; !start.After(histEnd); {
 		end := minTime(start.Add(time.Duration(e.stepsPerQuery()-1)*baseStep), histEnd)
-		b, err := e.fetch(ctx, sources.Range{Start: start, End: end, Step: baseStep}, queries, averaged)
-		if err != nil {
+		r := sources.Range{Start: start, End: end, Step: baseStep}
+		if err := e.feedPast(ctx, r, queries, averaged, "history", (*detector.Rule).AddHistory); err != nil {
 			return nil, err
 		}
-		if err := b.failure(); err != nil {
-			return nil, fmt.Errorf("history %s to %s: %w", start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), err)
-		}
-		b.each(func(_ time.Time, inputs []detector.Input) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			for i, r := range e.rules {
-				r.det.AddHistory(inputs[i])
-			}
-		})
-		e.recycle(b)
 		start = end.Add(baseStep)
 	}
 	if err := e.resetsBefore(ctx, sources.Range{Start: histEnd.Add(e.interval), End: replayStart.Add(-e.interval), Step: e.interval}); err != nil {
@@ -297,18 +286,25 @@ func (e *Engine) resetsBefore(ctx context.Context, r sources.Range) error {
 	}
 	widest := e.widest // the size of the fleet's answers, which this small one is not
 	defer func() { e.widest = widest }()
-	b, err := e.fetch(ctx, r, queries, nil)
+	return e.feedPast(ctx, r, queries, nil, "cache resets before the replay,", (*detector.Rule).AddResets)
+}
+
+// feedPast fetches queries over r and hands each step's inputs to add for every rule: the
+// start-up's reads of the past, which are learned from, not evaluated. what names the read in
+// a failed query's error.
+func (e *Engine) feedPast(ctx context.Context, r sources.Range, queries []string, averaged map[string]bool, what string, add func(*detector.Rule, detector.Input)) error {
+	b, err := e.fetch(ctx, r, queries, averaged)
 	if err != nil {
 		return err
 	}
 	if err := b.failure(); err != nil {
-		return fmt.Errorf("cache resets before the replay, %s to %s: %w", r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), err)
+		return fmt.Errorf("%s %s to %s: %w", what, r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), err)
 	}
 	b.each(func(_ time.Time, inputs []detector.Input) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		for i, r := range e.rules {
-			r.det.AddResets(inputs[i])
+		for i, rs := range e.rules {
+			add(rs.det, inputs[i])
 		}
 	})
 	e.recycle(b)
