@@ -127,6 +127,11 @@ type Rule struct {
 	// InstanceLabel), whatever work it does: their number scales bounded signals' learned
 	// per-instance level, and new names or a changed number mark a deploy or a scaling event.
 	Replicas string `toml:"replicas" json:"replicas,omitempty"`
+	// ReplicaCount returns one series per group whose value grows in proportion to its live
+	// instances (the health probes they answer per second, a replica count): where Replicas
+	// shows one series (an aggregating endpoint in front of many pods) the instances are
+	// counted in multiples of its usual value, so scaling events are seen there too.
+	ReplicaCount string `toml:"replica_count" json:"replica_count,omitempty"`
 	// CacheResets is above zero per group at a step whose ranges saw its cache reset — a Redis
 	// restart (resets of redis_uptime_in_seconds) or a flush: the rebuild after it is a
 	// transient for CacheRefill, and a storm of them is the flush-storm rule's to report.

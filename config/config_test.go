@@ -158,6 +158,7 @@ func TestInvalidConfigs(t *testing.T) {
 		{"invalid-negative-recur-within.toml", `invalid-negative-recur-within.toml:6: rules.recur_within: not a valid duration`},
 		{"invalid-zero-deploy-settle.toml", `invalid-zero-deploy-settle.toml:7: rules[0].deploy_settle: must be a positive duration`},
 		{"invalid-replica-scaling-only.toml", `invalid-replica-scaling-only.toml:11: rules[0].signals[0].replica_scaling_only: needs the rule's replicas query`},
+		{"invalid-replica-count.toml", `invalid-replica-count.toml:7: rules[0].replica_count: needs the rule's replicas query`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {

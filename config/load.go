@@ -280,6 +280,7 @@ func (v *validator) rule(path string, r *Rule) {
 	v.promql(path+".inbound", r.Inbound, false)
 	v.promql(path+".instances", r.Instances, false)
 	v.promql(path+".replicas", r.Replicas, false)
+	v.promql(path+".replica_count", r.ReplicaCount, false)
 	v.promql(path+".cache_resets", r.CacheResets, false)
 
 	switch r.Kind {
@@ -300,6 +301,9 @@ func (v *validator) selfGenerated(path string, r *Rule) {
 	}
 	if len(r.Signals) == 0 {
 		v.errf(path, "at least one [[rules.signals]] is required for kind %s", r.Kind)
+	}
+	if r.ReplicaCount != "" && r.Replicas == "" {
+		v.errf(path+".replica_count", "needs the rule's replicas query: it counts the instances where replicas shows one series")
 	}
 	if r.MinUnexplainedShare == 0 && !v.written(path+".min_unexplained_share") {
 		r.MinUnexplainedShare = 0.5
@@ -422,7 +426,7 @@ func (v *validator) resetRanges(path string, r *Rule, interval time.Duration) {
 
 // selfGeneratedOnly are the rule keys only kind self_generated_traffic reads.
 var selfGeneratedOnly = []string{"settle", "deploy_settle", "average_over", "min_unexplained_share",
-	"min_unexplained_rate", "replicas", "cache_resets", "cache_refill"}
+	"min_unexplained_rate", "replicas", "replica_count", "cache_resets", "cache_refill"}
 
 // promql checks q with Prometheus's own parser. required reports whether q may be empty.
 func (v *validator) promql(path, q string, required bool) {
@@ -624,7 +628,7 @@ func (c *Config) Queries() []string {
 // Queries lists the rule's PromQL queries, each once.
 func (r Rule) Queries() []string {
 	var out []string
-	for _, q := range append([]string{r.Inbound, r.Instances, r.Replicas, r.CacheResets, r.Flushes, r.Keys, r.Commands, r.Writes}, r.SignalQueries()...) {
+	for _, q := range append([]string{r.Inbound, r.Instances, r.Replicas, r.ReplicaCount, r.CacheResets, r.Flushes, r.Keys, r.Commands, r.Writes}, r.SignalQueries()...) {
 		if q != "" && !contains(out, q) {
 			out = append(out, q)
 		}

@@ -46,7 +46,8 @@ func CheckQueries(ctx context.Context, cfg *config.Config, src InstantSource) []
 			fields = append(fields, field{fmt.Sprintf("signals[%d] (%s)", i, s.Name), s.Query, !s.Optional, s.Optional})
 		}
 		for _, f := range []struct{ name, query string }{{"flushes", r.Flushes}, {"keys", r.Keys}, {"commands", r.Commands},
-			{"writes", r.Writes}, {"cache_resets", r.CacheResets}, {"instances", r.Instances}, {"replicas", r.Replicas}} {
+			{"writes", r.Writes}, {"cache_resets", r.CacheResets}, {"instances", r.Instances}, {"replicas", r.Replicas},
+			{"replica_count", r.ReplicaCount}} {
 			fields = append(fields, field{name: f.name, query: f.query})
 		}
 		var empty []string

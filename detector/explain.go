@@ -66,6 +66,9 @@ type Explanation struct {
 	// Bounded says Signal is a bounded signal (its work is held to a level per instance). The
 	// flags sit together at the end: beside Unit, Bounded took a word of its own.
 	Bounded bool
+	// ReplicasInMultiples says Replicas and UsualReplicas count multiples of replica_count's
+	// usual value: the replicas query shows one series (an aggregating endpoint).
+	ReplicasInMultiples bool
 
 	// instantBreach: the step breaches before the average_over gate (any signal).
 	instantBreach bool
@@ -114,7 +117,10 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 		ex.Remedy = RemedyShareCache
 	}
 	expectation := "expected " + num(ex.Expected) + "/s"
-	if isNum(ex.PerInstance) && ex.PerInstance > 0 && ex.Replicas > 0 {
+	switch {
+	case isNum(ex.PerInstance) && ex.PerInstance > 0 && ex.Replicas > 0 && ex.ReplicasInMultiples:
+		expectation += fmt.Sprintf(" (%s/s for its usual instances × %d)", num(ex.PerInstance), ex.Replicas)
+	case isNum(ex.PerInstance) && ex.PerInstance > 0 && ex.Replicas > 0:
 		expectation += fmt.Sprintf(" (%s/s per instance × %d)", num(ex.PerInstance), ex.Replicas)
 	}
 	if !over {
@@ -154,9 +160,13 @@ func (r *Rule) explainSelfGenerated(ex *Explanation, labels map[string]string, o
 		if ex.Expected > 0 {
 			rose = "rose " + num(ex.Observed/ex.Expected) + "x"
 		}
-		why = append(why, fmt.Sprintf("instances went %s → %d while inbound %s; %s per request %s → work tracks replica count, "+
+		went := fmt.Sprintf("instances went %s → %d", from, ex.Replicas)
+		if ex.ReplicasInMultiples {
+			went = fmt.Sprintf("instances behind its one endpoint went %s → %d times their usual number (replica_count)", from, ex.Replicas)
+		}
+		why = append(why, fmt.Sprintf("%s while inbound %s; %s per request %s → work tracks replica count, "+
 			"not demand: per-instance cache or state (APCu per PHP-FPM master, filesystem cache per pod)",
-			from, ex.Replicas, inbound, ex.Unit, rose))
+			went, inbound, ex.Unit, rose))
 	case ex.Instances >= 2:
 		why = append(why, fmt.Sprintf("%d instances do the work independently; it tracks instance count, "+
 			"not demand → the cache is not shared (per-instance cache: APCu per PHP-FPM master, filesystem cache per pod)",
@@ -205,6 +215,8 @@ func (t Transient) String() string {
 	switch {
 	case t.Kind == TransientCacheReset:
 		return s + " (Redis restarted or flushed)"
+	case t.From != t.To && t.Multiples:
+		return s + fmt.Sprintf(" (instances %d → %d times their usual number, by replica_count)", t.From, t.To)
 	case t.From != t.To && t.NewInstances > 0:
 		return s + fmt.Sprintf(" (%d → %d instances, %d new)", t.From, t.To, t.NewInstances)
 	case t.From != t.To:

@@ -10,8 +10,8 @@ type GroupInput struct {
 	Key    string
 	Labels map[string]string
 	// Each query's value for the group at the step.
-	Inbound, Keys, Commands, Writes, CacheResets Reading
-	Signals                                      []Reading // in the rule's signal order
+	Inbound, Keys, Commands, Writes, CacheResets, ReplicaCount Reading
+	Signals                                                    []Reading // in the rule's signal order
 	// Breakdowns: per instance (Instances, Replicas) or per flush-counter series (Flushes).
 	Instances, Replicas, Flushes Breakdown
 
@@ -101,8 +101,8 @@ func fromMaps(in Input, key string, labels map[string]string) GroupInput {
 	gi := GroupInput{
 		Key: key, Labels: labels,
 		Inbound: read(in.Inbound), Keys: read(in.Keys), Commands: read(in.Commands), Writes: read(in.Writes),
-		CacheResets: read(in.CacheResets),
-		Instances:   breakdown(in.Instances), Replicas: breakdown(in.Replicas), Flushes: breakdown(in.Flushes),
+		CacheResets: read(in.CacheResets), ReplicaCount: read(in.ReplicaCount),
+		Instances: breakdown(in.Instances), Replicas: breakdown(in.Replicas), Flushes: breakdown(in.Flushes),
 	}
 	if len(in.Signals) > 0 {
 		gi.Signals = make([]Reading, len(in.Signals))

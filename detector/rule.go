@@ -35,6 +35,8 @@ type Input struct {
 	Instances map[string]Values
 	// Replicas holds, per group, one value per live instance (the replicas query).
 	Replicas map[string]Values
+	// ReplicaCount is, per group, a number in proportion to its live instances (replica_count).
+	ReplicaCount Values
 	// CacheResets is above zero for groups whose cache was reset (restarted, flushed) within its
 	// ranges; the rule holds a reset for cache_refill.
 	CacheResets Values
@@ -108,6 +110,7 @@ type Rule struct {
 	held           map[*group][]average
 	cmdCol         int           // history column of Redis commands, -1 if the rule reads none
 	replicasCol    int           // history column of the instance count, -1 if none
+	countCol       int           // history column of replica_count, -1 if none
 	clock          *historyClock // the time grid of every group's history
 	row            []float64     // scratch for historyRow
 	liveDecay      decay         // average_over at the evaluation interval (averageDecay)
@@ -151,11 +154,14 @@ type group struct {
 	stepSums      []stepSum
 	cmdPer        float64 // usual Redis commands per inbound request; NaN if unknown
 	usualReplicas float64 // the median number of live instances in the history; NaN if unknown
-	instances     instanceTracker
-	life          lifecycle
-	episode       *Episode // the active episode
-	flush         *flushState
-	last          Explanation
+	// usualCount is replica_count's median in the history's steps whose replicas show one
+	// series; NaN if unknown (group.instancesOf).
+	usualCount float64
+	instances  instanceTracker
+	life       lifecycle
+	episode    *Episode // the active episode
+	flush      *flushState
+	last       Explanation
 	// carried is the episode an earlier process had open for this group (nil if none): only a
 	// restart's groups have one, so the others keep a pointer, not its 32 B.
 	carried *Carried
@@ -246,6 +252,7 @@ func newRule(cfg config.Rule, g config.Global, store *historyStore) *Rule {
 		held:         map[*group][]average{},
 		cmdCol:       -1,
 		replicasCol:  -1,
+		countCol:     -1,
 	}
 	if r.kind == nil { // config validates kinds: only a caller that skipped it gets here
 		panic("detector: rule " + cfg.Name + " has unknown kind " + cfg.Kind)
@@ -255,7 +262,10 @@ func newRule(cfg config.Rule, g config.Global, store *historyStore) *Rule {
 		r.cmdCol, n = n, n+1
 	}
 	if cfg.Replicas != "" {
-		r.replicasCol = n
+		r.replicasCol, n = n, n+1
+	}
+	if cfg.ReplicaCount != "" && r.replicasCol >= 0 {
+		r.countCol = n
 	}
 	cols := make([]historyColumn, 0, r.historyColumns())
 	add := func(read, query string, masked bool) {
@@ -274,6 +284,9 @@ func newRule(cfg config.Rule, g config.Global, store *historyStore) *Rule {
 		// One value per live instance, the series of one instance_label value adding up: how many
 		// there are depends on the label as much as on the query.
 		add("count by "+cfg.InstanceLabel, cfg.Replicas, false)
+	}
+	if r.countCol >= 0 {
+		add("sum", cfg.ReplicaCount, false)
 	}
 	store.rules++
 	r.clock = newHistoryClock(store, cols)
@@ -372,6 +385,7 @@ func (r *Rule) group(key string, labels map[string]string) (*group, bool) {
 		phase:         relearnPhase(key),
 		cmdPer:        math.NaN(),
 		usualReplicas: math.NaN(),
+		usualCount:    math.NaN(),
 		signals:       make([]signalState, len(r.cfg.Signals)),
 	}
 	g.hist.init(r.clock, key)
@@ -434,7 +448,7 @@ func (r *Rule) setEpisode(g *group, ep *Episode) {
 // group costs: no column without a query). The signals and Redis commands are masked: only
 // steps that teach (historyRow's learnable) show them.
 func (r *Rule) historyColumns() int {
-	return 1 + len(r.cfg.Signals) + min(1, r.cmdCol+1) + min(1, r.replicasCol+1)
+	return 1 + len(r.cfg.Signals) + min(1, r.cmdCol+1) + min(1, r.replicasCol+1) + min(1, r.countCol+1)
 }
 
 // historyRow is what the group's input stores in its history, as queried: whether the masked
@@ -459,6 +473,9 @@ func (r *Rule) historyRow(in *GroupInput) []float64 {
 		if in.Replicas.OK {
 			row[r.replicasCol] = float64(len(in.Replicas.Series))
 		}
+	}
+	if r.countCol >= 0 {
+		row[r.countCol] = in.ReplicaCount.value()
 	}
 	return row
 }
@@ -644,11 +661,23 @@ func (g *group) relearn(r *Rule, t time.Time) {
 	n := len(r.cfg.Signals)
 	g.fitted = true
 	sc := &r.fit
-	g.usualReplicas = math.NaN()
+	g.usualReplicas, g.usualCount = math.NaN(), math.NaN()
+	if r.countCol >= 0 {
+		counts := sc.in[:0]
+		g.hist.each(func(i int) {
+			if n, c := g.hist.at(i, r.replicasCol), g.hist.at(i, r.countCol); n <= 1 && isNum(c) && c > 0 {
+				counts = append(counts, c)
+			}
+		})
+		sc.in = counts
+		if len(counts) >= minLearnPoints {
+			g.usualCount = median(counts)
+		}
+	}
 	if r.replicasCol >= 0 {
 		reps := sc.in[:0]
 		g.hist.each(func(i int) {
-			if c := g.hist.at(i, r.replicasCol); isNum(c) && c > 0 {
+			if c := r.instancesAt(g, i); isNum(c) && c > 0 {
 				reps = append(reps, c)
 			}
 		})
@@ -810,7 +839,7 @@ func (r *Rule) learnAveragePeaks(g *group, now time.Time) {
 		if stored {
 			inbound = h.at(i, 0)
 			if r.replicasCol >= 0 {
-				if v := h.at(i, r.replicasCol); isNum(v) {
+				if v := r.instancesAt(g, i); isNum(v) {
 					instances, counted = int(v), true
 				}
 			}
@@ -914,7 +943,7 @@ func (r *Rule) grownAt(g *group, i int) bool {
 	if r.replicasCol < 0 {
 		return false
 	}
-	return g.grown(g.hist.at(i, r.replicasCol))
+	return g.grown(r.instancesAt(g, i))
 }
 
 // grown reports whether instances is past replicaGrowth times the group's usual number.
@@ -926,11 +955,43 @@ func (g *group) grown(instances float64) bool {
 // group counts as one, as evaluation counts it.
 func (r *Rule) replicasAt(g *group, i int) float64 {
 	if r.replicasCol >= 0 {
-		if c := g.hist.at(i, r.replicasCol); isNum(c) && c > 0 {
+		if c := r.instancesAt(g, i); isNum(c) && c > 0 {
 			return c
 		}
 	}
 	return 1
+}
+
+// instancesAt is the number of live instances history slot i holds: the replicas' count of
+// names, or where that is one, instancesOf replica_count's value; NaN where unknown.
+func (r *Rule) instancesAt(g *group, i int) float64 {
+	names := g.hist.at(i, r.replicasCol)
+	if r.countCol < 0 {
+		return names
+	}
+	return g.instancesOf(names, g.hist.at(i, r.countCol))
+}
+
+// instancesAtTime is instancesAt at unix time t; false where the history holds no count then.
+func (r *Rule) instancesAtTime(g *group, unix int64) (float64, bool) {
+	i, held := g.hist.slotAt(unix)
+	if !held {
+		return math.NaN(), false
+	}
+	v := r.instancesAt(g, i)
+	return v, isNum(v)
+}
+
+// instancesOf is the instances behind replicas' names (their number) when replica_count reads
+// count: names, unless they are one series and replica_count's usual value is known, where the
+// instances are counted in multiples of that usual value, rounded. An aggregating endpoint in
+// front of many pods is one series whatever their number, while the probes each pod answers
+// (or a replica count) still grow with them; their multiple is all the count can say.
+func (g *group) instancesOf(names, count float64) float64 {
+	if !isNum(names) || names > 1 || !isNum(count) || count <= 0 || !(g.usualCount > 0) {
+		return names
+	}
+	return max(1, math.Round(count/g.usualCount))
 }
 
 // relearnPhase is where in each hour a group relearns: fixed by its key, the same in every

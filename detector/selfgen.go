@@ -2,6 +2,7 @@ package detector
 
 import (
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/emergent-sh/emergent/config"
@@ -90,6 +91,43 @@ func (g *group) baseNoise(s int, sig config.Signal, expected float64, instances 
 	return max(spread, countingNoise(expected, sig.EventQuantum))
 }
 
+// liveReplicas is the replicas answer to follow at this step and whether it counts instances
+// in multiples of replica_count's usual value: where replicas shows one series and that usual
+// value is known, the series and a name for each further multiple ("name#2", ...), stable so
+// a scale-out adds names and a scale-in takes them away as real instances do (instancesOf).
+// The multiple moves once the count is replicaCountBand past the one followed: probes counted
+// over a rate window wobble, and a count near a half multiple would scale at every step.
+func (r *Rule) liveReplicas(g *group, in *GroupInput) (Values, bool) {
+	live := in.Replicas.Series
+	if r.countCol < 0 || len(live) != 1 || !(g.usualCount > 0) {
+		return live, false
+	}
+	x := in.ReplicaCount.value() / g.usualCount
+	if !isNum(x) || x <= 0 {
+		return live, false
+	}
+	n := max(1, math.Round(x))
+	if followed := float64(g.instances.count()); followed >= 1 && math.Abs(x-followed) < replicaCountBand {
+		n = followed
+	}
+	if n == 1 {
+		return live, true
+	}
+	out := make(Values, int(n))
+	for name, v := range live {
+		out[name] = v
+		for k := 2; k <= int(n); k++ {
+			out[name+"#"+strconv.Itoa(k)] = v
+		}
+	}
+	return out, true
+}
+
+// replicaCountBand is how far past the multiple followed replica_count must go to move it:
+// three quarters of the usual value, so a scale-out by half again or more (replicaGrowth) moves
+// it from one to two, while a rate window's wobble of a few probes does not.
+const replicaCountBand = 0.75
+
 // expectedBounded is the group's learned healthy level per instance times its live instances,
 // capped by the configured ceiling; the ceiling alone while nothing is learned.
 func (g *group) expectedBounded(s int, sig config.Signal, instances int) (expected, sigma float64, ok bool) {
@@ -151,8 +189,12 @@ func (r *Rule) evalSelfGenerated(g *group, in *GroupInput, t time.Time) (breach,
 	ex.Instances = countInstances(in.Instances.Series)
 	g.instancesApart = g.instancesApart || ex.Instances >= 2
 	// A group missing from the replicas answer is a gap in that query, not zero instances.
-	g.instances.observe(t, in.Replicas.Series, in.CacheResets.value() > 0, time.Duration(r.cfg.Settle), time.Duration(r.cfg.CacheRefill))
-	ex.Replicas, ex.UsualReplicas = g.instances.count(), g.usualReplicas
+	live, multiples := r.liveReplicas(g, in)
+	g.instances.observe(t, live, in.CacheResets.value() > 0, time.Duration(r.cfg.Settle), time.Duration(r.cfg.CacheRefill))
+	if ev := g.instances.event; ev != nil && ev.Last.Equal(t) {
+		ev.Multiples = multiples
+	}
+	ex.Replicas, ex.UsualReplicas, ex.ReplicasInMultiples = g.instances.count(), g.usualReplicas, multiples
 	r.followScaleOut(g, t, inbound)
 	if ev, ok := g.instances.recent(t, r.transientMemory()); ok {
 		ex.Transient = new(ev) // a copy: &ev put ev on the heap at every step, with or without an event
@@ -450,7 +492,7 @@ func (r *Rule) historyStep(g *group, s int, sig config.Signal, at time.Time, liv
 	}
 	instances := live
 	if r.replicasCol >= 0 {
-		if v, ok := read(at.Unix(), r.replicasCol); ok {
+		if v, ok := r.instancesAtTime(g, at.Unix()); ok {
 			instances = int(v)
 		}
 	}
@@ -552,7 +594,7 @@ func (r *Rule) inboundPerInstance(g *group) float64 {
 	}
 	per := r.inboundScratch[:0]
 	g.hist.each(func(i int) {
-		if n, in := g.hist.at(i, r.replicasCol), g.hist.at(i, 0); isNum(n) && n > 0 && isNum(in) {
+		if n, in := r.instancesAt(g, i), g.hist.at(i, 0); isNum(n) && n > 0 && isNum(in) {
 			per = append(per, math.Max(0, in)/n)
 		}
 	})
@@ -654,7 +696,7 @@ func (r *Rule) rawStep(g *group, s int, sig config.Signal, at time.Time, scale f
 	}
 	work, okWork := g.hist.raw(at.Unix(), 1+s)
 	inbound, okInbound := g.hist.raw(at.Unix(), 0)
-	count, okCount := g.hist.raw(at.Unix(), r.replicasCol)
+	count, okCount := r.instancesAtTime(g, at.Unix())
 	if !okWork || !okInbound || !okCount {
 		return false, false, false
 	}

@@ -33,6 +33,7 @@ type groupState struct {
 	StepSums          []stepSum       // the averaged columns' baseline step under way; nil before them
 	CmdPer            float64
 	UsualReplicas     float64
+	UsualCount        float64 // 0 in a file from before replica_count: unknown until relearned
 	InstancesApart    bool
 	Instances         instancesState
 	Learning          bool
@@ -162,7 +163,7 @@ func (r *Rule) ReadState(dec *gob.Decoder) error {
 func (g *group) saved(cols [][]sample16, held []average) groupState {
 	gs := groupState{
 		Key: g.key, Labels: g.labels, Cols: cols, Learned: int64(g.learned), Phase: int64(g.phase),
-		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas, InstancesApart: g.instancesApart,
+		CmdPer: g.cmdPer, UsualReplicas: g.usualReplicas, UsualCount: g.usualCount, InstancesApart: g.instancesApart,
 		Instances: instancesState{Names: g.instances.names, NamesSet: g.instances.names != nil, Born: fromUnixNano(g.instances.born), Event: valueOf(g.instances.event), Scale: valueOf(g.instances.scale)},
 		Learning:  g.learning,
 		Life: lifeState{State: g.life.state, PendingSince: fromUnixNano(g.life.pendingSince), FiringSince: fromUnixNano(g.life.firingSince),
@@ -218,7 +219,7 @@ func (r *Rule) fromState(gs groupState) *group {
 	g := &group{
 		key: gs.Key, labels: gs.Labels, learned: int32(gs.Learned), phase: int32(gs.Phase),
 		signals: make([]signalState, len(r.cfg.Signals)), fitted: gs.Fits != nil, peaksLearned: gs.AveragePeaks != nil,
-		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas, instancesApart: gs.InstancesApart,
+		cmdPer: gs.CmdPer, usualReplicas: gs.UsualReplicas, usualCount: gs.UsualCount, instancesApart: gs.InstancesApart,
 		instances: instanceTracker{names: gs.Instances.Names, born: unixNano(gs.Instances.Born), event: eventUnlessNone(gs.Instances.Event), scale: pointerUnlessZero(gs.Instances.Scale)},
 		learning:  gs.Learning,
 		life: lifecycle{state: gs.Life.State, pendingSince: unixNano(gs.Life.PendingSince), firingSince: unixNano(gs.Life.FiringSince),

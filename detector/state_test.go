@@ -20,8 +20,8 @@ func TestStateCoversEveryField(t *testing.T) {
 		v      any
 		fields int
 	}{
-		{group{}, 24}, {signalState{}, 9}, {lifecycle{}, 8}, {instanceTracker{}, 4}, {average{}, 3}, {flushState{}, 12},
-		{counterSeen{}, 3}, {countAt{}, 2}, {Episode{}, 13}, {Explanation{}, 43}, {historyClock{}, 5},
+		{group{}, 25}, {signalState{}, 9}, {lifecycle{}, 8}, {instanceTracker{}, 4}, {average{}, 3}, {flushState{}, 12},
+		{counterSeen{}, 3}, {countAt{}, 2}, {Episode{}, 13}, {Explanation{}, 44}, {historyClock{}, 5},
 	} {
 		if n := reflect.TypeOf(tc.v).NumField(); n != tc.fields {
 			t.Errorf("%T has %d fields, the state file knows %d: update state.go and this count", tc.v, n, tc.fields)
@@ -42,6 +42,8 @@ func stateCases() []stateCase {
 	withReplicas.Replicas, withReplicas.AverageOver, withReplicas.RecurWithin = "r", model.Duration(10*time.Minute), model.Duration(10*time.Minute)
 	recurring := tokenRule(config.RelationBounded)
 	recurring.RecurWithin = model.Duration(time.Hour)
+	behindOne := fleetRule(config.RelationProportional)
+	behindOne.ReplicaCount, behindOne.Signals[0].ReplicaScalingOnly = "count", true
 	return []stateCase{
 		{"self-generated traffic, replicas scaling and bursts", withReplicas, func(i int) Input {
 			pods := 2
@@ -79,6 +81,14 @@ func stateCases() []stateCase {
 				s = fleetStep{instances: 4, generation: 1, inbound: 18, work: 120}
 			case i > 300:
 				s = fleetStep{instances: 4, inbound: 18, work: 120}
+			}
+			return s.input(time.Time{})
+		}},
+		{"pods tripled behind one endpoint, counted by replica_count", behindOne, func(i int) Input {
+			// Tripled before the restart; the usual count and the event's multiples carry.
+			s := fleetStep{instances: 1, inbound: 10, work: 5, count: 0.1}
+			if i > 300 {
+				s = fleetStep{instances: 1, inbound: 10, work: 15, count: 0.3}
 			}
 			return s.input(time.Time{})
 		}},

@@ -58,7 +58,7 @@ func (r *Rule) stirredSelfGenerated(g *group, from, to time.Time) bool {
 		unix := at.Unix()
 		instances := 0
 		if r.replicasCol >= 0 {
-			if c, ok := g.hist.raw(unix, r.replicasCol); ok {
+			if c, ok := r.instancesAtTime(g, unix); ok {
 				if (isNum(count) && c != count) || g.grown(c) {
 					return true
 				}
@@ -172,7 +172,7 @@ func sameInput(a, b *GroupInput) bool {
 	reading := func(x, y Reading) bool { return x.OK == y.OK && same(x.Value, y.Value) }
 	breakdown := func(x, y Breakdown) bool { return x.OK == y.OK && maps.EqualFunc(x.Series, y.Series, same) }
 	return reading(a.Inbound, b.Inbound) && reading(a.Keys, b.Keys) && reading(a.Commands, b.Commands) &&
-		reading(a.Writes, b.Writes) && reading(a.CacheResets, b.CacheResets) &&
+		reading(a.Writes, b.Writes) && reading(a.CacheResets, b.CacheResets) && reading(a.ReplicaCount, b.ReplicaCount) &&
 		slices.EqualFunc(a.Signals, b.Signals, reading) &&
 		breakdown(a.Instances, b.Instances) && breakdown(a.Replicas, b.Replicas) && breakdown(a.Flushes, b.Flushes)
 }

@@ -19,6 +19,8 @@ type Transient struct {
 	From, To     int       // instances before it and now
 	NewInstances int       // instance names that appeared during it
 	CacheReset   bool      // the cache was reset during it
+	// Multiples: From and To count multiples of replica_count's usual value (Rule.liveReplicas).
+	Multiples bool
 	// Reset is the latest step the rule's cache_resets query saw a reset at; the refill is a
 	// transient until cache_refill after it. Zero without a reset.
 	Reset time.Time

@@ -17,8 +17,9 @@ type fleetStep struct {
 	instances, generation int
 	inbound, work         float64
 	cacheReset            bool
-	working               int // instances the work's breakdown names, where it differs from instances
-	next                  int // of the instances, how many the next generation names (a rolling deploy under way)
+	working               int     // instances the work's breakdown names, where it differs from instances
+	next                  int     // of the instances, how many the next generation names (a rolling deploy under way)
+	count                 float64 // replica_count's value; none when 0
 }
 
 // with is s changed by f.
@@ -56,6 +57,9 @@ func (s fleetStep) input(at time.Time) Input {
 			working[fmt.Sprintf("pod-%d", k)] = s.work / float64(s.working)
 		}
 		in.Instances = map[string]Values{key: working}
+	}
+	if s.count > 0 {
+		in.ReplicaCount = Values{key: s.count}
 	}
 	return in
 }
@@ -389,6 +393,53 @@ func TestReplicaScalingOnlySignal(t *testing.T) {
 			fired := firings(runFleet(t, NewRule(cfg, global(step)), two, tc.steps, step))
 			if got := len(fired) > 0; got != tc.fires {
 				t.Errorf("fired %d episodes, want firing %v", len(fired), tc.fires)
+			}
+		})
+	}
+}
+
+// Behind an aggregating endpoint replicas show one series whatever the pods; replica_count (the
+// probes each pod answers) still grows with them, and counts the instances in multiples of its
+// usual value: per-pod state doing more work per request as the pods triple is seen and named
+// there too, where without the count it is not, and a count that wobbles around half again its
+// usual value is no scaling (fleetsim seed 62433, replica-scaling-13: 2 → 4 pods behind one
+// endpoint, cache misses per request up 1.9x, missed three times).
+func TestReplicaCountBehindOneEndpoint(t *testing.T) {
+	const step = 30 * time.Second
+	healthy := fleetStep{instances: 1, inbound: 10, work: 5, count: 0.1}
+	tripled := fleetStep{instances: 1, inbound: 10, work: 15, count: 0.3}
+	wobble := make([]fleetStep, 60)
+	for i := range wobble {
+		wobble[i] = with(tripled, func(s *fleetStep) { s.count = 0.14 + 0.02*float64(i%2) })
+	}
+	tests := []struct {
+		name     string
+		count    bool // the rule reads replica_count
+		steps    []fleetStep
+		fireStep int // -1: never
+		words    string
+	}{
+		{"pods tripled behind one endpoint, work per request up, pages", true, append(fleet(10, healthy), fleet(60, tripled)...), 30,
+			"instances behind its one endpoint went 1 → 3 times their usual number (replica_count)"},
+		{"without replica_count the same is not seen", false, append(fleet(10, healthy), fleet(60, tripled)...), -1, ""},
+		{"a count wobbling around half again its usual is no scaling event", true, append(fleet(10, healthy), wobble...), -1, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fleetRule(config.RelationProportional)
+			cfg.Signals[0].ReplicaScalingOnly = true
+			if tc.count {
+				cfg.ReplicaCount = "count"
+			}
+			r := NewRule(cfg, global(step))
+			fired := firings(runFleet(t, r, healthy, tc.steps, step))
+			ep, ok := firedOnceAt(t, fired, step, tc.fireStep)
+			if ok && !strings.Contains(ep.Explanation.Diagnosis, tc.words) {
+				t.Errorf("diagnosis %q does not say %q", ep.Explanation.Diagnosis, tc.words)
+			}
+			// A scaling event at every wobble would hold back whatever else the group does.
+			if ev := r.groups[key].instances.event; tc.fireStep < 0 && tc.count && ev != nil {
+				t.Errorf("the count's wobble made a %s (%d → %d)", ev.Kind, ev.From, ev.To)
 			}
 		})
 	}

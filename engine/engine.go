@@ -540,7 +540,7 @@ type blindEpisode struct{ start, end time.Time }
 func (e *Engine) historyQueries() []string {
 	var out []string
 	for _, r := range e.cfg.Rules {
-		for _, q := range append([]string{r.Inbound, r.Commands, r.Replicas, r.CacheResets}, r.SignalQueries()...) {
+		for _, q := range append([]string{r.Inbound, r.Commands, r.Replicas, r.ReplicaCount, r.CacheResets}, r.SignalQueries()...) {
 			if q != "" && !slices.Contains(out, q) {
 				out = append(out, q)
 			}
@@ -671,6 +671,7 @@ func (e *Engine) fetch(ctx context.Context, r sources.Range, queries []string, a
 		breakdown(c.Instances, partInstances, byInstance)
 		breakdown(c.Replicas, partReplicas, byInstance)
 		sum(c.CacheResets, func(in *detector.GroupInput) *detector.Reading { return &in.CacheResets })
+		sum(c.ReplicaCount, func(in *detector.GroupInput) *detector.Reading { return &in.ReplicaCount })
 		breakdown(c.Flushes, partFlushes, (*knownGroup).seriesID)
 		rb.seen = rs.known.seen
 		if c.Limit > 0 && len(rb.seen) > c.Limit {

@@ -112,7 +112,7 @@ func (rb *ruleBatch) input(t time.Time, ts model.Time, s int) detector.Input {
 // clearInput empties a group's input for the next step; a breakdown's map is kept in its
 // knownGroup for reuse.
 func clearInput(in *detector.GroupInput) {
-	in.Inbound, in.Keys, in.Commands, in.Writes, in.CacheResets = detector.Reading{}, detector.Reading{}, detector.Reading{}, detector.Reading{}, detector.Reading{}
+	in.Inbound, in.Keys, in.Commands, in.Writes, in.CacheResets, in.ReplicaCount = detector.Reading{}, detector.Reading{}, detector.Reading{}, detector.Reading{}, detector.Reading{}, detector.Reading{}
 	clear(in.Signals)
 	in.Instances, in.Replicas, in.Flushes = detector.Breakdown{}, detector.Breakdown{}, detector.Breakdown{}
 }

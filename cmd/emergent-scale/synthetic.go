@@ -30,6 +30,10 @@ import (
 // resetsRange is the range of the shipped rules.toml's cache_resets query.
 const resetsRange = 5 * time.Minute
 
+// probesPerInstance is the synthetic replica_count of every group: one instance answering a
+// probe every 10 s (Kubernetes' default periodSeconds).
+const probesPerInstance = 0.1
+
 // Signal names of the shipped rules.toml, each answered by a metric's per-service rate.
 var signalMetrics = map[string]string{
 	"token_mints":        "token_mint_count",
@@ -68,6 +72,7 @@ func fleetAnswers(cfg *config.Config, f *fleet) (map[string]promsynth.Answer, er
 			{"inbound", r.Inbound, "rate:http_requests_total"},
 			// http_requests_total has no instance label: by (service, instance) is by service.
 			{"replicas", r.Replicas, "rate:http_requests_total"},
+			{"replica_count", r.ReplicaCount, "replica_count"},
 			{"instances", r.Instances, "instances:token_mint_count"},
 			{"cache_resets", r.CacheResets, "cache_resets"},
 			{"flushes", r.Flushes, "flushes"},
@@ -137,6 +142,11 @@ func (fa *fleetAnswerer) answer(name string) (promsynth.Answer, bool) {
 					model.LabelPair{Name: "cmd", Value: "flushdb"}, model.LabelPair{Name: "service", Value: fa.services[g]})
 			},
 			Value: func(g int, t time.Time) (float64, bool) { return f.flushCount(g, t), true },
+		}, true
+	case "replica_count":
+		// Each group is one instance that never scales (gen.go): its probes are steady.
+		return promsynth.Answer{Series: f.groups, Labels: fa.byService,
+			Value: func(int, time.Time) (float64, bool) { return probesPerInstance, true },
 		}, true
 	case "cache_resets":
 		return promsynth.Answer{Series: f.groups, Labels: fa.byService,
