@@ -982,9 +982,9 @@ func (r *Rule) instancesAtTime(g *group, unix int64) (float64, bool) {
 	return v, isNum(v)
 }
 
-// instancesOf is the instances behind replicas' names (their number) when replica_count reads
-// count: names, unless they are one series and replica_count's usual value is known, where the
-// instances are counted in multiples of that usual value, rounded. An aggregating endpoint in
+// instancesOf is the number of live instances from the replicas' count of names and
+// replica_count's value: names, unless they are one series and replica_count's usual value is
+// known, where the instances are counted in multiples of that usual value, rounded. An aggregating endpoint in
 // front of many pods is one series whatever their number, while the probes each pod answers
 // (or a replica count) still grow with them; their multiple is all the count can say.
 func (g *group) instancesOf(names, count float64) float64 {

@@ -124,8 +124,9 @@ func (r *Rule) liveReplicas(g *group, in *GroupInput) (Values, bool) {
 }
 
 // replicaCountBand is how far past the multiple followed replica_count must go to move it:
-// three quarters of the usual value, so a scale-out by half again or more (replicaGrowth) moves
-// it from one to two, while a rate window's wobble of a few probes does not.
+// three quarters of the usual value, so pods scaled out to 1.75 times their usual number or more
+// move it from one to two (a scale-out is 1.5-3x), while a rate window's wobble of a few probes
+// does not.
 const replicaCountBand = 0.75
 
 // expectedBounded is the group's learned healthy level per instance times its live instances,
